@@ -1,0 +1,3 @@
+from cdtcodec.cli import main
+
+main()
