@@ -1,0 +1,65 @@
+"""CDT: encoder -> latent -> context decoder -> conditional diffusion denoiser -> video."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cdtcodec.config import CDTConfig
+from cdtcodec.context import ContextDecoder
+from cdtcodec.denoiser import Denoiser
+from cdtcodec.diffusion import cosine_alphas_cumprod, ddim_step, sampling_indices
+from cdtcodec.encoder import Encoder, split_moments
+from cdtcodec.nn.layers import Cache
+
+
+class CDT(nn.Module):
+    """The tokenizer. Video tensors are (B, 3, T, H, W) in [-1, 1]; latents (B, 16, T', H/8, W/8).
+
+    Construction gives PyTorch's default init, with the temporal resamplers as identity-like maps (the
+    official constructor zeroes every causal conv, which only works when a checkpoint overwrites it).
+    Every method takes optional caches (plain dicts owned by the caller): pass the same dict for
+    consecutive chunks of one video, or nothing for a single full pass.
+    """
+
+    def __init__(self, cfg: CDTConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.context = ContextDecoder(cfg)
+        self.denoiser = Denoiser(cfg)
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(cfg.num_timesteps), persistent=False)
+
+    def moments(self, video: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """Raw posterior moments (B, 2L, T', h, w): mean then log-variance (unclamped)."""
+        return self.encoder(video, cache)
+
+    def encode(self, video: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        """Deterministic encode: the posterior mean."""
+        return split_moments(self.moments(video, cache))[0]
+
+    def decode(self, latent: torch.Tensor, noise_unit: torch.Tensor, steps: int | None = None,
+               context_cache: Cache | None = None, step_caches: list[Cache] | None = None) -> torch.Tensor:
+        """Latent -> video by DDIM from noise_scale * noise_unit (unit Gaussian of the output's shape).
+
+        Streaming keeps one context cache and one denoiser cache per sampling step, so a chunk can run all
+        of its steps before the next chunk starts (the denoiser is causal, so this equals step-major order).
+        """
+        steps = steps or self.cfg.sample_steps
+        context = self.context(latent, context_cache)
+        idx = sampling_indices(self.cfg.num_timesteps, steps)
+        x = self.cfg.noise_scale * noise_unit
+        for k in range(steps - 1, -1, -1):
+            cache = step_caches[k] if step_caches is not None else None
+
+            def predict(x_t: torch.Tensor, tau: torch.Tensor, cache=cache) -> torch.Tensor:
+                return self.denoiser(x_t, tau, context, cache)
+
+            x = ddim_step(predict, x, idx[k], idx[k - 1] if k else None, self.alphas_cumprod, self.cfg.num_timesteps)
+        return x
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+

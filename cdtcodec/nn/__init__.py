@@ -1,0 +1,1 @@
+"""Neural-network building blocks shared by the encoder, the context decoder and the denoiser."""

@@ -1,0 +1,233 @@
+"""Building blocks of CDT: causal 3D convolutions with an explicit feature cache, norms, blocks, resamplers.
+
+Tensors are (B, C, T, H, W). Layers that look at past frames take ``cache``: a plain dict owned by the
+caller, keyed by the layer itself, holding the few trailing input frames that the next chunk needs.
+``cache=None`` means a single full pass (training); a fresh ``{}`` starts a new stream. Feeding a video
+chunk by chunk through one cache gives the same output as one full pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Cache = dict  # {layer: tensor of trailing frames, or True for "first chunk done"}
+
+
+def _pad_time_space(x: torch.Tensor, front: int, ph: int, pw: int, mode: str) -> torch.Tensor:
+    if front == 0 and ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (pw, pw, ph, ph, front, 0), mode=mode)
+
+
+class CausalConv3d(nn.Conv3d):
+    """Conv3d that pads only the past in time (kt - 1 frames) and symmetrically in space.
+
+    Streaming: keeps the last kt - 1 unpadded input frames; the next chunk sees them in place of padding.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: tuple[int, int, int], stride=(1, 1, 1), pad_mode="constant",
+                 bias: bool = True):
+        super().__init__(cin, cout, kernel, stride=stride, bias=bias)
+        kt, kh, kw = kernel
+        self.time_context = kt - 1
+        self.space_pad = ((kh - 1) // 2, (kw - 1) // 2)
+        self.pad_mode = pad_mode
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        front = self.time_context
+        if self.time_context:
+            past = cache.get(self) if cache is not None else None
+            if past is not None:
+                x = torch.cat([past, x], dim=2)
+                front -= past.shape[2]
+            if cache is not None:
+                cache[self] = x[:, :, -self.time_context :].detach().clone()
+        return super().forward(_pad_time_space(x, front, *self.space_pad, self.pad_mode))
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at every (t, h, w): biased variance, eps inside the root (as the official code)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.g = nn.Parameter(torch.ones(1, dim, 1, 1, 1))
+        self.b = nn.Parameter(torch.zeros(1, dim, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = torch.var(x, dim=1, unbiased=False, keepdim=True)
+        mean = torch.mean(x, dim=1, keepdim=True)
+        return (x - mean) / (var + self.eps).sqrt() * self.g + self.b
+
+
+class Block(nn.Module):
+    """Causal conv (3x7x7 if large else 3x3x3) -> ChannelNorm -> ReLU."""
+
+    def __init__(self, cin: int, cout: int, large: bool, pad_mode: str):
+        super().__init__()
+        self.conv = CausalConv3d(cin, cout, (3, 7, 7) if large else (3, 3, 3), pad_mode=pad_mode)
+        self.norm = ChannelNorm(cout)
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x, cache)))
+
+
+class ResnetBlock(nn.Module):
+    """Block1 (+ per-channel time bias) -> Block2, plus a 1x1x1 residual projection when widths differ."""
+
+    def __init__(self, cin: int, cout: int, pad_mode: str, time_dim: int | None = None, large: bool = False):
+        super().__init__()
+        self.time_proj = nn.Linear(time_dim, cout) if time_dim else None
+        self.block1 = Block(cin, cout, large, pad_mode)
+        self.block2 = Block(cout, cout, False, pad_mode)
+        self.res_conv = CausalConv3d(cin, cout, (1, 1, 1)) if cin != cout else None
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
+        h = self.block1(x, cache)
+        if self.time_proj is not None:
+            h = h + self.time_proj(F.leaky_relu(temb, 0.2))[:, :, None, None, None]
+        h = self.block2(h, cache)
+        return h + (self.res_conv(x) if self.res_conv is not None else x)
+
+
+class AttentionBlock(nn.Module):
+    """Residual(PreNorm(linear attention)), one head, computed per frame (frames never interact)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = dim**-0.5
+        self.norm = ChannelNorm(dim)
+        self.to_qkv = CausalConv3d(dim, dim * 3, (1, 1, 1), bias=False)
+        self.to_out = CausalConv3d(dim, dim, (1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        qkv = self.to_qkv(self.norm(x))
+        qkv = qkv.permute(0, 2, 1, 3, 4).reshape(b * t, 3 * c, h * w)
+        q, k, v = qkv.chunk(3, dim=1)
+        q = q.softmax(dim=1) * self.scale  # over channels, at each pixel
+        k = k.softmax(dim=-1)  # over pixels, for each channel
+        context = torch.einsum("bdn,ben->bde", k, v)
+        out = torch.einsum("bde,bdn->ben", context, q)
+        out = out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+        return self.to_out(out) + x
+
+
+class Downsample(nn.Module):
+    """Halve H and W: a (1,3,3) conv with stride (1,2,2); H_out = ceil(H / 2)."""
+
+    def __init__(self, dim: int, pad_mode: str):
+        super().__init__()
+        self.conv = CausalConv3d(dim, dim, (1, 3, 3), stride=(1, 2, 2), pad_mode=pad_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class NearestUpsample(nn.Module):
+    """Double H and W: pixel duplication then a (1,5,5) conv (the base preset's upsampler)."""
+
+    def __init__(self, cin: int, cout: int, pad_mode: str):
+        super().__init__()
+        self.conv = CausalConv3d(cin, cout, (1, 5, 5), pad_mode=pad_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
+
+
+class TransposedUpsample(nn.Module):
+    """Double H and W with a (1,5,5) transposed conv of stride (1,2,2) (the small preset's upsampler)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose3d(
+            cin, cout, (1, 5, 5), stride=(1, 2, 2), padding=(0, 2, 2), output_padding=(0, 1, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def make_upsample(cin: int, cout: int, new_upsample: bool, pad_mode: str) -> nn.Module:
+    return NearestUpsample(cin, cout, pad_mode) if new_upsample else TransposedUpsample(cin, cout)
+
+
+def _per_pixel(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B*H*W, C, T): run temporal 1D convs at every pixel, as the official code does."""
+    b, c, t, h, w = x.shape
+    return x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, t)
+
+
+def _per_pixel_back(x: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
+    return x.reshape(b, h, w, x.shape[1], x.shape[2]).permute(0, 3, 4, 1, 2)
+
+
+class TimeDownsample(nn.Module):
+    """Halve T causally: output frame j sees input frames 2j-2, 2j-1, 2j (front pad 2; 1+2k -> 1+k).
+
+    Streaming: keeps the last input frame; chunks after a first odd-length one must have even length.
+    """
+
+    def __init__(self, dim: int, pad_mode: str):
+        super().__init__()
+        self.pad_mode = pad_mode
+        self.conv = nn.Conv1d(dim, dim, 3, stride=2)
+        self.init_identity()
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        b, _, _, h, w = x.shape
+        past = cache.get(self) if cache is not None else None
+        if cache is not None:
+            cache[self] = x[:, :, -1:].detach()
+        seq = _per_pixel(x)
+        if past is None:
+            seq = F.pad(seq, (2, 0), mode=self.pad_mode)
+        else:
+            if x.shape[2] % 2:
+                raise ValueError("after the first chunk, TimeDownsample needs an even number of frames per chunk")
+            seq = torch.cat([_per_pixel(past), seq], dim=2)
+        return _per_pixel_back(self.conv(seq), b, h, w)
+
+    def init_identity(self) -> None:
+        """Start as the sum of the two newest frames in each window (the official initialisation)."""
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            idx = torch.arange(self.conv.weight.shape[0])
+            self.conv.weight[idx, idx, 1] = 1.0
+            self.conv.weight[idx, idx, 2] = 1.0
+
+
+class TimeUpsample(nn.Module):
+    """Double T: a per-pixel 1x1 conv C -> 2C whose channel 2c+p becomes channel c of frame 2t+p.
+
+    The first chunk of a stream drops its first output frame, so 1+k frames become 1+2k. The cache only
+    remembers that the first chunk has been seen; ``cache=None`` is a whole video, hence a first chunk.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim * 2, 1)
+        self.init_identity()
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        first_chunk = cache is None or self not in cache
+        if cache is not None:
+            cache[self] = True
+        y = self.conv(_per_pixel(x))  # (BHW, 2C, T)
+        y = y.reshape(b * h * w, c, 2, t).transpose(2, 3).reshape(b * h * w, c, 2 * t)
+        if first_chunk:
+            y = y[:, :, 1:]
+        return _per_pixel_back(y, b, h, w)
+
+    def init_identity(self) -> None:
+        """Start as frame duplication (the official initialisation)."""
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            idx = torch.arange(self.conv.weight.shape[1])
+            self.conv.weight[2 * idx, idx, 0] = 1.0
+            self.conv.weight[2 * idx + 1, idx, 0] = 1.0
