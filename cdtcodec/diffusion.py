@@ -33,12 +33,12 @@ Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def ddim_step(predict_x0: Predictor, x: torch.Tensor, t: int, t_prev: int | None,
               alphas_cumprod: torch.Tensor, num_timesteps: int) -> torch.Tensor:
     """One deterministic (eta = 0) DDIM update from timestep t to t_prev (None: to the clean video)."""
-    tau = torch.full((x.shape[0], 1), float(t) / num_timesteps, dtype=torch.float32, device=x.device)
-    x0 = predict_x0(x, tau).float()
+    tau = torch.full((x.shape[0], 1), float(t) / num_timesteps, dtype=x.dtype, device=x.device)
+    x0 = predict_x0(x, tau).to(x.dtype)
     if t_prev is None:
         return x0  # a_prev = 1: the update returns x0 exactly
-    a = alphas_cumprod[t].to(x.device)  # float32 scalars, as the official update
-    a_prev = alphas_cumprod[t_prev].to(x.device)
+    a = alphas_cumprod[t].to(x.device, x.dtype)  # float32 scalars in fp32, as the official update
+    a_prev = alphas_cumprod[t_prev].to(x.device, x.dtype)
     eps = (torch.sqrt(1 / a) * x - x0) / torch.sqrt(1 / a - 1)
     return torch.sqrt(a_prev) * x0 + torch.sqrt((1 - a_prev).clamp(min=0)) * eps
 
