@@ -1,0 +1,32 @@
+"""Latents <-> integer symbols: the one home of step sizes and of the quality scale.
+
+Uniform scalar quantization with one step size per file (stored in the header): symbols = round(z / step).
+A larger step means fewer bits and more distortion. The quality scale is geometric, a factor sqrt(2) in
+step per level, so each level roughly trades the same number of bits per latent for distortion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# quality 1 (smallest files) .. 8 (best quality); steps in latent units (latent std is about 1 to 3).
+QUALITY_STEPS: dict[int, float] = {q: round(2.0 * 2 ** (-(q - 1) / 2), 4) for q in range(1, 9)}
+DEFAULT_QUALITY = 5
+
+
+def step_for_quality(quality: int) -> float:
+    if quality not in QUALITY_STEPS:
+        raise ValueError(f"quality must be in {min(QUALITY_STEPS)}..{max(QUALITY_STEPS)}")
+    return QUALITY_STEPS[quality]
+
+
+def quantize(latent: torch.Tensor, step: float) -> np.ndarray:
+    """(C, t, h, w) float latent -> int32 symbols."""
+    if not step > 0:
+        raise ValueError("quantizer step must be > 0")
+    return torch.round(latent.float() / step).to(torch.int32).cpu().numpy()
+
+
+def dequantize(symbols: np.ndarray, step: float) -> torch.Tensor:
+    return torch.from_numpy(symbols.astype(np.float32)) * step
