@@ -1,0 +1,1 @@
+"""Training utilities for cdtcodec (data pipeline, losses, loops)."""

@@ -1,0 +1,269 @@
+"""Video clip sampling for training and evaluation.
+
+Footage is the segment files written by ``scripts/build_dataset.py``: ``<root>/train/*.mp4`` and
+``<root>/val/*.mp4`` (~10 s each, keyframe every ~1 s). Samples are float32 tensors laid out
+``(3, T, size, size)`` with values in ``[-1, 1]``; ``T = 1 + 4k`` frames (the tokenizer's
+temporal layout: one leading frame then groups of four).
+
+Why an :class:`~torch.utils.data.IterableDataset`: training draws an endless stream of random
+windows (random segment weighted by length, random start, crop, scale, flip) rather than walking
+a fixed index, so there is nothing for a sampler to shard. Each DataLoader worker of each
+distributed rank runs its own random generator, seeded from ``(seed, epoch, rank, worker id)``,
+so streams differ across workers/ranks and are reproducible for a given seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ClipDataset", "Segment", "list_segments", "read_frames", "validation_clips"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: str
+    frames: int
+    width: int
+    height: int
+    fps: float
+
+
+def _split_dir(root: str | Path, split: str) -> Path:
+    root = Path(root)
+    d = root / split
+    return d if d.is_dir() else root
+
+
+def _probe(path: Path) -> Segment:
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        n = s.frames
+        if not n:
+            n = sum(1 for p in c.demux(s) if p.size > 0)
+        rate = s.average_rate or s.guessed_rate or Fraction(25)
+        return Segment(str(path), int(n), s.codec_context.width, s.codec_context.height, float(rate))
+
+
+def list_segments(root: str | Path, split: str = "train") -> list[Segment]:
+    """Segments of one split, sorted by file name.
+
+    Frame counts come from ``<root>/manifest.json`` when it lists the file, else from the file.
+    ``root`` may be the data directory (holding ``train/`` and ``val/``) or a split folder.
+    """
+    d = _split_dir(root, split)
+    files = sorted(d.glob("*.mp4"))
+    known: dict[str, Segment] = {}
+    manifest = Path(root) / "manifest.json"
+    if manifest.is_file():
+        try:
+            m = json.loads(manifest.read_text())
+            for src in m.get("sources", []):
+                for clip in src.get("clips", []):
+                    for s in clip.get("segments", []):
+                        p = (Path(root) / s["path"]).resolve()
+                        fps = s["fps"][0] / s["fps"][1] if isinstance(s["fps"], list) else float(s["fps"])
+                        known[str(p)] = Segment(str(p), int(s["frames"]), int(s["width"]),
+                                                int(s["height"]), fps)
+        except (ValueError, KeyError, TypeError):
+            known = {}
+    out = []
+    for f in files:
+        seg = known.get(str(f.resolve()))
+        out.append(Segment(str(f), seg.frames, seg.width, seg.height, seg.fps) if seg else _probe(f))
+    return out
+
+
+def read_frames(path: str | Path, start: int, count: int) -> np.ndarray:
+    """Decode frames ``[start, start + count)`` of a constant-frame-rate file as uint8 (T, H, W, 3).
+
+    Seeks to the keyframe at or before ``start`` and decodes forward from there; falls back to
+    decoding from the beginning when timestamps are unusable.
+    """
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        rate = s.average_rate or s.guessed_rate
+        tb = s.time_base
+        t0 = s.start_time or 0
+        frames: list[np.ndarray] = []
+        if rate and tb and start > 0:
+            target = t0 + int(math.floor(Fraction(start) / Fraction(rate) / Fraction(tb)))
+            c.seek(target, stream=s, backward=True, any_frame=False)
+            ok = True
+            for frame in c.decode(s):
+                if frame.pts is None:
+                    ok = False
+                    break
+                idx = int(round(float((frame.pts - t0) * tb * rate)))
+                if idx > start and not frames:
+                    ok = False  # landed after the window start: timestamps not trustworthy
+                    break
+                if idx >= start:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                    if len(frames) == count:
+                        break
+            if ok and len(frames) == count:
+                return np.stack(frames)
+            frames = []
+            c.seek(0, stream=s, backward=True, any_frame=False)
+        for idx, frame in enumerate(c.decode(s)):
+            if idx >= start:
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) == count:
+                    break
+    if len(frames) != count:
+        raise ValueError(f"{path}: wanted frames {start}..{start + count - 1}, decoded {len(frames)}")
+    return np.stack(frames)
+
+
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> float32 (3, T, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
+    return x.div_(127.5).sub_(1.0)
+
+
+def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Antialiased bilinear resize of (3, T, H, W); identity when the size already matches."""
+    if x.shape[-2:] == (h, w):
+        return x
+    y = F.interpolate(x.permute(1, 0, 2, 3), size=(h, w), mode="bilinear", align_corners=False,
+                      antialias=True)
+    return y.permute(1, 0, 2, 3).clamp_(-1.0, 1.0)
+
+
+def _check_frames(frames: int) -> None:
+    if frames < 1 or (frames - 1) % 4 != 0:
+        raise ValueError(f"frames must be 1 + 4k, got {frames}")
+
+
+class ClipDataset(torch.utils.data.IterableDataset):
+    """Endless (or ``num_samples``-long) stream of random training clips.
+
+    Each item is a float32 tensor ``(3, frames, size, size)`` in ``[-1, 1]``: ``frames``
+    consecutive frames (``1 + 4k``) from a random segment (probability proportional to its
+    number of possible windows), randomly downscaled by a factor in ``[min_scale, 1]`` (never
+    below ``size`` on the short side, so crops see more context), randomly cropped to
+    ``size x size``, and flipped horizontally with probability ``flip``. Segments shorter than
+    ``frames`` or with a short side below ``size`` are not used.
+
+    Randomness: worker ``w`` of rank ``r`` draws from ``numpy.random.default_rng([seed, epoch,
+    r, w])``; ``rank``/``world_size`` default to ``torch.distributed`` when it is initialised.
+    Call :meth:`set_epoch` to get a fresh stream per epoch. With ``num_samples`` set, each rank
+    yields that many items in total, split over its DataLoader workers.
+    """
+
+    def __init__(self, root: str | Path, frames: int = 17, size: int = 256, *, split: str = "train",
+                 seed: int = 0, min_scale: float = 1.0, flip: float = 0.5,
+                 num_samples: int | None = None, rank: int | None = None,
+                 world_size: int | None = None) -> None:
+        super().__init__()
+        _check_frames(frames)
+        if not 0.0 < min_scale <= 1.0:
+            raise ValueError("min_scale must be in (0, 1]")
+        self.root, self.frames, self.size, self.split = Path(root), frames, size, split
+        self.seed, self.min_scale, self.flip, self.num_samples = seed, min_scale, flip, num_samples
+        self._rank, self._world_size = rank, world_size
+        self.epoch = 0
+        all_segs = list_segments(root, split)
+        self.segments = [s for s in all_segs if s.frames >= frames and min(s.width, s.height) >= size]
+        if not self.segments:
+            raise ValueError(f"no segment in {_split_dir(root, split)} holds {frames} frames of at "
+                             f"least {size}x{size} ({len(all_segs)} segment(s) found)")
+        w = np.array([s.frames - frames + 1 for s in self.segments], dtype=np.float64)
+        self.weights = w / w.sum()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _rank_info(self) -> tuple[int, int]:
+        if self._rank is not None:
+            return self._rank, self._world_size or 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def rng_for(self, rank: int, worker: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, rank, worker])
+
+    def sample(self, rng: np.random.Generator) -> torch.Tensor:
+        """Draw one clip with the given generator."""
+        seg = self.segments[int(rng.choice(len(self.segments), p=self.weights))]
+        start = int(rng.integers(0, seg.frames - self.frames + 1))
+        short = min(seg.width, seg.height)
+        lo = max(self.min_scale, self.size / short)
+        scale = float(rng.uniform(lo, 1.0)) if lo < 1.0 else 1.0
+        crop = min(short, max(self.size, int(round(self.size / scale))))  # crop side in source px
+        y0 = int(rng.integers(0, seg.height - crop + 1))
+        x0 = int(rng.integers(0, seg.width - crop + 1))
+        flip = bool(rng.random() < self.flip)
+        frames = read_frames(seg.path, start, self.frames)[:, y0:y0 + crop, x0:x0 + crop]
+        if flip:
+            frames = frames[:, :, ::-1]
+        return _resize(_to_tensor(frames), self.size, self.size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        rank, world = self._rank_info()
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rng = self.rng_for(rank, worker)
+        if self.num_samples is None:
+            while True:
+                yield self.sample(rng)
+        n = self.num_samples // n_workers + (1 if worker < self.num_samples % n_workers else 0)
+        for _ in range(n):
+            yield self.sample(rng)
+
+
+def validation_clips(root: str | Path, frames: int = 17, size: int = 256, count: int = 8, *,
+                     split: str = "val", plain_std: float = 0.03) -> list[torch.Tensor]:
+    """A fixed, deterministic list of ``count`` evaluation clips, each (3, frames, size, size) in [-1, 1].
+
+    Window starts are spread evenly over all windows of the split's segments (sorted by file
+    name). Each clip is resized so its short side is ``size`` (antialiased) and center-cropped.
+    A window whose first frame is nearly uniform (pixel std below ``plain_std``, e.g. black
+    frames) is replaced by the next window of the same segment, when there is one.
+    """
+    _check_frames(frames)
+    segs = [s for s in list_segments(root, split) if s.frames >= frames]
+    if not segs:
+        raise ValueError(f"no segment with {frames} frames in {_split_dir(root, split)}")
+    # Non-overlapping windows per segment, concatenated in file order.
+    windows = [(i, k * frames) for i, s in enumerate(segs) for k in range(s.frames // frames)]
+    count = min(count, len(windows))
+    picks = [windows[int(j * len(windows) / count)] for j in range(count)]
+    clips = []
+    used = set()
+    for i, start in picks:
+        seg = segs[i]
+        clip = None
+        while start + frames <= seg.frames:
+            if (i, start) not in used:
+                x = _to_tensor(read_frames(seg.path, start, frames))
+                if x[:, 0].std().item() >= plain_std or clip is None:
+                    clip = (start, x)
+                if x[:, 0].std().item() >= plain_std:
+                    break
+            start += frames
+        if clip is None:
+            continue
+        used.add((i, clip[0]))
+        x = clip[1]
+        h, w = x.shape[-2:]
+        s = size / min(h, w)
+        nh, nw = max(size, int(round(h * s))), max(size, int(round(w * s)))
+        x = _resize(x, nh, nw)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        clips.append(x[:, :, top:top + size, left:left + size].contiguous())
+    return clips

