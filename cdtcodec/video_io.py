@@ -692,6 +692,10 @@ def open_video(path, start_s: float = 0.0, max_frames: int | None = None) -> Vid
 # writing
 
 
+class _AudioRejected(Exception):
+    """The muxer refused the audio stream when writing its header."""
+
+
 def _temp_name(directory: str, name: str, suffix: str) -> str:
     return os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part{suffix}")
 
@@ -842,13 +846,30 @@ class VideoWriter:
             options.update({str(k): str(v) for k, v in codec_options.items()})
 
         container_options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+        settings = (fmt, codec, options, container_options, pix_fmt, colorspace, color_primaries, color_trc)
+        try:
+            self._build(*settings, with_audio=True)
+        except _AudioRejected as e:
+            # Some muxers only refuse a codec when writing the header: drop the audio, keep going.
+            self.audio_skipped_reason = f"the {fmt} container rejected {self.audio.codec_name} audio: {e}"
+            self._build(*settings, with_audio=False)
+
+    def _build(self, fmt, codec, options, container_options, pix_fmt, colorspace, color_primaries, color_trc,
+               with_audio: bool) -> None:
+        path = self.path
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:
+                pass
+            self._container, self._audio_stream = None, None
         try:
             self._container = av.open(self._tmp, mode="w", format=fmt, container_options=container_options)
         except av.FFmpegError as e:
             raise _err(path, "cannot create output", e) from None
         try:
             tb = Fraction(self.fps.denominator, self.fps.numerator)
-            stream = self._container.add_stream(codec, rate=self.fps, options=options)
+            stream = self._container.add_stream(codec, rate=self.fps, options=dict(options))
             stream.width = self.width
             stream.height = self.height
             stream.pix_fmt = pix_fmt
@@ -868,10 +889,13 @@ class VideoWriter:
             raise _err(path, f"the {fmt} container cannot hold {codec}", e) from None
         except av.FFmpegError as e:
             raise _err(path, f"cannot set up encoder {codec}", e) from None
-        self._add_audio(fmt)
+        if with_audio:
+            self._add_audio(fmt)
         try:
             self._container.start_encoding()
         except av.FFmpegError as e:
+            if self._audio_stream is not None:
+                raise _AudioRejected(_describe(e)) from None
             raise _err(path, f"cannot start encoder {codec} ({pix_fmt}, {self.width}x{self.height})", e) from None
 
     def _add_audio(self, fmt: str) -> None:
