@@ -1,0 +1,410 @@
+"""The .cdt file header: what was coded and how, as a frozen dataclass, and its byte form.
+
+Byte form (see docs/bitstream.md):
+
+    preamble   PREAMBLE: magic, major, minor, field-area length L
+    fields     L bytes of (FIELD_HEAD tag/flags/length, value) entries
+    crc        CRC-32 of preamble + fields
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import BinaryIO, Iterable, Mapping
+
+from . import spec
+from .errors import (
+    BadMagic,
+    BitstreamError,
+    ChecksumMismatch,
+    InconsistentHeader,
+    LimitExceeded,
+    Truncated,
+    UnsupportedFeature,
+    UnsupportedVersion,
+)
+
+ENTROPY_CODERS_NAMES = tuple(spec.CODER_IDS)  # ("zstd", "range")
+DEFAULT_CODER = "range"  # fewer real bytes than zstd on every input we measured (docs/bitstream.md)
+DEFAULT_ZSTD_LEVEL = 19
+
+
+@dataclass(frozen=True, kw_only=True)
+class Header:
+    """Everything a decoder needs besides the chunk symbols. Strings are ASCII."""
+
+    model_id: str
+    weights_hash: bytes
+    width: int
+    height: int
+    coded_width: int
+    coded_height: int
+    num_frames: int
+    coded_frames: int
+    fps_num: int
+    fps_den: int
+    time_base_num: int
+    time_base_den: int
+    latent_channels: int
+    latent_height: int
+    latent_width: int
+    latent_frames: int
+    quant_step: tuple[float, ...]
+    pix_fmt: str = ""
+    color_range: str = ""
+    color_space: str = ""
+    color_primaries: str = ""
+    color_trc: str = ""
+    chunk_latent_frames: int = 1
+    entropy_coder: str = DEFAULT_CODER
+    #: coder parameters; missing keys take the coder's defaults (see full_entropy_params)
+    entropy_params: Mapping[str, int] = field(default_factory=dict)
+    seed: int = 0
+    sampling_steps: int = 1
+    spatial_downsample: int = 8
+    temporal_downsample: int = 4
+    #: optional named fields carried verbatim (readers that do not know a key ignore it)
+    extensions: Mapping[str, bytes] = field(default_factory=dict)
+
+    def __post_init__(self):
+        qs = self.quant_step
+        if isinstance(qs, (int, float)):
+            qs = (qs,)
+        object.__setattr__(self, "quant_step", tuple(float(q) for q in qs))
+        object.__setattr__(self, "entropy_params", dict(self.entropy_params))
+        object.__setattr__(self, "extensions", dict(self.extensions))
+        if isinstance(self.weights_hash, (bytearray, memoryview)):
+            object.__setattr__(self, "weights_hash", bytes(self.weights_hash))
+
+    # ---- derived layout ----------------------------------------------------------------------
+    @property
+    def num_chunks(self) -> int:
+        """The first chunk holds one latent frame, the others chunk_latent_frames each (the
+        last one possibly fewer)."""
+        rest = self.latent_frames - 1
+        return 1 + -(-rest // self.chunk_latent_frames)
+
+    def chunk_frames(self, i: int) -> int:
+        """Latent frames in chunk i."""
+        if not 0 <= i < self.num_chunks:
+            raise IndexError(f"chunk {i} out of range 0..{self.num_chunks - 1}")
+        if i == 0:
+            return 1
+        start = 1 + (i - 1) * self.chunk_latent_frames
+        return min(self.chunk_latent_frames, self.latent_frames - start)
+
+    def chunk_shape(self, i: int) -> tuple[int, int, int, int]:
+        return (self.latent_channels, self.chunk_frames(i), self.latent_height, self.latent_width)
+
+    def chunk_start_frame(self, i: int) -> int:
+        """Index of chunk i's first latent frame."""
+        self.chunk_frames(i)
+        return 0 if i == 0 else 1 + (i - 1) * self.chunk_latent_frames
+
+    def full_entropy_params(self) -> dict[str, int]:
+        """entropy_params with the coder's defaults filled in."""
+        if self.entropy_coder == "zstd":
+            return {"level": DEFAULT_ZSTD_LEVEL, **self.entropy_params}
+        if self.entropy_coder == "range":
+            return {"model": spec.RANGE_MODEL_CHANNEL_V1, "precision": spec.RANGE_PRECISION,
+                    **self.entropy_params}
+        return dict(self.entropy_params)
+
+    def with_defaults(self) -> "Header":
+        """This header as a reader will return it (entropy params made explicit)."""
+        return replace(self, entropy_params=self.full_entropy_params())
+
+
+# ------------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------------
+def _ascii_ok(s, name: str, allow_empty: bool = True) -> None:
+    if not isinstance(s, str):
+        raise InconsistentHeader(f"header: {name} must be a string")
+    if not allow_empty and not s:
+        raise InconsistentHeader(f"header: {name} is empty")
+    if len(s) > spec.MAX_STR or not all(32 <= ord(c) < 127 for c in s):
+        raise InconsistentHeader(f"header: {name} must be printable ASCII of at most {spec.MAX_STR} chars")
+
+
+def _int_in(v, name: str, lo: int, hi: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InconsistentHeader(f"header: {name} must be an integer, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise InconsistentHeader(f"header: {name}={v} outside {lo}..{hi}")
+
+
+def validate_header(h: Header) -> None:
+    """Raise InconsistentHeader unless every field is in range and the fields agree."""
+    _ascii_ok(h.model_id, "model_id", allow_empty=False)
+    if not isinstance(h.weights_hash, bytes) or len(h.weights_hash) != 32:
+        raise InconsistentHeader("header: weights_hash must be 32 bytes")
+    u32 = (1 << 32) - 1
+    for name in ("width", "height", "coded_width", "coded_height"):
+        _int_in(getattr(h, name), name, 1, spec.MAX_DIM)
+    _int_in(h.coded_frames, "coded_frames", 1, spec.MAX_FRAMES)
+    _int_in(h.num_frames, "num_frames", 1, h.coded_frames)
+    if h.width > h.coded_width or h.height > h.coded_height:
+        raise InconsistentHeader(
+            f"header: original size {h.width}x{h.height} larger than coded size {h.coded_width}x{h.coded_height}")
+    for name in ("fps_num", "fps_den", "time_base_num", "time_base_den"):
+        _int_in(getattr(h, name), name, 1, u32)
+    for name in ("pix_fmt", "color_range", "color_space", "color_primaries", "color_trc"):
+        _ascii_ok(getattr(h, name), name)
+    _int_in(h.spatial_downsample, "spatial_downsample", 1, 1024)
+    _int_in(h.temporal_downsample, "temporal_downsample", 1, 1024)
+    _int_in(h.latent_channels, "latent_channels", 1, spec.MAX_CHANNELS)
+    _int_in(h.latent_height, "latent_height", 1, spec.MAX_DIM)
+    _int_in(h.latent_width, "latent_width", 1, spec.MAX_DIM)
+    _int_in(h.latent_frames, "latent_frames", 1, spec.MAX_FRAMES)
+    _int_in(h.chunk_latent_frames, "chunk_latent_frames", 1, spec.MAX_FRAMES)
+    if h.latent_width * h.spatial_downsample != h.coded_width:
+        raise InconsistentHeader(
+            f"header: latent_width {h.latent_width} x {h.spatial_downsample} != coded_width {h.coded_width}")
+    if h.latent_height * h.spatial_downsample != h.coded_height:
+        raise InconsistentHeader(
+            f"header: latent_height {h.latent_height} x {h.spatial_downsample} != coded_height {h.coded_height}")
+    if 1 + (h.latent_frames - 1) * h.temporal_downsample != h.coded_frames:
+        raise InconsistentHeader(
+            f"header: latent_frames {h.latent_frames} does not give coded_frames {h.coded_frames} "
+            f"at temporal_downsample {h.temporal_downsample}")
+    biggest_t = max(1, min(h.chunk_latent_frames, h.latent_frames - 1))
+    if h.latent_channels * biggest_t * h.latent_height * h.latent_width > spec.MAX_CHUNK_SYMBOLS:
+        raise LimitExceeded(f"header: a chunk would hold more than {spec.MAX_CHUNK_SYMBOLS} symbols")
+    qs = h.quant_step
+    if len(qs) not in (1, h.latent_channels):
+        raise InconsistentHeader(
+            f"header: quant_step has {len(qs)} entries, expected 1 or latent_channels={h.latent_channels}")
+    for q in qs:
+        if not (math.isfinite(q) and q > 0):
+            raise InconsistentHeader(f"header: quant_step {q!r} is not a positive finite number")
+    if h.entropy_coder not in spec.CODER_IDS:
+        raise InconsistentHeader(f"header: unknown entropy coder {h.entropy_coder!r}")
+    params = h.full_entropy_params()
+    if h.entropy_coder == "zstd":
+        if set(params) != {"level"}:
+            raise InconsistentHeader(f"header: zstd parameters must be {{'level'}}, got {sorted(params)}")
+        _int_in(params["level"], "zstd level", -7, 22)
+    else:
+        if set(params) != {"model", "precision"}:
+            raise InconsistentHeader(
+                f"header: range parameters must be {{'model', 'precision'}}, got {sorted(params)}")
+        if params["model"] != spec.RANGE_MODEL_CHANNEL_V1:
+            raise UnsupportedFeature(f"header: unknown range model id {params['model']}")
+        if params["precision"] != spec.RANGE_PRECISION:
+            raise UnsupportedFeature(f"header: range precision {params['precision']} (only {spec.RANGE_PRECISION})")
+    _int_in(h.seed, "seed", 0, (1 << 64) - 1)
+    _int_in(h.sampling_steps, "sampling_steps", 0, u32)
+    for k, v in h.extensions.items():
+        _ascii_ok(k, "extension key", allow_empty=False)
+        if not isinstance(v, (bytes, bytearray)):
+            raise InconsistentHeader(f"header: extension {k!r} value must be bytes")
+
+
+# ------------------------------------------------------------------------------------------------
+# encoding
+# ------------------------------------------------------------------------------------------------
+def _s(text: str) -> bytes:
+    b = text.encode("ascii")
+    return spec.STR_LEN.pack(len(b)) + b
+
+
+def _field(tag: int, value: bytes, required: bool = True) -> bytes:
+    flags = spec.FIELD_FLAG_REQUIRED if required else 0
+    return spec.FIELD_HEAD.pack(tag, flags, len(value)) + value
+
+
+def encode_header(h: Header, extra_fields: Iterable[tuple[int, bool, bytes]] = ()) -> bytes:
+    """The header's bytes: preamble, fields, CRC. extra_fields (tag, required, value) are
+    appended verbatim (for testing forward compatibility)."""
+    validate_header(h)
+    params = h.full_entropy_params()
+    if h.entropy_coder == "zstd":
+        pbytes = spec.ZSTD_PARAMS.pack(params["level"])
+    else:
+        pbytes = spec.RANGE_PARAMS.pack(params["model"], params["precision"])
+    parts = [
+        _field(spec.Tag.MODEL_ID, h.model_id.encode("ascii")),
+        _field(spec.Tag.WEIGHTS_HASH, h.weights_hash),
+        _field(spec.Tag.GEOMETRY, spec.GEOMETRY.pack(
+            h.width, h.height, h.coded_width, h.coded_height, h.num_frames, h.coded_frames)),
+        _field(spec.Tag.TIMING, spec.TIMING.pack(h.fps_num, h.fps_den, h.time_base_num, h.time_base_den)),
+        _field(spec.Tag.COLOR, b"".join(_s(x) for x in (
+            h.pix_fmt, h.color_range, h.color_space, h.color_primaries, h.color_trc))),
+        _field(spec.Tag.LATENT, spec.LATENT.pack(
+            h.latent_channels, h.latent_frames, h.latent_height, h.latent_width, h.chunk_latent_frames,
+            h.spatial_downsample, h.temporal_downsample)),
+        _field(spec.Tag.QUANT, spec.QUANT_COUNT.pack(len(h.quant_step))
+               + b"".join(spec.QUANT_STEP.pack(q) for q in h.quant_step)),
+        _field(spec.Tag.ENTROPY, spec.ENTROPY_ID.pack(spec.CODER_IDS[h.entropy_coder]) + pbytes),
+        _field(spec.Tag.SAMPLING, spec.SAMPLING.pack(h.seed, h.sampling_steps)),
+    ]
+    for k, v in h.extensions.items():
+        parts.append(_field(spec.Tag.EXTENSION, _s(k) + bytes(v), required=False))
+    for tag, required, value in extra_fields:
+        parts.append(_field(tag, bytes(value), required))
+    body = b"".join(parts)
+    if len(body) > spec.MAX_HEADER_BYTES:
+        raise LimitExceeded(f"header: {len(body)} bytes exceeds {spec.MAX_HEADER_BYTES}")
+    pre = spec.PREAMBLE.pack(spec.MAGIC, spec.FORMAT_MAJOR, spec.FORMAT_MINOR, len(body))
+    return pre + body + spec.CRC.pack(zlib.crc32(pre + body))
+
+
+# ------------------------------------------------------------------------------------------------
+# decoding
+# ------------------------------------------------------------------------------------------------
+class _Cursor:
+    def __init__(self, data: bytes, what: str):
+        self.data, self.pos, self.what = data, 0, what
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise InconsistentHeader(f"header: {self.what} field too short")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def unpack(self, st):
+        return st.unpack(self.take(st.size))
+
+    def string(self, name: str) -> str:
+        (n,) = self.unpack(spec.STR_LEN)
+        raw = self.take(n)
+        try:
+            s = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise InconsistentHeader(f"header: {name} is not ASCII") from None
+        return s
+
+    def rest(self) -> bytes:
+        b = self.data[self.pos:]
+        self.pos = len(self.data)
+        return b
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise InconsistentHeader(f"header: {self.what} field has {len(self.data) - self.pos} trailing bytes")
+
+
+def parse_header_fields(body: bytes) -> Header:
+    """Header from the field area (CRC already checked)."""
+    seen: dict[int, bytes] = {}
+    extensions: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(body):
+        if pos + spec.FIELD_HEAD.size > len(body):
+            raise InconsistentHeader(f"header: field head at byte {pos} runs past the header")
+        tag, flags, length = spec.FIELD_HEAD.unpack_from(body, pos)
+        pos += spec.FIELD_HEAD.size
+        if length > len(body) - pos:
+            raise InconsistentHeader(f"header: field {tag} length {length} runs past the header")
+        value = body[pos:pos + length]
+        pos += length
+        if tag == spec.Tag.EXTENSION:
+            c = _Cursor(value, "extension")
+            key = c.string("extension key")
+            if key in extensions:
+                raise InconsistentHeader(f"header: extension {key!r} appears twice")
+            extensions[key] = c.rest()
+        elif tag in spec.REQUIRED_TAGS:
+            if tag in seen:
+                raise InconsistentHeader(f"header: field {tag} appears twice")
+            seen[tag] = value
+        elif flags & spec.FIELD_FLAG_REQUIRED:
+            raise UnsupportedFeature(f"header: unknown required field {tag} (written by a newer cdtcodec?)")
+        # unknown optional field: skipped
+    missing = [t for t in spec.REQUIRED_TAGS if t not in seen]
+    if missing:
+        raise InconsistentHeader(f"header: missing required field(s) {missing}")
+
+    def fixed(tag, st, what):
+        c = _Cursor(seen[tag], what)
+        v = c.unpack(st)
+        c.done()
+        return v
+
+    c = _Cursor(seen[spec.Tag.MODEL_ID], "model_id")
+    try:
+        model_id = c.rest().decode("ascii")
+    except UnicodeDecodeError:
+        raise InconsistentHeader("header: model_id is not ASCII") from None
+    weights_hash = seen[spec.Tag.WEIGHTS_HASH]
+    if len(weights_hash) != 32:
+        raise InconsistentHeader(f"header: weights hash is {len(weights_hash)} bytes, expected 32")
+    width, height, cw, ch, nf, cf = fixed(spec.Tag.GEOMETRY, spec.GEOMETRY, "geometry")
+    fpsn, fpsd, tbn, tbd = fixed(spec.Tag.TIMING, spec.TIMING, "timing")
+    c = _Cursor(seen[spec.Tag.COLOR], "color")
+    colors = [c.string(n) for n in ("pix_fmt", "color_range", "color_space", "color_primaries", "color_trc")]
+    c.done()
+    lc, lf, lh, lw, clf, sd, td = fixed(spec.Tag.LATENT, spec.LATENT, "latent")
+    c = _Cursor(seen[spec.Tag.QUANT], "quant")
+    (nq,) = c.unpack(spec.QUANT_COUNT)
+    steps = tuple(c.unpack(spec.QUANT_STEP)[0] for _ in range(nq))
+    c.done()
+    c = _Cursor(seen[spec.Tag.ENTROPY], "entropy")
+    (cid,) = c.unpack(spec.ENTROPY_ID)
+    if cid not in spec.CODER_NAMES:
+        raise UnsupportedFeature(f"header: unknown entropy coder id {cid}")
+    coder = spec.CODER_NAMES[cid]
+    if coder == "zstd":
+        (level,) = c.unpack(spec.ZSTD_PARAMS)
+        params = {"level": level}
+    else:
+        model, precision = c.unpack(spec.RANGE_PARAMS)
+        params = {"model": model, "precision": precision}
+    c.done()
+    seed, steps_n = fixed(spec.Tag.SAMPLING, spec.SAMPLING, "sampling")
+    h = Header(
+        model_id=model_id, weights_hash=weights_hash, width=width, height=height,
+        coded_width=cw, coded_height=ch, num_frames=nf, coded_frames=cf,
+        fps_num=fpsn, fps_den=fpsd, time_base_num=tbn, time_base_den=tbd,
+        pix_fmt=colors[0], color_range=colors[1], color_space=colors[2],
+        color_primaries=colors[3], color_trc=colors[4],
+        latent_channels=lc, latent_height=lh, latent_width=lw, latent_frames=lf,
+        chunk_latent_frames=clf, quant_step=steps, entropy_coder=coder, entropy_params=params,
+        seed=seed, sampling_steps=steps_n, spatial_downsample=sd, temporal_downsample=td,
+        extensions=extensions,
+    )
+    validate_header(h)
+    return h
+
+
+def read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+    """Read exactly n bytes or raise Truncated naming `what`."""
+    b = f.read(n)
+    if b is None or len(b) != n:
+        raise Truncated(f"{what}: file ends after {0 if b is None else len(b)} of {n} bytes")
+    return b
+
+
+def read_header(f: BinaryIO, file_size: int) -> tuple[Header, int]:
+    """Parse the header at the current position (the start of the file); returns it and its
+    total length in bytes. Checks magic, version, size limits and the CRC before parsing."""
+    head = f.read(spec.PREAMBLE.size)
+    if head is None or len(head) < len(spec.MAGIC) or head[:len(spec.MAGIC)] != spec.MAGIC:
+        if head and spec.MAGIC.startswith(head):
+            raise Truncated(f"header: file ends after {len(head)} bytes")
+        raise BadMagic("not a .cdt file (bad magic)")
+    if len(head) < spec.PREAMBLE.size:
+        raise Truncated(f"header: file ends after {len(head)} bytes")
+    _, major, minor, flen = spec.PREAMBLE.unpack(head)
+    if major != spec.FORMAT_MAJOR:
+        raise UnsupportedVersion(
+            f"format version {major}.{minor} not supported (this reader reads {spec.FORMAT_MAJOR}.x)")
+    if flen > spec.MAX_HEADER_BYTES:
+        raise LimitExceeded(f"header: field area of {flen} bytes exceeds {spec.MAX_HEADER_BYTES}")
+    if spec.PREAMBLE.size + flen + spec.CRC.size > file_size:
+        raise Truncated(f"header: announces {flen} bytes but the file has {file_size}")
+    body = read_exact(f, flen, "header")
+    (crc,) = spec.CRC.unpack(read_exact(f, spec.CRC.size, "header checksum"))
+    if zlib.crc32(head + body) != crc:
+        raise ChecksumMismatch("header: checksum mismatch")
+    try:
+        h = parse_header_fields(body)
+    except BitstreamError:
+        raise
+    except Exception as e:  # last line of defence: never let a parse bug escape untyped
+        raise InconsistentHeader(f"header: unparseable ({type(e).__name__}: {e})") from None
+    return h, spec.PREAMBLE.size + flen + spec.CRC.size
