@@ -136,7 +136,7 @@ def clips(tmp_path_factory):
 def test_metadata_mp4_with_audio(clips):
     with open_video(clips["ntsc_av"]) as r:
         info = r.info
-        assert isinstance(info, VideoInfo)
+        assert isinstance(r, VideoReader) and isinstance(info, VideoInfo)
         assert (info.width, info.height) == (64, 48)
         assert info.fps == NTSC and isinstance(info.fps, Fraction)
         assert isinstance(info.time_base, Fraction) and info.time_base > 0
