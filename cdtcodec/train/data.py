@@ -159,7 +159,8 @@ class ClipDataset(torch.utils.data.IterableDataset):
     ``frames`` or with a short side below ``size`` are not used.
 
     Randomness: worker ``w`` of rank ``r`` draws from ``numpy.random.default_rng([seed, epoch,
-    r, w])``; ``rank``/``world_size`` default to ``torch.distributed`` when it is initialised.
+    r, w])``; ``rank``/``world_size`` default to ``torch.distributed`` when it is initialised
+    (at construction, or else when iteration starts).
     Call :meth:`set_epoch` to get a fresh stream per epoch. With ``num_samples`` set, each rank
     yields that many items in total, split over its DataLoader workers.
     """
@@ -174,6 +175,9 @@ class ClipDataset(torch.utils.data.IterableDataset):
             raise ValueError("min_scale must be in (0, 1]")
         self.root, self.frames, self.size, self.split = Path(root), frames, size, split
         self.seed, self.min_scale, self.flip, self.num_samples = seed, min_scale, flip, num_samples
+        if rank is None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Resolved here, in the launching process: spawned DataLoader workers have no process group.
+            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
         self._rank, self._world_size = rank, world_size
         self.epoch = 0
         all_segs = list_segments(root, split)
