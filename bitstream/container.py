@@ -437,21 +437,26 @@ class CdtReader:
         if count != n:
             raise CorruptRecord(f"index: lists {count} chunks, header implies {n}")
         # stream the entries: CRC and ordering checks in O(1) memory
+        # (a bad entry is reported only once the checksum is known to match)
         prev_end = self._header_len
         remaining = n * spec.INDEX_ENTRY.size
         i = 0
+        problem: str | None = None
         while remaining:
             block = read_exact(f, min(remaining, (_BLOCK // spec.INDEX_ENTRY.size) * spec.INDEX_ENTRY.size), "index")
             remaining -= len(block)
             crc = zlib.crc32(block, crc)
             for off, ln in spec.INDEX_ENTRY.iter_unpack(block):
-                if off < prev_end or ln < spec.RECORD_OVERHEAD + spec.CHUNK_PREFIX.size or off + ln > index_offset:
-                    raise CorruptRecord(f"index: entry for chunk {i} ({off}+{ln}) is out of place")
+                if problem is None and (off < prev_end or ln < spec.RECORD_OVERHEAD + spec.CHUNK_PREFIX.size
+                                        or off + ln > index_offset):
+                    problem = f"index: entry for chunk {i} ({off}+{ln}) is out of place"
                 prev_end = off + ln
                 i += 1
         (stored,) = spec.CRC.unpack(read_exact(f, spec.CRC.size, "index"))
         if stored != crc:
             raise ChecksumMismatch("index: checksum mismatch")
+        if problem:
+            raise CorruptRecord(problem)
         if audio_off and not (self._header_len <= audio_off and audio_off + spec.RECORD_OVERHEAD <= index_offset):
             raise CorruptRecord(f"index: audio track offset {audio_off} outside the body")
         if n_audio and not audio_off:

@@ -16,9 +16,9 @@ are sent as the end symbol plus an LEB128 escape value after the range-coded wor
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -53,8 +53,8 @@ def as_channels(symbols) -> tuple[np.ndarray, tuple[int, ...]]:
     if a.ndim == 0:
         return a.reshape(1, 1), shape
     if a.ndim == 1:
-        return a.reshape(1, -1), shape
-    return a.reshape(shape[0], -1), shape
+        return a.reshape(1, a.size), shape
+    return a.reshape(shape[0], a.size // shape[0] if shape[0] else 0), shape
 
 
 def _channels_of(shape: Sequence[int]) -> tuple[int, int]:
@@ -269,6 +269,16 @@ def model_table(family: int, mean: float, scale: float) -> tuple[int, np.ndarray
     return c - h, f
 
 
+@lru_cache(maxsize=8192)
+def _cached_table(family: int, mean: float, scale: float):
+    """model_table plus the ideal cost of each entry in bits; read-only arrays, memoised."""
+    lo, f = model_table(family, mean, scale)
+    bits = spec.RANGE_PRECISION - np.log2(f)
+    f.flags.writeable = False
+    bits.flags.writeable = False
+    return lo, f, bits
+
+
 def _f16(v: float) -> float:
     return float(np.float16(v))
 
@@ -309,12 +319,12 @@ class _Fit:
         key = (fam, m, s)
         if key in self.cache:
             return self.cache[key]
-        lo, f = model_table(fam, m, s)
+        lo, f, fbits = _cached_table(fam, m, s)
         n = f.size
-        idx = np.clip(self.vals - lo, 0, n - 1)
-        bits = float((self.cnts * (spec.RANGE_PRECISION - np.log2(f[idx]))).sum())
-        esc = (idx == 0) | (idx == n - 1)
-        if esc.any():
+        idx = np.minimum(np.maximum(self.vals - lo, 0), n - 1)
+        bits = float(np.dot(self.cnts, fbits[idx]))
+        if idx[0] == 0 or idx[-1] == n - 1:
+            esc = (idx == 0) | (idx == n - 1)
             v = self.vals[esc]
             e = np.where(v <= lo, lo - v, v - (lo + n - 1))
             bits += 8.0 * float((self.cnts[esc] * _varint_len(e)).sum())
@@ -362,7 +372,7 @@ class _Fit:
         candidates = []
         for fam, m, s in self.starts():
             m = self.q_mean(m)
-            cost, sc = self.search_scale(fam, m, s, (2.0, 1.0, 0.5))
+            cost, sc = self.search_scale(fam, m, s, (1.0, 0.5))
             candidates.append((cost, fam, m, sc))
         candidates.sort()
         cost, fam, m, s = candidates[0]
@@ -401,10 +411,10 @@ class RangeCoder:
             fams.append(fam)
             means.append(m)
             scales.append(s)
-            lo, f = model_table(fam, m, s)
+            lo, f, fbits = _cached_table(fam, m, s)
             k = f.size
-            idx = np.clip(ch - lo, 0, k - 1)
-            model_bits += float((spec.RANGE_PRECISION - np.log2(f[idx])).sum())
+            idx = np.minimum(np.maximum(ch - lo, 0), k - 1)
+            model_bits += float(fbits[idx].sum())
             low = ch <= lo
             high = ch >= lo + k - 1
             esc = low | high
@@ -441,7 +451,7 @@ class RangeCoder:
         n_esc = 0
         for i in range(c):
             try:
-                lo, f = model_table(fams[i], means[i], scales[i])
+                lo, f, _ = _cached_table(fams[i], means[i], scales[i])
             except CorruptRecord as e:
                 raise CorruptRecord(f"{what}: channel {i}: {e}") from None
             k = f.size

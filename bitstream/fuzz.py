@@ -1,0 +1,228 @@
+"""Mutation fuzzing of the .cdt reader (used by tests/test_bitstream_fuzz.py and
+scripts/bitstream_fuzz.py).
+
+Every mutant must either decode completely or raise a BitstreamError: no other exception, no
+hang, no absurd allocation. Besides blind mutations (bit flips, insertions, deletions,
+truncations, caught mostly by the CRCs) there are "deep" mutants whose checksums are recomputed
+after the damage, so the header parser, index checks and both entropy decoders see hostile
+content directly.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from . import spec
+from .container import CdtReader
+from .errors import BitstreamError
+
+
+@dataclass
+class Layout:
+    header_len: int  # preamble + fields + crc
+    records: list[tuple[int, int, int]]  # (offset, type, payload length), index record included
+    trailer: int  # offset of the trailer
+
+
+def layout(data: bytes) -> Layout:
+    """Where the structures of a *valid* file are (for targeted mutation)."""
+    flen = spec.PREAMBLE.unpack_from(data, 0)[3]
+    hl = spec.PREAMBLE.size + flen + spec.CRC.size
+    trailer = len(data) - spec.TRAILER.size
+    recs = []
+    pos = hl
+    while pos < trailer:
+        rtype, length = spec.RECORD_HEAD.unpack_from(data, pos)
+        recs.append((pos, rtype, length))
+        pos += spec.RECORD_OVERHEAD + length
+    return Layout(hl, recs, trailer)
+
+
+def fix_checksums(buf: bytearray, lay: Layout) -> None:
+    """Recompute header, record and trailer CRCs in place (structure positions from `lay`)."""
+    hl = lay.header_len
+    if hl <= len(buf):
+        struct.pack_into("<I", buf, hl - 4, zlib.crc32(bytes(buf[:hl - 4])))
+    for off, _, length in lay.records:
+        end = off + spec.RECORD_HEAD.size + length
+        if end + 4 <= len(buf):
+            struct.pack_into("<I", buf, end, zlib.crc32(bytes(buf[off:end])))
+    if lay.trailer + spec.TRAILER.size <= len(buf):
+        struct.pack_into("<I", buf, lay.trailer + 12, zlib.crc32(bytes(buf[lay.trailer:lay.trailer + 12])))
+
+
+def boundary_truncations(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """The file cut at every structure boundary and one byte either side of it."""
+    lay = layout(data)
+    cuts = {0, spec.PREAMBLE.size, lay.header_len - 4, lay.header_len, lay.trailer, len(data) - 4}
+    for off, _, length in lay.records:
+        cuts.update({off, off + spec.RECORD_HEAD.size, off + spec.RECORD_HEAD.size + length,
+                     off + spec.RECORD_OVERHEAD + length})
+    for c in sorted(cuts):
+        for d in (c - 1, c, c + 1):
+            if 0 <= d < len(data):
+                yield f"truncate@{d}", data[:d]
+
+
+def _interesting_byte(rng: random.Random) -> int:
+    return rng.choice([0x00, 0xFF, 0x7F, 0x80, 0x01, 0xFE, rng.randrange(256)])
+
+
+def mutate(data: bytes, rng: random.Random, lay: Layout | None = None) -> tuple[str, bytes]:
+    """One random mutant of a valid file."""
+    lay = lay or layout(data)
+    b = bytearray(data)
+    kind = rng.randrange(9)
+    if kind == 0:
+        for _ in range(rng.randint(1, 4)):
+            p = rng.randrange(len(b))
+            b[p] ^= 1 << rng.randrange(8)
+        return "bitflip", bytes(b)
+    if kind == 1:
+        p = rng.randrange(len(b) + 1)
+        b[p:p] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+        return "insert", bytes(b)
+    if kind == 2:
+        p = rng.randrange(len(b))
+        del b[p:p + rng.randint(1, 32)]
+        return "delete", bytes(b)
+    if kind == 3:
+        return "truncate", bytes(b[:rng.randrange(len(b))])
+    # deep mutants: damage inside a structure, then make every checksum match again
+    if kind == 4:  # header fields
+        lo, hi = spec.PREAMBLE.size, lay.header_len - 4
+        for _ in range(rng.randint(1, 3)):
+            b[rng.randrange(lo, hi)] = _interesting_byte(rng)
+        name = "deep-header"
+    elif kind in (5, 6):  # a chunk / audio payload
+        off, _, length = rng.choice(lay.records[:-1] or lay.records)
+        start = off + spec.RECORD_HEAD.size
+        if length:
+            for _ in range(rng.randint(1, 6)):
+                if kind == 5:
+                    b[start + rng.randrange(length)] ^= 1 << rng.randrange(8)
+                else:
+                    b[start + rng.randrange(length)] = _interesting_byte(rng)
+        name = "deep-payload"
+    elif kind == 7:  # a record length field
+        off, _, length = rng.choice(lay.records)
+        new = rng.choice([0, 1, length - 1, length + 1, length * 2, 0xFFFFFFFF, rng.randrange(1 << 32)])
+        struct.pack_into("<I", b, off + 1, max(0, min(new, 0xFFFFFFFF)))
+        name = "deep-length"
+    else:  # index entries / trailer
+        off, _, length = lay.records[-1]
+        region = list(range(off + spec.RECORD_HEAD.size, off + spec.RECORD_HEAD.size + length))
+        region += list(range(lay.trailer, lay.trailer + 12))
+        for _ in range(rng.randint(1, 3)):
+            b[rng.choice(region)] = _interesting_byte(rng)
+        name = "deep-index"
+    fix_checksums(b, lay)
+    return name, bytes(b)
+
+
+def exercise(data: bytes, salvage: bool = False) -> str:
+    """Read everything a decoder would read. Returns "ok" or the BitstreamError class name;
+    any other exception propagates (that is a bug)."""
+    try:
+        with CdtReader(io.BytesIO(data), salvage=salvage) as r:
+            r.header
+            r.audio_track
+            for _ in r.chunks():
+                pass
+            for _ in r.audio_packets():
+                pass
+            r.stats
+        return "ok"
+    except BitstreamError as e:
+        msg = str(e)
+        if "\n" in msg or not msg:
+            raise AssertionError(f"error message not one line: {msg!r}") from None
+        return type(e).__name__
+
+
+def run(seed_files: list[bytes], iterations: int, seed: int = 0, time_limit: float = 2.0,
+        boundaries: bool = True, log=None) -> dict[str, int]:
+    """Fuzz; returns outcome counts. Raises AssertionError on a crash or a slow case."""
+    rng = random.Random(seed)
+    counts: dict[str, int] = {}
+    cases: list[tuple[str, bytes]] = []
+    if boundaries:
+        for data in seed_files:
+            cases.extend(boundary_truncations(data))
+    lays = [layout(d) for d in seed_files]
+
+    def gen():
+        yield from cases
+        for _ in range(iterations):
+            k = rng.randrange(len(seed_files))
+            yield mutate(seed_files[k], rng, lays[k])
+
+    for n, (name, data) in enumerate(gen()):
+        for salvage in (False, True) if name.startswith("truncate") else (False,):
+            t = time.perf_counter()
+            try:
+                outcome = exercise(data, salvage=salvage)
+            except AssertionError:
+                raise
+            except BaseException as e:
+                if isinstance(e, KeyboardInterrupt):
+                    raise
+                raise AssertionError(
+                    f"case {n} ({name}, salvage={salvage}): uncaught {type(e).__name__}: {e}") from e
+            dt = time.perf_counter() - t
+            if dt > time_limit:
+                raise AssertionError(f"case {n} ({name}): took {dt:.2f}s")
+            key = f"{name.split('@')[0]}:{outcome}"
+            counts[key] = counts.get(key, 0) + 1
+        if log and n and n % 1000 == 0:
+            log(f"{n} cases, {counts}")
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------
+# small valid files to start from
+# ------------------------------------------------------------------------------------------------
+def sample_header(coder: str = "range", **overrides):
+    from .header import Header
+
+    fields = dict(
+        model_id="cdt-tiny", weights_hash=bytes(range(32)), width=50, height=38,
+        coded_width=56, coded_height=40, num_frames=6, coded_frames=9,
+        fps_num=24, fps_den=1, time_base_num=1, time_base_den=12288,
+        pix_fmt="yuv420p", color_range="tv", color_space="bt709", color_primaries="bt709",
+        color_trc="bt709", latent_channels=16, latent_height=5, latent_width=7, latent_frames=3,
+        chunk_latent_frames=1, quant_step=(0.5,) * 16, entropy_coder=coder, seed=7,
+        sampling_steps=1, extensions={"encoder": b"cdtcodec"},
+    )
+    fields.update(overrides)
+    return Header(**fields)
+
+
+def sample_file(coder: str = "range", seed: int = 0, audio: bool = True, **overrides) -> bytes:
+    """A small valid .cdt (Laplacian symbols with a few escapes, optional audio) as bytes."""
+    import numpy as np
+
+    from .audio import AudioPacket, AudioTrack
+    from .container import CdtWriter
+
+    h = sample_header(coder, **overrides)
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    w = CdtWriter(buf, h)
+    if audio:
+        w.set_audio_track(AudioTrack("aac", 48000, 2, "stereo", 1, 48000, 128000, b"\x11\x90"))
+    for i in range(h.num_chunks):
+        c = np.round(rng.laplace(0, 3, size=h.chunk_shape(i))).astype(np.int64)
+        c.flat[rng.integers(c.size)] = int(rng.integers(-(2 ** 31), 2 ** 31))
+        w.write_chunk(c)
+        if audio:
+            w.write_audio_packet(AudioPacket(bytes(rng.integers(0, 256, 5 + i, dtype=np.uint8)),
+                                             1024 * i, None if i % 2 else 1024 * i, 1024))
+    w.close()
+    return buf.getvalue()
