@@ -1,0 +1,323 @@
+"""The `cdtcodec` command line: argument parsing, progress and summaries only; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
+from cdtcodec import __version__
+from cdtcodec.quantize import DEFAULT_QUALITY, QUALITY_STEPS
+from cdtcodec.video_io import VideoError
+from cdtcodec.weights import DEFAULT_MODEL, WeightsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="cdtcodec: a video codec built on CDT, the conditioned diffusion-based video tokenizer.")
+err = Console(stderr=True)
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def friendly_errors(fn):
+    """Known failures become one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from cdtcodec.codec import CodecError
+
+        try:
+            return fn(*args, **kwargs)
+        except (CodecError, VideoError, BitstreamError, WeightsError) as e:
+            _fail(str(e))
+        except (OSError, ValueError) as e:
+            _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except MemoryError:
+            _fail("out of memory")
+
+    return wrapper
+
+
+class FramesPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.2f} frames/s" if task.speed else "-- frames/s", style="cyan")
+
+
+@contextmanager
+def _progress(enabled: bool, label: str):
+    """Yields a callback (done, total) that drives a rich bar on stderr, or None. The bar appears with the
+    first report, so an early error prints its one line alone."""
+    if not enabled:
+        yield None
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), FramesPerSecond(),
+               TimeRemainingColumn()]
+    bar = Progress(*columns, console=err, transient=False)
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return name
+
+
+@contextmanager
+def _input_path(path: str, suffix: str):
+    """A real path for `path`; '-' copies standard input to a temporary file first (containers need seeking)."""
+    if path != "-":
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / f"stdin{suffix}"
+        with open(target, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f)
+        yield str(target)
+
+
+@contextmanager
+def _output_path(path: str, suffix: str):
+    """A real path for `path`; '-' writes to a temporary file, then copies it to standard output."""
+    if path != "-":
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / f"stdout{suffix}"
+        yield str(target)
+        with open(target, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+
+
+def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"command": kind, "output": out, **report.as_dict()}))
+    elif not quiet:
+        d = report.as_dict()
+        err.print(f"{kind}: {d['frames']} frames {d['width']}x{d['height']} @ {d['fps']} fps -> {out}: "
+                  f"{d['bytes']:,} bytes, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbps, {d['seconds']:.1f} s "
+                  f"({d['fps_processed']:.2f} frames/s), audio {d['audio']}", highlight=False)
+
+
+THREADS = typer.Option(0, help="CPU threads for the model (0: torch's default, one per core).")
+DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
+
+
+@app.command()
+@friendly_errors
+def encode(
+    input: str = typer.Argument(..., help="Video or still image (any format PyAV reads), or - for stdin."),
+    output: str = typer.Option(..., "-o", "--output", help=".cdt file to write, or - for stdout."),
+    quality: int = typer.Option(DEFAULT_QUALITY, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS),
+                                help=f"1 (smallest) .. {max(QUALITY_STEPS)} (best); sets the quantizer step: "
+                                     + ", ".join(f"{q}={s}" for q, s in QUALITY_STEPS.items())),
+    step: Optional[float] = typer.Option(None, help="Quantizer step size (overrides --quality)."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
+    seed: int = typer.Option(0, help="Decoder noise seed, stored in the file."),
+    steps: int = typer.Option(1, min=1, max=1000, help="DDIM sampling steps used at decode, stored in the file."),
+    entropy: str = typer.Option(DEFAULT_CODER, help=f"Entropy coder: {', '.join(ENTROPY_CODERS)}."),
+    start: float = typer.Option(0.0, min=0.0, help="Start time in seconds."),
+    frames: Optional[int] = typer.Option(None, min=1, help="Encode at most this many frames."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Do not carry the source audio."),
+    threads: int = THREADS,
+    device: str = DEVICE,
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress, no summary."),
+):
+    """Encode a video into a .cdt file."""
+    from cdtcodec import codec
+
+    if entropy not in ENTROPY_CODERS:
+        raise ValueError(f"--entropy must be one of {', '.join(ENTROPY_CODERS)}")
+    if output == "-" and not (as_json or quiet):
+        quiet = True  # stdout carries the file
+    _set_threads(threads)
+    with _input_path(input, ".video") as src, _output_path(output, ".cdt") as dst, \
+            _progress(not (quiet or as_json), "encode") as progress:
+        report = codec.encode(src, dst, model=model, quality=quality, step=step, seed=seed, steps=steps,
+                              entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
+                              device=_device(device), progress=progress)
+    _summary("encode", report, output, as_json and output != "-", quiet)
+
+
+@app.command()
+@friendly_errors
+def decode(
+    input: str = typer.Argument(..., help=".cdt file, or - for stdin."),
+    output: str = typer.Option(..., "-o", "--output",
+                               help="Video file (.mp4/.mkv/.mov), .y4m, a folder for PNGs (ends with /), or - (y4m on stdout)."),
+    frames: Optional[str] = typer.Option(None, help="Only frames A:B (B exclusive); decoding stops after B."),
+    codec_name: str = typer.Option("libx264", "--codec", help="Video encoder of the output file."),
+    crf: int = typer.Option(12, min=0, max=63, help="CRF of the output video encoder."),
+    preset: str = typer.Option("medium", help="Preset of the output video encoder."),
+    model: Optional[str] = typer.Option(None, help="Weights file to use instead of the one the file names."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Do not put the audio back."),
+    threads: int = THREADS,
+    device: str = DEVICE,
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress, no summary."),
+):
+    """Decode a .cdt file into a video."""
+    import io
+
+    from cdtcodec import codec
+
+    _set_threads(threads)
+    if output == "-":
+        quiet = quiet or not as_json
+    source = io.BytesIO(sys.stdin.buffer.read()) if input == "-" else input
+    with _output_path(output, ".y4m") as dst, _progress(not (quiet or as_json), "decode") as progress:
+        report = codec.decode(source, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
+                              audio=not no_audio, device=_device(device), progress=progress)
+    _summary("decode", report, output, as_json and output != "-", quiet)
+
+
+@app.command()
+@friendly_errors
+def info(
+    input: str = typer.Argument(..., help=".cdt file."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+):
+    """Show a .cdt file's header, sizes, rate and chunk table."""
+    from cdtcodec.inspect import describe
+
+    data = describe(input)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    out = Console()
+    table = Table(title=f"{input}", show_header=False)
+    for key, value in data["header"].items():
+        table.add_row(key, str(value))
+    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "payload_bytes", "bpp", "kbps"):
+        value = data[key]
+        table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
+    out.print(table)
+    chunks = Table("chunk", "frames", "bytes", "bpp", title="chunks")
+    for c in data["chunks"]:
+        chunks.add_row(str(c["index"]), f"{c['first_frame']}..{c['first_frame'] + c['frames'] - 1}",
+                       f"{c['bytes']:,}", f"{c['bpp']:.4f}")
+    out.print(chunks)
+
+
+@app.command()
+@friendly_errors
+def convert(
+    checkpoint: Path = typer.Argument(..., help="Official CDT checkpoint (.ckpt/.pt/.pth or .safetensors)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Our .safetensors file to write."),
+    preset: Optional[str] = typer.Option(None, help="cdt-base or cdt-small (detected from the shapes if omitted)."),
+    half: bool = typer.Option(False, "--half", help="Store fp16 (the official evaluation ran through fp16 weights)."),
+):
+    """Convert an official CDT-B / CDT-S checkpoint into a cdtcodec weights file."""
+    from cdtcodec.config import get_config
+    from cdtcodec.model import CDT
+    from cdtcodec.weights import convert_official, save_model
+
+    name, state = convert_official(checkpoint, preset)
+    model = CDT(get_config(name))
+    model.load_state_dict(state, strict=True)
+    save_model(model, output, name, half=half, extra={"source": checkpoint.name})
+    err.print(f"converted {checkpoint} ({name}, {len(state)} tensors) -> {output}")
+
+
+@app.command()
+@friendly_errors
+def train(
+    model: str = typer.Option("cdt-tiny", help="Preset to train from scratch, or weights to fine-tune from."),
+    data: Path = typer.Option(Path("data"), help="Data set built by scripts/build_dataset.py."),
+    out: Path = typer.Option(Path("runs/cdt-tiny"), help="Run directory; a checkpoint there is resumed."),
+    steps: int = typer.Option(20000, min=1),
+    batch: int = typer.Option(2, min=1, help="Clips per process per step."),
+    frames: int = typer.Option(9, min=1, help="Frames per clip (1 + 4k)."),
+    crop: int = typer.Option(64, min=16, help="Square crop size (multiple of 16)."),
+    lr: float = typer.Option(3e-4),
+    kl_weight: float = typer.Option(1e-4),
+    lpips_weight: float = typer.Option(0.1),
+    inference_share: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of samples at the one-step decode point."),
+    ema: float = typer.Option(0.999),
+    seed: int = typer.Option(0),
+    val_every: int = typer.Option(250, min=1),
+    ckpt_every: int = typer.Option(100, min=1),
+    workers: int = typer.Option(1, min=0),
+    export: Optional[Path] = typer.Option(None, help="Write the EMA weights (fp16 safetensors) here at the end."),
+    threads: int = THREADS,
+    device: str = typer.Option("auto", help="cpu, cuda or auto."),
+):
+    """Train (or fine-tune) a model; run under torchrun for several processes (DDP)."""
+    from cdtcodec.train.run import run_training
+    from cdtcodec.train.loop import TrainConfig
+
+    if (frames - 1) % 4:
+        raise ValueError("--frames must be 1 + 4k (e.g. 9, 17)")
+    if crop % 16:
+        raise ValueError("--crop must be a multiple of 16")
+    cfg = TrainConfig(model=model, data=str(data), out=str(out), steps=steps, batch=batch, frames=frames, crop=crop,
+                      lr=lr, kl_weight=kl_weight, lpips_weight=lpips_weight, inference_share=inference_share,
+                      ema=ema, seed=seed, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
+                      device=device, threads=threads)
+    run_training(cfg, export=export, console=err)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    output: Path = typer.Option(Path("recon.mp4"), "-o", "--output", help="Where to leave the decoded video."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
+    quality: int = typer.Option(DEFAULT_QUALITY, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS)),
+    threads: int = THREADS,
+):
+    """Encode and decode the bundled sample clip, then report rate, quality and time."""
+    from cdtcodec.demo import run_demo
+
+    _set_threads(threads)
+    run_demo(ASSETS / "sample.mp4", output, model=model, quality=quality, console=err)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+    if version:
+        typer.echo(f"cdtcodec {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    app()

@@ -1,0 +1,51 @@
+"""`cdtcodec info`: what a .cdt file holds and where its bytes go."""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from pathlib import Path
+
+from bitstream import CdtReader
+from cdtcodec.stream import frames_of_latents
+
+
+def describe(path: str | Path) -> dict:
+    """Header fields, byte accounting, rate (bpp, kbps) and the per-chunk table, as plain JSON-able data."""
+    with CdtReader(path) as reader:
+        h = reader.header
+        stats = reader.stats
+        header = {}
+        for f in dataclasses.fields(h):
+            value = getattr(h, f.name)
+            header[f.name] = value.hex() if isinstance(value, bytes) else (
+                {k: v.hex() for k, v in value.items()} if f.name == "extensions" else
+                list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, dict) else value)
+        header["audio"] = dataclasses.asdict(reader.audio_track) if reader.audio_track else None
+        if header["audio"]:
+            header["audio"]["extradata"] = header["audio"]["extradata"].hex()
+        pixels = h.width * h.height
+        fps = Fraction(h.fps_num, h.fps_den)
+        seconds = h.num_frames / float(fps) if fps else 0.0
+        chunks = []
+        first_latent = 0
+        for i, payload in enumerate(stats.chunk_payload_bytes):
+            latents = h.chunk_frames(i)
+            start, count = frames_of_latents(first_latent, latents)
+            count = max(0, min(count, h.num_frames - start))  # the padded tail is not shown
+            first_latent += latents
+            chunks.append({"index": i, "first_frame": start, "frames": count, "bytes": payload,
+                           "bpp": 8 * payload / max(1, count * pixels)})
+    return {
+        "header": header,
+        "file_bytes": stats.file_bytes,
+        "header_bytes": stats.header_bytes,
+        "index_bytes": stats.index_bytes,
+        "audio_bytes": stats.audio_bytes,
+        "payload_bytes": stats.payload_bytes,
+        "framing_bytes": stats.chunk_framing_bytes,
+        "bpp": 8 * stats.file_bytes / max(1, h.num_frames * pixels),
+        "kbps": 8 * stats.file_bytes / seconds / 1000 if seconds else 0.0,
+        "duration_s": seconds,
+        "chunks": chunks,
+    }

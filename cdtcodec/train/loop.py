@@ -1,0 +1,249 @@
+"""`cdtcodec train`: AdamW + EMA + clipping, exact resume, periodic validation, single process or torchrun DDP.
+
+A run directory holds everything a run needs to go on: checkpoint.pt (model, EMA, optimizer, step, RNG
+states), log.jsonl (one line per logged step and per validation), samples/ (first frames, source | decoded).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from cdtcodec.config import PRESETS, get_config
+from cdtcodec.lpips import LPIPS
+from cdtcodec.metrics import psnr
+from cdtcodec.model import CDT
+from cdtcodec.stream import frame_noise
+from cdtcodec.train.losses import LossWeights, Objective
+from cdtcodec.weights import load_model, save_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "cdt-tiny"  # preset to train from scratch, or a weights file (ours or official) to fine-tune
+    data: str = "data"  # built by scripts/build_dataset.py: data/train/*.mp4, data/val/*.mp4
+    out: str = "runs/cdt-tiny"  # run directory; an existing checkpoint there is resumed
+    steps: int = 20000  # total optimizer steps (a resumed run continues up to this)
+    batch: int = 2  # clips per process per step
+    frames: int = 9  # frames per clip (1 + 4k)
+    crop: int = 64  # square crop size
+    lr: float = 3e-4  # peak AdamW learning rate
+    warmup: int = 100  # linear warm-up steps
+    final_lr_ratio: float = 0.1  # cosine decay ends at lr * this
+    grad_clip: float = 1.0
+    ema: float = 0.999  # EMA decay of the weights that get shipped
+    kl_weight: float = LossWeights.kl
+    lpips_weight: float = LossWeights.lpips
+    inference_share: float = LossWeights.inference_share
+    seed: int = 0
+    log_every: int = 10
+    val_every: int = 250
+    val_clips: int = 4
+    val_size: int = 128
+    val_frames: int = 9
+    ckpt_every: int = 100
+    workers: int = 1  # DataLoader worker processes per rank (video decoding overlaps the step)
+    device: str = "auto"  # auto: cuda when available, else cpu
+    threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world
+
+
+def _learning_rate(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _initial_model(spec: str) -> tuple[CDT, str]:
+    if spec in PRESETS and not Path(spec).exists():
+        return CDT(get_config(spec)), spec
+    model, name, _ = load_model(spec)  # fine-tune from our file or a converted official checkpoint
+    return model.train(), name
+
+
+@torch.no_grad()
+def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+
+
+@torch.no_grad()
+def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: int = 0) -> dict[str, float]:
+    """One-step decode of the posterior mean, as the codec runs (no quantization); PSNR on [-1, 1] clamped."""
+    model.eval()
+    psnrs, lp = [], []
+    for clip in clips:
+        video = clip.unsqueeze(0).to(next(model.parameters()).device)
+        z = model.encode(video)
+        _, _, t, h, w = video.shape
+        noise = frame_noise(seed, 0, t, h, w).to(video)
+        out = model.decode(z, noise).clamp(-1, 1)
+        psnrs.append(psnr(out, video))
+        if lpips is not None:
+            lp.append(lpips.video(out, video).mean().item())
+    result = {"val_psnr": sum(psnrs) / len(psnrs)}
+    if lp:
+        result["val_lpips"] = sum(lp) / len(lp)
+    return result
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, batches: Callable[[int, int, int], Iterator[torch.Tensor]],
+                 val_clips: list[torch.Tensor], console=None):
+        """batches(start_step, rank, world) yields (B, 3, T, S, S) batches for steps start_step, start_step+1, ..."""
+        self.cfg = cfg
+        self.rank, self.world = _distributed()
+        self.console = console
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        wants_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if wants_cuda else "gloo")
+        self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if wants_cuda else "cpu")
+        self.out = Path(cfg.out)
+        self.batches = batches
+        self.val_clips = val_clips
+
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank
+        self.model, self.name = _initial_model(cfg.model)
+        self.model.to(self.device).train()
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.lpips = LPIPS.from_file().to(self.device) if (cfg.lpips_weight > 0 or val_clips) else None
+        weights = LossWeights(cfg.kl_weight, cfg.lpips_weight, cfg.inference_share)
+        objective = Objective(self.model, weights, self.lpips if cfg.lpips_weight > 0 else None)
+        self.objective = (nn.parallel.DistributedDataParallel(objective) if self.world > 1 else objective)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
+        self.step = 0
+        self.started = time.time()
+        self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
+        self._resume()
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def _resume(self) -> None:
+        if not self.checkpoint_path.exists():
+            return
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        if state["config"]["model"] != self.cfg.model:
+            raise ValueError(f"{self.checkpoint_path} was trained from {state['config']['model']!r}, not {self.cfg.model!r}")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.elapsed_before = state.get("elapsed", 0.0)
+        self.generator.set_state(state["generators"][self.rank])
+        torch.set_rng_state(state["torch_rng"])
+        self._say(f"resumed {self.checkpoint_path} at step {self.step}")
+
+    def save_checkpoint(self) -> None:
+        states = [self.generator.get_state()]
+        if self.world > 1:
+            gathered = [None] * self.world
+            dist.all_gather_object(gathered, states[0])
+            states = gathered
+        if self.rank:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "step": self.step, "generators": states,
+                 "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(self.cfg),
+                 "elapsed": self.elapsed}
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.started
+
+    def export(self, path: str | Path, half: bool = True, extra: dict | None = None) -> None:
+        info = {"steps": self.step, "train_seconds": round(self.elapsed), "world_size": self.world,
+                "train_config": json.dumps(dataclasses.asdict(self.cfg))}
+        info.update(extra or {})
+        save_model(self.ema.cpu(), path, self.name, half=half, extra=info)
+        self.ema.to(self.device)
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        if self.rank == 0:
+            (self.console.print if self.console else print)(text)
+
+    def _log(self, record: dict) -> None:
+        if self.rank:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def train_step(self, video: torch.Tensor) -> dict[str, float]:
+        cfg = self.cfg
+        lr = _learning_rate(cfg, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        losses = self.objective(video.to(self.device), self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        _update_ema(self.ema, self.model, min(cfg.ema, (1 + self.step) / (10 + self.step)))
+        stats = {k: v.item() for k, v in losses.items()}
+        stats.update(lr=lr, grad_norm=grad_norm.item())
+        return stats
+
+    def validate(self) -> dict[str, float]:
+        result = evaluate(self.ema, self.val_clips, self.lpips)
+        self._log({"step": self.step, **result})
+        return result
+
+    def run(self, progress=None, stop_after: int | None = None) -> None:
+        """Train up to cfg.steps (or `stop_after` more steps); checkpoint on the way and at the end."""
+        cfg = self.cfg
+        last = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
+        task = progress.add_task("train", total=cfg.steps, completed=self.step) if progress else None
+        window, t0 = [], time.time()
+        try:
+            for video in self.batches(self.step, self.rank, self.world):
+                if self.step >= last:
+                    break
+                stats = self.train_step(video)
+                window.append(stats)
+                if self.step % cfg.log_every == 0 or self.step == last:
+                    mean = {k: sum(s[k] for s in window) / len(window) for k in window[0]}
+                    mean["sec_per_step"] = (time.time() - t0) / len(window)
+                    self._log({"step": self.step, **mean})
+                    if task is not None:
+                        progress.update(task, completed=self.step,
+                                        description=f"train loss {mean['loss']:.4f} mse {mean['mse']:.4f} "
+                                                    f"{1 / mean['sec_per_step']:.2f} it/s")
+                    elif self.rank == 0:
+                        self._say(f"step {self.step} loss {mean['loss']:.4f} mse {mean['mse']:.4f} "
+                                  f"kl {mean['kl']:.3f} {mean['sec_per_step']:.2f} s/step")
+                    window, t0 = [], time.time()
+                if self.step % cfg.ckpt_every == 0:
+                    self.save_checkpoint()
+                if self.val_clips and self.rank == 0 and self.step % cfg.val_every == 0:
+                    result = self.validate()
+                    self._say(f"step {self.step} " + " ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        finally:
+            self.save_checkpoint()

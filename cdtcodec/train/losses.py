@@ -1,0 +1,73 @@
+"""The training objective: x0-prediction diffusion MSE + KL on the posterior + LPIPS on the predicted video."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cdtcodec.diffusion import q_sample
+from cdtcodec.encoder import split_moments
+from cdtcodec.model import CDT
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    kl: float = 1e-4  # on the per-element mean KL; small, as in the CPU probes (larger starves the latent)
+    lpips: float = 0.1  # LPIPS-alex on the predicted x0, per frame
+    inference_share: float = 0.5  # share of samples at the one-step decode point (t = N-1, noise * 0.8)
+
+
+def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-element mean of KL(N(mean, exp(logvar)) || N(0, 1))."""
+    return 0.5 * torch.mean(mean.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+class Objective(nn.Module):
+    """Wraps the model so one forward computes every loss (DistributedDataParallel needs the forward).
+
+    Timesteps: a share `inference_share` of the batch trains exactly the decode used at inference
+    (t = N-1 from 0.8-scaled noise); the rest is uniform over 0..N-1 with unit noise. The uniform part
+    makes the denoiser use its inputs; the CPU probes show that training only at t = N-1 collapses the
+    latent (KL -> 0), while the inference point must be trained directly because the one-step decode
+    is all the codec ever runs.
+    """
+
+    def __init__(self, model: CDT, weights: LossWeights, lpips: nn.Module | None):
+        super().__init__()
+        self.model = model
+        self.weights = weights
+        self.lpips = lpips
+
+    def forward(self, video: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """video (B, 3, T, H, W) in [-1, 1], T = 1 + 4k. Returns the losses and a few diagnostics."""
+        model, cfg = self.model, self.model.cfg
+        b = video.shape[0]
+        mean, logvar = split_moments(model.moments(video))
+        eps_z = torch.randn(mean.shape, generator=generator).to(mean)
+        z = mean + (0.5 * logvar).exp() * eps_z
+        context = model.context(z)
+
+        n = cfg.num_timesteps
+        at_inference = torch.rand(b, generator=generator) < self.weights.inference_share
+        t = torch.randint(0, n, (b,), generator=generator)
+        t = torch.where(at_inference, torch.full_like(t, n - 1), t)
+        noise = torch.randn(video.shape, generator=generator).to(video)
+        scale = torch.where(at_inference, cfg.noise_scale, 1.0).to(video).view(b, 1, 1, 1, 1)
+        x_t = q_sample(video, t.to(video.device), noise * scale, model.alphas_cumprod)
+        tau = (t.to(video) / n).view(b, 1)
+        x0 = model.denoiser(x_t, tau, context)
+
+        mse = F.mse_loss(x0, video)
+        kl = kl_to_standard_normal(mean, logvar)
+        loss = mse + self.weights.kl * kl
+        out = {"mse": mse.detach(), "kl": kl.detach(), "latent_std": mean.detach().std()}
+        if self.lpips is not None and self.weights.lpips > 0:
+            frames = lambda v: v.transpose(1, 2).flatten(0, 1)  # (B, 3, T, H, W) -> (B*T, 3, H, W)
+            perceptual = self.lpips(frames(x0), frames(video)).mean()
+            loss = loss + self.weights.lpips * perceptual
+            out["lpips"] = perceptual.detach()
+        out["loss"] = loss
+        return out
