@@ -155,12 +155,25 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self._say(f"resumed {self.checkpoint_path} at step {self.step}")
 
+    def fingerprints(self) -> list[float]:
+        """A float64 sum of the parameters on every rank (one entry when not distributed)."""
+        mine = sum(p.detach().double().sum().item() for p in self.model.parameters())
+        if self.world == 1:
+            return [mine]
+        gathered = [None] * self.world
+        dist.all_gather_object(gathered, mine)
+        return gathered
+
     def save_checkpoint(self) -> None:
         states = [self.generator.get_state()]
         if self.world > 1:
             gathered = [None] * self.world
             dist.all_gather_object(gathered, states[0])
             states = gathered
+            prints = self.fingerprints()
+            if len(set(prints)) != 1:
+                raise RuntimeError(f"step {self.step}: ranks diverged, parameter sums {prints}")
+            self._log({"step": self.step, "ranks_in_sync": True, "fingerprints": prints})
         if self.rank:
             return
         self.out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,139 @@
+"""`cdtcodec train`: from scratch and from weights, exact resume, and 2-process DDP (gloo) staying in sync."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cdtcodec.cli import app
+from cdtcodec.config import CDTConfig
+from cdtcodec.model import CDT
+from cdtcodec.train.loop import TrainConfig, Trainer
+from cdtcodec.train.run import make_batches, run_training
+from cdtcodec.weights import load_model, save_model
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+def _clip(path: Path, frames: int, size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (size // 8, size // 8, 3)).repeat(8, 0).repeat(8, 1).astype(np.int16)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24, options={"crf": "10"})
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for t in range(frames):
+            frame = np.clip(np.roll(base, t, axis=1) + rng.integers(-8, 8, base.shape), 0, 255).astype(np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode(None))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for split, n in (("train", 2), ("val", 1)):
+        (root / split).mkdir()
+        for i in range(n):
+            _clip(root / split / f"{split}{i}.mp4", 12, 64, seed=i + (10 if split == "val" else 0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def toy_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "toy.safetensors"
+    torch.manual_seed(0)
+    save_model(CDT(CDTConfig(context_dim=8, unet_dim=4)), path, name="toy")
+    return path
+
+
+def _config(data_dir, out, model, **kw):
+    base = dict(model=str(model), data=str(data_dir), out=str(out), steps=4, batch=1, frames=5, crop=32,
+                workers=0, val_every=2, val_clips=1, val_size=32, val_frames=5, ckpt_every=2, log_every=1,
+                lpips_weight=0.1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _params(trainer):
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_resume_is_exact(data_dir, toy_weights, tmp_path):
+    cfg = _config(data_dir, tmp_path / "a", toy_weights)
+    straight = Trainer(cfg, make_batches(cfg), [])
+    straight.run()
+    before = _params(Trainer(_config(data_dir, tmp_path / "fresh", toy_weights), make_batches(cfg), []))
+
+    cfg_b = _config(data_dir, tmp_path / "b", toy_weights)
+    first = Trainer(cfg_b, make_batches(cfg_b), [])
+    first.run(stop_after=2)
+    assert first.step == 2
+    resumed = Trainer(cfg_b, make_batches(cfg_b), [])  # picks up runs/b/checkpoint.pt
+    assert resumed.step == 2
+    resumed.run()
+    assert resumed.step == straight.step == 4
+    end_a, end_b = _params(straight), _params(resumed)
+    for k in end_a:
+        assert torch.equal(end_a[k], end_b[k]), k
+    assert any(not torch.equal(before[k], end_a[k]) for k in end_a)  # training changed the weights
+    ema_a, ema_b = straight.ema.state_dict(), resumed.ema.state_dict()
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+
+
+def test_cli_from_scratch_logs_validates_and_exports(data_dir, tmp_path):
+    out, export = tmp_path / "run", tmp_path / "tiny.safetensors"
+    result = CliRunner().invoke(app, ["train", "--model", "cdt-tiny", "--data", str(data_dir), "--out", str(out),
+                                      "--steps", "2", "--batch", "1", "--frames", "5", "--crop", "32",
+                                      "--workers", "0", "--val-every", "2", "--ckpt-every", "1",
+                                      "--export", str(export)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps][-1] == 2 and all(np.isfinite(r["loss"]) for r in steps)
+    assert {"mse", "kl", "lpips", "lr", "grad_norm"} <= set(steps[0])
+    assert any("val_psnr" in r and "val_lpips" in r for r in records)
+    model, name, _ = load_model(export)
+    assert name == "cdt-tiny" and next(model.parameters()).dtype == torch.float32
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 2 and {"model", "ema", "optimizer", "generators", "torch_rng"} <= set(ckpt)
+
+
+def test_refuses_missing_data_and_bad_frames(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "nothing"), "--steps", "1"])
+    assert result.exit_code == 1 and "build the data set" in result.output
+    result = runner.invoke(app, ["train", "--frames", "8"])
+    assert result.exit_code == 1 and "1 + 4k" in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed next to this python")
+def test_torchrun_two_processes_stay_in_sync(data_dir, toy_weights, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           "-m", "cdtcodec", "train", "--model", str(toy_weights), "--data", str(data_dir), "--out", str(out),
+           "--steps", "2", "--batch", "1", "--frames", "5", "--crop", "32", "--workers", "0",
+           "--ckpt-every", "1", "--val-every", "100", "--lpips-weight", "0", "--device", "cpu", "--threads", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    syncs = [r for r in records if "ranks_in_sync" in r]
+    assert [r["step"] for r in syncs][:2] == [1, 2]
+    assert all(len(r["fingerprints"]) == 2 and r["fingerprints"][0] == r["fingerprints"][1] for r in syncs)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert len(ckpt["generators"]) == 2 and not torch.equal(ckpt["generators"][0], ckpt["generators"][1])
