@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -30,13 +31,21 @@ err = Console(stderr=True)
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(1)
+def _fail(message: str, code: int = 1) -> None:
+    line = " ".join(str(message).split())  # one line, whatever was interpolated into it
+    err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _os_error(e: OSError) -> str:
+    """'PATH: reason' for an OSError, without Python's '[Errno N]' decoration."""
+    reason = e.strerror or str(e) or type(e).__name__
+    return f"{e.filename}: {reason}" if e.filename else reason
 
 
 def friendly_errors(fn):
-    """Known failures become one line on stderr and exit code 1, never a traceback."""
+    """Failures become one line on stderr and a non-zero exit code, never a traceback (set CDTCODEC_DEBUG=1
+    to see one for an unexpected error). Ctrl-C exits with 130; the writers have removed any partial output."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -44,12 +53,23 @@ def friendly_errors(fn):
 
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
         except (CodecError, VideoError, BitstreamError, WeightsError) as e:
             _fail(str(e))
-        except (OSError, ValueError) as e:
+        except OSError as e:
+            _fail(_os_error(e))
+        except ValueError as e:
             _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
         except MemoryError:
             _fail("out of memory")
+        except KeyboardInterrupt:
+            _fail("interrupted; no output was written", 130)
+        except Exception as e:
+            if os.environ.get("CDTCODEC_DEBUG"):
+                raise
+            text = str(e).splitlines()[0] if str(e) else ""
+            _fail(f"unexpected {type(e).__name__}{': ' + text if text else ''} (CDTCODEC_DEBUG=1 shows the traceback)")
 
     return wrapper
 
@@ -101,40 +121,57 @@ def _device(name: str) -> str:
 
 
 @contextmanager
+def _renamed(temporary: str, name: str):
+    """Error messages that name a temporary stand-in for stdin/stdout name the stream instead."""
+    try:
+        yield
+    except Exception as e:
+        if e.args and isinstance(e.args[0], str) and temporary in e.args[0]:
+            e.args = (e.args[0].replace(temporary, name), *e.args[1:])
+        raise
+
+
+@contextmanager
 def _input_path(path: str, suffix: str):
     """A real path for `path`; '-' copies standard input to a temporary file first (containers need seeking)."""
     if path != "-":
         yield path
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="cdtcodec-") as tmp:
         target = Path(tmp) / f"stdin{suffix}"
         with open(target, "wb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f)
-        yield str(target)
+        with _renamed(str(target), "<stdin>"):
+            yield str(target)
 
 
 @contextmanager
 def _output_path(path: str, suffix: str):
-    """A real path for `path`; '-' writes to a temporary file, then copies it to standard output."""
+    """A real path for `path`; '-' writes to a temporary file, then copies it to standard output (only
+    once it is complete, so a failed run writes nothing there)."""
     if path != "-":
         yield path
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="cdtcodec-") as tmp:
         target = Path(tmp) / f"stdout{suffix}"
-        yield str(target)
+        with _renamed(str(target), "<stdout>"):
+            yield str(target)
         with open(target, "rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)
         sys.stdout.buffer.flush()
 
 
 def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
+    """--json: one JSON object on stdout (on stderr when stdout carries the output file); else, unless
+    --quiet, one summary line on stderr."""
     if as_json:
-        typer.echo(json.dumps({"command": kind, "output": out, **report.as_dict()}))
+        typer.echo(json.dumps({"command": kind, "output": out, **report.as_dict()}), err=out == "-")
     elif not quiet:
         d = report.as_dict()
         err.print(f"{kind}: {d['frames']} frames {d['width']}x{d['height']} @ {d['fps']} fps -> {out}: "
                   f"{d['bytes']:,} bytes, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbps, {d['seconds']:.1f} s "
-                  f"({d['fps_processed']:.2f} frames/s), audio {d['audio']}", highlight=False)
+                  f"({d['fps_processed']:.2f} frames/s), audio {d['audio']}",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 THREADS = typer.Option(0, help="CPU threads for the model (0: torch's default, one per core).")
@@ -151,7 +188,7 @@ def encode(
                                      + ", ".join(f"{q}={s}" for q, s in QUALITY_STEPS.items())),
     step: Optional[float] = typer.Option(None, help="Quantizer step size (overrides --quality)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
-    seed: int = typer.Option(0, help="Decoder noise seed, stored in the file."),
+    seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Decoder noise seed, stored in the file."),
     steps: int = typer.Option(1, min=1, max=1000, help="DDIM sampling steps used at decode, stored in the file."),
     entropy: str = typer.Option(DEFAULT_CODER, help=f"Entropy coder: {', '.join(ENTROPY_CODERS)}."),
     start: float = typer.Option(0.0, min=0.0, help="Start time in seconds."),
@@ -159,7 +196,8 @@ def encode(
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not carry the source audio."),
     threads: int = THREADS,
     device: str = DEVICE,
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout "
+                                                       "(on stderr with -o -)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress, no summary."),
 ):
     """Encode a video into a .cdt file."""
@@ -167,15 +205,14 @@ def encode(
 
     if entropy not in ENTROPY_CODERS:
         raise ValueError(f"--entropy must be one of {', '.join(ENTROPY_CODERS)}")
-    if output == "-" and not (as_json or quiet):
-        quiet = True  # stdout carries the file
     _set_threads(threads)
+    device = _device(device)
     with _input_path(input, ".video") as src, _output_path(output, ".cdt") as dst, \
             _progress(not (quiet or as_json), "encode") as progress:
         report = codec.encode(src, dst, model=model, quality=quality, step=step, seed=seed, steps=steps,
                               entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
-                              device=_device(device), progress=progress)
-    _summary("encode", report, output, as_json and output != "-", quiet)
+                              device=device, progress=progress)
+    _summary("encode", report, output, as_json, quiet)
 
 
 @app.command()
@@ -192,42 +229,42 @@ def decode(
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not put the audio back."),
     threads: int = THREADS,
     device: str = DEVICE,
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout "
+                                                       "(on stderr with -o -)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress, no summary."),
 ):
     """Decode a .cdt file into a video."""
-    import io
-
     from cdtcodec import codec
 
     _set_threads(threads)
-    if output == "-":
-        quiet = quiet or not as_json
-    source = io.BytesIO(sys.stdin.buffer.read()) if input == "-" else input
-    with _output_path(output, ".y4m") as dst, _progress(not (quiet or as_json), "decode") as progress:
-        report = codec.decode(source, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
-                              audio=not no_audio, device=_device(device), progress=progress)
-    _summary("decode", report, output, as_json and output != "-", quiet)
+    device = _device(device)
+    with _input_path(input, ".cdt") as src, _output_path(output, ".y4m") as dst, \
+            _progress(not (quiet or as_json), "decode") as progress:
+        report = codec.decode(src, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
+                              audio=not no_audio, device=device, progress=progress)
+    _summary("decode", report, output, as_json, quiet)
 
 
 @app.command()
 @friendly_errors
 def info(
-    input: str = typer.Argument(..., help=".cdt file."),
+    input: str = typer.Argument(..., help=".cdt file, or - for stdin."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
     """Show a .cdt file's header, sizes, rate and chunk table."""
     from cdtcodec.inspect import describe
 
-    data = describe(input)
+    with _input_path(input, ".cdt") as src:
+        data = describe(src)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
     out = Console()
-    table = Table(title=f"{input}", show_header=False)
+    table = Table(title=Text(input), show_header=False)
     for key, value in data["header"].items():
-        table.add_row(key, str(value))
-    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "payload_bytes", "bpp", "kbps"):
+        table.add_row(key, Text(str(value)))
+    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "payload_bytes", "framing_bytes",
+                "other_bytes", "bpp", "kbps"):
         value = data[key]
         table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
     out.print(table)

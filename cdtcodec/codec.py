@@ -10,8 +10,12 @@ Nothing here prints: progress goes through a callback, so the CLI owns the progr
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import time
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -20,11 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitstream import DEFAULT_CODER, CdtReader, CdtWriter, Header
+from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
+from cdtcodec.config import PRESETS
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder, coded_frame_count, frames_of_latents, latent_frame_count
-from cdtcodec.video_io import VideoWriter, open_video
-from cdtcodec.weights import WeightsError, load_model
+from cdtcodec.video_io import MAX_SIDE, VideoError, VideoWriter, open_video, output_kind
+from cdtcodec.weights import WEIGHTS_DIR, WeightsError, file_sha256, load_model
 
 STRIDE = 8  # the latent grid: H and W are padded up to a multiple of this
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
@@ -80,6 +85,7 @@ def tensor_to_frames(x: torch.Tensor, height: int, width: int) -> np.ndarray:
     return ((x + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
+
 def count_frames(src: str | Path, start_s: float, max_frames: int | None) -> int:
     """Exact number of frames in the selection, by decoding it once (container counts can be absent or
     wrong, and the header must be right before the first chunk is written). Cheap next to the model."""
@@ -87,23 +93,155 @@ def count_frames(src: str | Path, start_s: float, max_frames: int | None) -> int
         return sum(1 for _ in reader.frames())
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Checks that run before anything slow (model loading, the first pass over the input).
+
+def _check_parent(dst: str | Path, path: Path) -> None:
+    parent = path.absolute().parent
+    if not parent.exists():
+        raise CodecError(f"{dst}: output directory {parent} does not exist")
+    if not parent.is_dir():
+        raise CodecError(f"{dst}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CodecError(f"{dst}: output directory {parent} is not writable")
+
+
+def check_cdt_output(dst: str | Path) -> None:
+    """A .cdt output path that can be written (the file itself is only created at the end, atomically)."""
+    path = Path(dst)
+    if path.is_dir():
+        raise CodecError(f"{dst}: is a directory")
+    _check_parent(dst, path)
+
+
+def check_video_output(dst: str | Path) -> str:
+    """The kind of a decode output path (see video_io.output_kind), after checking it can be written."""
+    kind = output_kind(dst)
+    path = Path(os.fspath(dst).rstrip("/" + os.sep) or ".")
+    if kind != "png_dir" and path.is_dir():
+        raise CodecError(f"{dst}: is a directory")
+    if kind == "png_dir" and path.exists() and not path.is_dir():
+        raise CodecError(f"{dst}: exists and is not a directory")
+    _check_parent(dst, path)
+    return kind
+
+
+@contextmanager
+def _named(label: str):
+    """Bitstream errors do not know which file they come from: prefix them with its name."""
+    try:
+        yield
+    except BitstreamError as e:
+        if not str(e).startswith(f"{label}: "):
+            e.args = (f"{label}: {e}",)
+        raise
+
+
+def open_cdt(src, label: str | None = None) -> CdtReader:
+    """CdtReader for a path or seekable binary file; every failure is one line naming the file."""
+    label = label or _label(src)
+    if isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.exists():
+            raise CodecError(f"{label}: no such file")
+        if path.is_dir():
+            raise CodecError(f"{label}: is a directory, not a .cdt file")
+        try:
+            empty = path.stat().st_size == 0
+        except OSError as e:
+            raise CodecError(f"{label}: cannot read: {e.strerror or e}") from None
+        if empty:
+            raise CodecError(f"{label}: empty file, not a .cdt file")
+    try:
+        with _named(label):
+            return CdtReader(src)
+    except OSError as e:
+        raise CodecError(f"{label}: cannot read: {e.strerror or e}") from None
+
+
+def _label(src) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.fspath(src)
+    name = getattr(src, "name", None)
+    return name if isinstance(name, str) else "<stdin>"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Weights for decoding: the file names them (model_id) and pins them (sha256 of the weights file).
+
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _shipped(name: str) -> Path:
+    return WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
+    """The weights file to decode `h` with: --model (a path or the name of shipped weights) when given,
+    else the shipped weights named by the header's model_id. Its sha256 must be the one in the header."""
+    expected = h.weights_hash.hex()
+    if model:
+        path = Path(model)
+        if not path.is_file():
+            if _SIMPLE_NAME.fullmatch(str(model)) and _shipped(str(model)).is_file():
+                path = _shipped(str(model))
+            else:
+                raise WeightsError(f"{model}: no such weights file")
+    else:
+        path = _shipped(h.model_id) if _SIMPLE_NAME.fullmatch(h.model_id) else None
+        if path is None or not path.is_file():
+            where = f"{path} does not exist" if path is not None else "that is not the name of shipped weights"
+            hint = "" if h.model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
+            raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {expected}), but "
+                               f"{where}; pass --model PATH to that weights file{hint}")
+    try:
+        digest = file_sha256(path)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from None
+    if digest != expected:
+        raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {expected}), but {path} "
+                           f"has sha256 {digest}; pass --model PATH to the weights it was encoded with")
+    return path
+
+
+def _check_layout(h: Header, label: str) -> None:
+    if h.spatial_downsample != STRIDE or h.temporal_downsample != 4:
+        raise CodecError(f"{label}: coded at /{h.spatial_downsample} in space and /{h.temporal_downsample} in time; "
+                         f"this decoder handles /{STRIDE} and /4")
+    if h.width > MAX_SIDE or h.height > MAX_SIDE:
+        raise CodecError(f"{label}: frame size {h.width}x{h.height} is beyond {MAX_SIDE} pixels per side")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# encode / decode
+
 def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int = DEFAULT_QUALITY,
            step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = DEFAULT_CODER,
            start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
            progress: Progress | None = None) -> Report:
+    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds."""
     started = time.time()
-    net, name, digest = load_model(model, device)
-    step = step if step is not None else step_for_quality(quality)
-    if not step > 0:
-        raise CodecError("--step must be > 0")
-    steps = steps or net.cfg.sample_steps
-    if steps < 1:
+    if step is None:
+        try:
+            step = step_for_quality(quality)
+        except ValueError as e:
+            raise CodecError(str(e)) from None
+    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+        raise CodecError(f"--step must be a positive finite number, got {step!r}")
+    if steps is not None and steps < 1:
         raise CodecError("--steps must be >= 1")
-    total = count_frames(src, start_s, max_frames)
-    if total == 0:
-        raise CodecError(f"{src}: no frames to encode" + (f" after {start_s} s" if start_s else ""))
+    if entropy not in ENTROPY_CODERS:
+        raise CodecError(f"--entropy must be one of {', '.join(ENTROPY_CODERS)}, got {entropy!r}")
+    if not 0 <= seed < 1 << 64:
+        raise CodecError("--seed must be in 0 .. 2**64-1")
+    check_cdt_output(dst)
+    # Opening probes the input: missing, unreadable, not a video, zero frames, absurd size all fail here,
+    # before the (possibly large) model is loaded.
     with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
         info = reader.info
+        net, name, digest = load_model(model, device)
+        steps = steps or net.cfg.sample_steps
+        total = sum(1 for _ in reader.frames())  # first pass: the exact count the header needs
         coded_h, coded_w = padded(info.height), padded(info.width)
         header = Header(
             model_id=name, weights_hash=bytes.fromhex(digest), width=info.width, height=info.height,
@@ -117,9 +255,14 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
             seed=seed, sampling_steps=steps, extensions={},
         )
         encoder = StreamEncoder(net)
+        carry = audio and info.audio is not None
         done = 0
-        with CdtWriter(dst, header) as writer:
-            if audio and info.audio is not None:
+        try:
+            writer = CdtWriter(dst, header)
+        except OSError as e:
+            raise CodecError(f"{dst}: cannot write: {e.strerror or e}") from None
+        with writer:
+            if carry:
                 writer.set_audio_track(info.audio)
 
             def write(moments_chunks: list[torch.Tensor]) -> None:
@@ -128,6 +271,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                     for t in range(mean.shape[2]):
                         writer.write_chunk(quantize(mean[0, :, t : t + 1], step))
 
+            if progress:
+                progress(0, total)
             for batch in reader.batches(_chunk_sizes()):
                 write(encoder.push(frames_to_tensor(batch, coded_h, coded_w).to(device)))
                 done += batch.shape[0]
@@ -136,12 +281,12 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
             if done != total:
                 raise CodecError(f"{src}: decoded {done} frames on the second pass, {total} on the first")
             write(encoder.finish())
-            if audio and info.audio is not None:
+            if carry:
                 for packet in reader.audio_packets():
                     writer.write_audio_packet(packet)
     size = Path(dst).stat().st_size
-    carried = "carried" if audio and info.audio is not None else ("dropped (--no-audio)" if info.audio else "none")
-    return Report(done, info.width, info.height, info.fps, size, time.time() - started, carried)
+    state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
+    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state)
 
 
 def _chunk_sizes():
@@ -156,8 +301,8 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
         return 0, total
     try:
         a, b = spec.split(":")
-        start = int(a) if a else 0
-        end = int(b) if b else total
+        start = int(a) if a.strip() else 0
+        end = int(b) if b.strip() else total
     except ValueError:
         raise CodecError(f"--frames expects A:B (e.g. 10:50), got {spec!r}") from None
     if not 0 <= start < end:
@@ -167,45 +312,93 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
     return start, min(end, total)
 
 
+class _AudioFeed:
+    """Hands the .cdt's audio packets to the writer a little ahead of the video it has written, so that
+    the audio of a long file never piles up in memory."""
+
+    def __init__(self, reader: CdtReader, out: VideoWriter, track):
+        active = track is not None and out.audio_skipped_reason is None
+        self.out = out
+        self.packets = iter(reader.audio_packets()) if active else iter(())
+        self.tb = Fraction(track.time_base_num, track.time_base_den) if active else Fraction(1)
+        self.held = None
+
+    def until(self, seconds: Fraction | None) -> None:
+        """Pass on every packet that starts before `seconds` (all of them for None)."""
+        while True:
+            packet, self.held = (self.held if self.held is not None else next(self.packets, None)), None
+            if packet is None:
+                return
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if seconds is not None and ts is not None and ts * self.tb > seconds:
+                self.held = packet
+                return
+            self.out.write_audio_packet(packet)
+
+
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
            crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None) -> Report:
-    """Decode a .cdt (path or seekable binary file) into a video file, a .y4m, or a folder of PNGs."""
+           progress: Progress | None = None, name: str | None = None) -> Report:
+    """Decode a .cdt (path or seekable binary file) into a video file, a .y4m, or a folder of PNGs.
+
+    Only the chunks up to the last requested frame are read (the index gives their places); nothing
+    appears at `dst` unless the whole decode succeeds. `name` labels `src` in error messages.
+    """
     started = time.time()
-    with CdtReader(src) as reader:
+    label = name or _label(src)
+    check_video_output(dst)
+    with open_cdt(src, label) as reader, _named(label):
         h = reader.header
+        _check_layout(h, label)
         first, end = parse_frame_range(frames, h.num_frames)
-        net, _, digest = load_model(model or h.model_id, device)
-        if bytes.fromhex(digest) != h.weights_hash:
-            raise WeightsError(f"the weights ({model or h.model_id}, sha256 {digest[:12]}) are not those the file was "
-                               f"encoded with (sha256 {h.weights_hash.hex()[:12]}); pass --model with the right weights")
-        step = h.quant_step[0]
-        steps_dec = StreamDecoder(net, seed=h.seed, steps=h.sampling_steps)
+        weights = decoder_weights(h, model, label)
+        net, _, digest = load_model(weights, device)
+        if digest != h.weights_hash.hex():
+            raise WeightsError(f"{weights} changed while it was being loaded")
+        if net.cfg.latent_dim != h.latent_channels:
+            raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
+        qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)
+        stream = StreamDecoder(net, seed=h.seed, steps=h.sampling_steps or None)
         fps = Fraction(h.fps_num, h.fps_den)
         source_audio = reader.audio_track
-        track = source_audio if audio and first == 0 and end == h.num_frames else None
+        whole = first == 0 and end == h.num_frames
+        track = source_audio if audio and whole else None
         written = 0
         with VideoWriter(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
-            if track is not None:  # the writer queues audio and interleaves it with the frames
-                for packet in reader.audio_packets():
-                    out.write_audio_packet(packet)
+            feed = _AudioFeed(reader, out, track)
+            feed.until(Fraction(1))  # what precedes the first frame (encoder priming) and a little more
+            position = 0  # video frame index of the next decoded frame
             for index in range(reader.num_chunks):
-                start, count = frames_of_latents(index, 1)
+                start, _ = frames_of_latents(h.chunk_start_frame(index), h.chunk_frames(index))
                 if start >= end:
-                    break  # the index lets us stop reading here
-                latent = dequantize(reader.read_chunk(index), step).unsqueeze(0).to(device)
-                for x in steps_dec.push(latent):
+                    break  # the chunks after this one are never read
+                symbols = reader.read_chunk(index)
+                if isinstance(qstep, float):
+                    latent = dequantize(symbols, qstep)
+                else:
+                    latent = dequantize(symbols, 1.0) * qstep
+                for x in stream.push(latent.unsqueeze(0).to(device)):
                     video = tensor_to_frames(x, h.height, h.width)
-                    lo, hi = max(first, start), min(end, start + count)
-                    for frame in video[lo - start : hi - start]:
+                    lo, hi = max(first, position), min(end, position + len(video))
+                    for frame in video[max(0, lo - position) : max(0, hi - position)]:
                         out.write(frame)
                         written += 1
+                    position += len(video)
+                feed.until(Fraction(written) / fps + 1)
                 if progress:
-                    progress(min(end, start + count) - first if start + count > first else 0, end - first)
+                    progress(written, end - first)
+            feed.until(None)
+            if written != end - first:  # the header fixes the count; a bad file fails before here
+                raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
             skipped = out.audio_skipped_reason
-    size = Path(dst).stat().st_size if Path(dst).is_file() else sum(p.stat().st_size for p in Path(dst).iterdir())
-    if track is None:
-        state = "none" if source_audio is None or not audio else "dropped (frame range)"
+    path = Path(dst)
+    size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
+    if source_audio is None:
+        state = "none"
+    elif not audio:
+        state = "dropped (--no-audio)"
+    elif not whole:
+        state = "dropped (frame range)"
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
     return Report(written, h.width, h.height, fps, size, time.time() - started, state)

@@ -6,13 +6,18 @@ import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
-from bitstream import CdtReader
+from cdtcodec.codec import _named, _label, open_cdt
 from cdtcodec.stream import frames_of_latents
 
 
-def describe(path: str | Path) -> dict:
-    """Header fields, byte accounting, rate (bpp, kbps) and the per-chunk table, as plain JSON-able data."""
-    with CdtReader(path) as reader:
+def describe(path, label: str | None = None) -> dict:
+    """Header fields, byte accounting, rate (bpp, kbps) and the per-chunk table, as plain JSON-able data.
+
+    The byte counts add up: file_bytes = header_bytes + index_bytes + payload_bytes + framing_bytes
+    + audio_bytes + other_bytes. `path` is a path or a seekable binary file.
+    """
+    label = label or _label(path)
+    with open_cdt(path, label) as reader, _named(label):
         h = reader.header
         stats = reader.stats
         header = {}
@@ -28,22 +33,21 @@ def describe(path: str | Path) -> dict:
         fps = Fraction(h.fps_num, h.fps_den)
         seconds = h.num_frames / float(fps) if fps else 0.0
         chunks = []
-        first_latent = 0
         for i, payload in enumerate(stats.chunk_payload_bytes):
-            latents = h.chunk_frames(i)
-            start, count = frames_of_latents(first_latent, latents)
+            start, count = frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))
             count = max(0, min(count, h.num_frames - start))  # the padded tail is not shown
-            first_latent += latents
             chunks.append({"index": i, "first_frame": start, "frames": count, "bytes": payload,
                            "bpp": 8 * payload / max(1, count * pixels)})
     return {
         "header": header,
+        "frames": h.num_frames,
         "file_bytes": stats.file_bytes,
         "header_bytes": stats.header_bytes,
         "index_bytes": stats.index_bytes,
         "audio_bytes": stats.audio_bytes,
         "payload_bytes": stats.payload_bytes,
         "framing_bytes": stats.chunk_framing_bytes,
+        "other_bytes": stats.other_bytes,
         "bpp": 8 * stats.file_bytes / max(1, h.num_frames * pixels),
         "kbps": 8 * stats.file_bytes / seconds / 1000 if seconds else 0.0,
         "duration_s": seconds,
