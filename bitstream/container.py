@@ -105,9 +105,15 @@ def encode_audio_packet(pk: AudioPacket) -> bytes:
     data = bytes(pk.data)
     if len(data) > spec.MAX_AUDIO_PACKET:
         raise ValueError(f"audio packet longer than {spec.MAX_AUDIO_PACKET} bytes")
+    for name in ("pts", "dts", "duration"):
+        v = getattr(pk, name)
+        if v is not None and not -(1 << 63) <= int(v) < (1 << 63):
+            raise ValueError(f"audio packet {name} {v} does not fit in int64")
+    if pk.duration is None:
+        raise ValueError("audio packet duration is None")
     flags = (spec.AUDIO_PTS_PRESENT if pk.pts is not None else 0) | (
         spec.AUDIO_DTS_PRESENT if pk.dts is not None else 0)
-    return spec.AUDIO_PACKET_HEAD.pack(flags, pk.pts or 0, pk.dts or 0, pk.duration) + data
+    return spec.AUDIO_PACKET_HEAD.pack(flags, int(pk.pts or 0), int(pk.dts or 0), int(pk.duration)) + data
 
 
 def decode_audio_packet(p: bytes, what: str) -> AudioPacket:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field, replace
+import numbers
+from dataclasses import dataclass, field, fields, replace
 from typing import BinaryIO, Iterable, Mapping
 
 from . import spec
@@ -69,6 +70,14 @@ class Header:
     extensions: Mapping[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self):
+        # accept numpy integers and None for empty strings from callers; store plain types
+        for f in _INT_FIELDS:
+            v = getattr(self, f)
+            if isinstance(v, numbers.Integral) and not isinstance(v, bool) and type(v) is not int:
+                object.__setattr__(self, f, int(v))
+        for f in _STR_FIELDS:
+            if getattr(self, f) is None:
+                object.__setattr__(self, f, "")
         qs = self.quant_step
         if isinstance(qs, (int, float)):
             qs = (qs,)
@@ -77,6 +86,11 @@ class Header:
         object.__setattr__(self, "extensions", dict(self.extensions))
         if isinstance(self.weights_hash, (bytearray, memoryview)):
             object.__setattr__(self, "weights_hash", bytes(self.weights_hash))
+
+    def __hash__(self):
+        return hash(tuple(
+            tuple(sorted(v.items())) if isinstance(v, dict) else v
+            for v in (getattr(self, f.name) for f in fields(self))))
 
     # ---- derived layout ----------------------------------------------------------------------
     @property
@@ -115,6 +129,13 @@ class Header:
     def with_defaults(self) -> "Header":
         """This header as a reader will return it (entropy params made explicit)."""
         return replace(self, entropy_params=self.full_entropy_params())
+
+
+_INT_FIELDS = ("width", "height", "coded_width", "coded_height", "num_frames", "coded_frames", "fps_num",
+               "fps_den", "time_base_num", "time_base_den", "latent_channels", "latent_height",
+               "latent_width", "latent_frames", "chunk_latent_frames", "seed", "sampling_steps",
+               "spatial_downsample", "temporal_downsample")
+_STR_FIELDS = ("pix_fmt", "color_range", "color_space", "color_primaries", "color_trc")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -97,6 +97,8 @@ def test_writer_rejects_misuse(tmp_path):
     w.set_audio_track(TRACK)
     with pytest.raises(ValueError, match="already"):
         w.set_audio_track(TRACK)
+    with pytest.raises(ValueError, match="int64"):
+        w.write_audio_packet(AudioPacket(b"x", 2 ** 63, 0, 1))
     for c in chunks_for(h):
         w.write_chunk(c)
     with pytest.raises(ValueError, match="already written"):

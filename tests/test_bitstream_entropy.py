@@ -123,8 +123,12 @@ def test_model_table_is_a_valid_distribution(fam, mean, scale):
     assert 5 <= f.size <= 2 * spec.RANGE_MAX_HALF_WIDTH + 1 and f.size % 2 == 1
     assert lo + f.size // 2 == np.floor(mean + 0.5)
     # the mode sits at the mean, up to the flat top that the 1/256 resolution of t gives
-    mode = int(np.argmax(f))
-    assert abs(lo + mode - mean) <= 1.0 + scale / 16
+    # (unless every weight underflowed and the table fell back to uniform: scale << 1/32)
+    if not (f[1:] == f[1]).all():
+        mode = int(np.argmax(f))
+        assert abs(lo + mode - mean) <= 1.0 + scale / 16
+    else:
+        assert scale < 1 / 32
 
 
 def test_model_table_known_values():

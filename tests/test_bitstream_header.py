@@ -173,3 +173,14 @@ def test_bitstream_never_imports_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
     for p in (root / "bitstream").glob("*.py"):
         assert "import torch" not in p.read_text() and "from torch" not in p.read_text(), p
+
+
+def test_header_accepts_numpy_ints_and_none_strings_and_hashes():
+    import numpy as np
+
+    h = replace(sample_header(), width=np.int64(50), latent_frames=np.int32(3), pix_fmt=None)
+    assert type(h.width) is int and h.pix_fmt == ""
+    out = roundtrip(h)
+    assert out == h.with_defaults()
+    assert hash(out) == hash(h.with_defaults())
+    assert len({out, h.with_defaults()}) == 1
