@@ -346,6 +346,13 @@ class CdtReader:
 
     def __init__(self, src, *, salvage: bool = False):
         self._own = isinstance(src, (str, os.PathLike))
+        if not self._own:
+            try:
+                seekable = src.seekable()
+            except Exception:
+                seekable = False
+            if not seekable:
+                raise ValueError("CdtReader needs a path or a seekable binary file")
         self._f: BinaryIO = open(src, "rb") if self._own else src
         try:
             self._open(salvage)
@@ -360,12 +367,6 @@ class CdtReader:
 
     def _open(self, salvage: bool) -> None:
         f = self._f
-        try:
-            seekable = f.seekable()
-        except Exception:
-            seekable = False
-        if not seekable:
-            raise ValueError("CdtReader needs a seekable file")
         self._base = f.tell()
         f.seek(0, os.SEEK_END)
         self._size = f.tell() - self._base

@@ -70,6 +70,14 @@ def test_file_object_in_and_out_and_no_audio():
     assert r.audio_track is None and list(r.audio_packets()) == []
     np.testing.assert_array_equal(r.read_chunk(2), chunks[2])
 
+    class Pipe(io.RawIOBase):
+        def seekable(self):
+            return False
+
+    with pytest.raises(ValueError, match="seekable") as ei:
+        CdtReader(Pipe())
+    assert not isinstance(ei.value, BitstreamError)
+
 
 def test_exception_leaves_nothing_at_final_name(tmp_path):
     h = sample_header()
