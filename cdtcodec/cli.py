@@ -82,7 +82,7 @@ class FramesPerSecond(ProgressColumn):
 @contextmanager
 def _progress(enabled: bool, label: str):
     """Yields a callback (done, total) that drives a rich bar on stderr, or None. The bar appears with the
-    first report, so an early error prints its one line alone."""
+    first report and is erased when the work fails, so an error prints its one line alone."""
     if not enabled:
         yield None
         return
@@ -98,6 +98,9 @@ def _progress(enabled: bool, label: str):
 
     try:
         yield update
+    except BaseException:
+        bar.live.transient = True
+        raise
     finally:
         if bar.live.is_started:
             bar.stop()

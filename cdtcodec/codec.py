@@ -305,10 +305,12 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
         end = int(b) if b.strip() else total
     except ValueError:
         raise CodecError(f"--frames expects A:B (e.g. 10:50), got {spec!r}") from None
-    if not 0 <= start < end:
-        raise CodecError(f"--frames {spec}: need 0 <= A < B")
+    if start < 0 or end < 0:
+        raise CodecError(f"--frames {spec}: frame numbers start at 0")
     if start >= total:
         raise CodecError(f"--frames {spec}: the video has only {total} frames")
+    if start >= end:
+        raise CodecError(f"--frames {spec}: need A < B")
     return start, min(end, total)
 
 
