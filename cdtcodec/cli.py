@@ -159,9 +159,16 @@ def _output_path(path: str, suffix: str):
         target = Path(tmp) / f"stdout{suffix}"
         with _renamed(str(target), "<stdout>"):
             yield str(target)
-        with open(target, "rb") as f:
-            shutil.copyfileobj(f, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
+        try:
+            with open(target, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            try:  # nothing more can reach the reader; keep the interpreter's final flush quiet
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            raise OSError("<stdout>: the reading end of the pipe closed before the whole output was written") from None
 
 
 def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:

@@ -336,7 +336,8 @@ def test_missing_and_unreadable_inputs(work, toy):
     text.write_text("not a video at all\n")
     fails(["encode", text, "-o", out, "--model", toy], "notes.mp4", "not a video")
     fails(["encode", work, "-o", out, "--model", toy], "is a directory")
-    assert not out.exists()
+    fails(["convert", text, "-o", work / "never.safetensors"], "notes.mp4", "not a readable weights file")
+    assert not out.exists() and not (work / "never.safetensors").exists()
 
 
 def test_zero_frames_and_absurd_size(work, toy):
@@ -394,6 +395,7 @@ def test_unwritable_outputs(work, clip, encoded, toy):
     blocker.write_text("x")
     fails(["encode", clip, "-o", work / "no_dir" / "x.cdt", "--model", toy], "does not exist")
     fails(["encode", clip, "-o", blocker / "x.cdt", "--model", toy], "is not a directory")
+    fails(["encode", clip, "-o", work, "--model", toy], "is a directory")
     fails(["decode", encoded[0], "-o", work / "no_dir" / "x.mp4", "--model", toy], "does not exist")
     fails(["decode", encoded[0], "-o", work / "x.avi", "--model", toy], "unknown output extension")
     fails(["decode", encoded[0], "-o", work / "x.mp4", "--model", toy, "--frames", "4:2"], "--frames")
