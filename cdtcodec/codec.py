@@ -28,7 +28,7 @@ from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, 
 from cdtcodec.config import PRESETS
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder, coded_frame_count, frames_of_latents, latent_frame_count
-from cdtcodec.video_io import MAX_SIDE, VideoError, VideoWriter, open_video, output_kind
+from cdtcodec.video_io import MAX_SIDE, VideoWriter, open_video, output_kind
 from cdtcodec.weights import WEIGHTS_DIR, WeightsError, file_sha256, load_model
 
 STRIDE = 8  # the latent grid: H and W are padded up to a multiple of this

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from fractions import Fraction
-from pathlib import Path
 
 from cdtcodec.codec import _named, _label, open_cdt
 from cdtcodec.stream import frames_of_latents
