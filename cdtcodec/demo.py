@@ -34,7 +34,7 @@ def run_demo(sample: Path, output: Path, model: str, quality: int, console: Cons
         cdt = Path(tmp) / "sample.cdt"
         exact = Path(tmp) / "recon.y4m"  # lossless copy of the decoded frames, for the metrics
         enc = codec.encode(sample, cdt, model=model, quality=quality)
-        dec = codec.decode(cdt, exact)
+        dec = codec.decode(cdt, exact, model=model)
         source, info = read_frames(sample)
         recon, _ = read_frames(exact)
         with VideoWriter(output, info.width, info.height, fps=info.fps) as out:
