@@ -358,6 +358,36 @@ def demo(
     run_demo(ASSETS / "sample.mp4", output, model=model, quality=quality, console=err)
 
 
+@app.command()
+@friendly_errors
+def bench(
+    clips: Optional[list[str]] = typer.Argument(None, help="Video files (default with --quick: the bundled sample)."),
+    codecs: Optional[str] = typer.Option(None, help="Comma-separated: cdt, x264, x265, svtav1 (default: all)."),
+    qualities: Optional[str] = typer.Option(None, help="cdt qualities, comma-separated (default: all)."),
+    presets: Optional[str] = typer.Option(None, help="Reference encoder presets: medium, slow (default: both)."),
+    crf: Optional[list[str]] = typer.Option(None, "--crf", help="CRF grid of a reference: CODEC=CRF,CRF,... (repeatable)."),
+    size: Optional[int] = typer.Option(None, help="Clips are resized and centre-cropped to SIZE x SIZE (default 256)."),
+    frames: Optional[int] = typer.Option(None, help="The first N frames of each clip (default 33)."),
+    out: Path = typer.Option(Path("results"), "--out", "-o", help="Output folder."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
+    quick: bool = typer.Option(False, "--quick", help="CI smoke run: one tiny clip (32x32, 5 frames), cdt at two qualities against x264."),
+    no_streams: bool = typer.Option(False, "--no-streams", help="Do not keep the encoded streams in OUT/streams."),
+    threads: int = THREADS,
+    device: str = DEVICE,
+):
+    """Rate-distortion benchmark against x264/x265/SVT-AV1: results.json, results.csv, plots, summary.md."""
+    from cdtcodec import bench as rd
+
+    cfg = rd.make_config(clips, codecs=codecs, qualities=qualities, presets=presets, crfs=crf, size=size,
+                         frames=frames, out=out, model=model, device=_device(device), threads=threads, quick=quick,
+                         keep_streams=not no_streams)
+    results = rd.run(cfg, console=err)
+    for line in rd.console_lines(results, out):
+        err.print(line, highlight=False, markup=False)
+    if results["failed"]:
+        _fail(f"{results['failed']} run(s) failed; see {out / 'results.json'}")
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
     if version:
