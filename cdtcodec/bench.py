@@ -333,20 +333,41 @@ def _measured(phase):
     return result, seconds, mem
 
 
+class _Clock:
+    """Progress callback that timestamps each chunk: the first chunk carries PyTorch's per-process warm-up
+    (kernel selection for each new shape), so the rate after it is the steady one."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.marks: list[tuple[float, int]] = []
+
+    def __call__(self, done: int, total) -> None:
+        self.marks.append((time.perf_counter() - self.start, int(done)))
+
+    def summary(self) -> dict:
+        if not self.marks:
+            return {"first_chunk_s": None, "fps_after_first_chunk": None}
+        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        steady = (n1 - n0) / (t1 - t0) if n1 > n0 and t1 > t0 else None
+        return {"first_chunk_s": t0, "first_chunk_frames": n0, "fps_after_first_chunk": steady}
+
+
 def _cdt_encode(spec: dict) -> dict:
     from cdtcodec import codec
 
+    clock = _Clock()
     report = codec.encode(spec["source"], spec["stream"], model=spec["model"], quality=spec["quality"],
-                          device=spec["device"], audio=False)
-    return {"frames": report.frames, "report_seconds": report.seconds}
+                          device=spec["device"], audio=False, progress=clock)
+    return {"frames": report.frames, "report_seconds": report.seconds, **clock.summary()}
 
 
 def _cdt_decode(spec: dict) -> dict:
     from cdtcodec import codec
 
+    clock = _Clock()
     report = codec.decode(spec["stream"], spec["decoded"] + os.sep, model=spec["model"], device=spec["device"],
-                          audio=False)
-    return {"frames": report.frames, "report_seconds": report.seconds}
+                          audio=False, progress=clock)
+    return {"frames": report.frames, "report_seconds": report.seconds, **clock.summary()}
 
 
 def _ref_encode(spec: dict) -> dict:
@@ -379,7 +400,8 @@ def _ref_encode(spec: dict) -> dict:
                         at = raw.find(ref.info_sei[0])
                         if at >= 0 and stripped["text"] is None:
                             end = raw.find(b"\x00", at)
-                            stripped["text"] = raw[at:end if end > 0 else None].decode("ascii", "replace")
+                            text = raw[at:end if end > 0 else None].decode("ascii", "replace")
+                            stripped["text"] = "".join(ch for ch in text if " " <= ch <= "~")
                         before = packet.size
                         out = bsf.filter(packet)
                         stripped["bytes"] += before - sum(p.size for p in out)
@@ -776,10 +798,10 @@ def _run_one(workers: Workers, job: dict, clip: dict, source: Path, streams: Pat
         duration = frames / float(Fraction(clip["fps"]))
         run.update({"bytes": nbytes, "bpp": 8 * nbytes / (frames * pixels), "kbps": 8 * nbytes / duration / 1000,
                     "frames": frames, "decoded_frames": int(decoded.shape[0])})
-        run["encode"] = {"seconds": enc["seconds"], "fps": enc["frames"] / enc["seconds"] if enc["seconds"] else None,
-                         **enc["memory"]}
-        run["decode"] = {"seconds": dec["seconds"], "fps": dec["frames"] / dec["seconds"] if dec["seconds"] else None,
-                         **dec["memory"]}
+        for phase, res in (("encode", enc), ("decode", dec)):
+            run[phase] = {"seconds": res["seconds"], "fps": res["frames"] / res["seconds"] if res["seconds"] else None,
+                          **{k: res[k] for k in ("first_chunk_s", "first_chunk_frames", "fps_after_first_chunk")
+                             if k in res}, **res["memory"]}
         if kind == "cdt":
             settings["threads"] = enc.get("torch_threads", settings["threads"])
         run["_decoded"] = decoded
