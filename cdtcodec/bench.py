@@ -346,9 +346,10 @@ class _Clock:
         self.marks.append((time.perf_counter() - self.start, int(done)))
 
     def summary(self) -> dict:
-        if not self.marks:
+        marks = [m for m in self.marks if m[1] > 0]  # a report of 0 frames done is not a chunk
+        if not marks:
             return {"first_chunk_s": None, "fps_after_first_chunk": None}
-        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        (t0, n0), (t1, n1) = marks[0], marks[-1]
         steady = (n1 - n0) / (t1 - t0) if n1 > n0 and t1 > t0 else None
         return {"first_chunk_s": t0, "first_chunk_frames": n0, "fps_after_first_chunk": steady}
 
