@@ -1074,7 +1074,7 @@ def plot(results: dict, key: str, ylabel: str, path: Path) -> None:
     panels = clips + (["average"] if len(clips) > 1 else [])
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 9.0), 3.4 * rows + 0.8), squeeze=False)
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     curves = list(results["curves"])
@@ -1114,8 +1114,10 @@ def plot(results: dict, key: str, ylabel: str, path: Path) -> None:
     model = results.get("model") or {}
     fig.suptitle(f"cdtcodec bench: {size}x{size}, {frames} frames, cdt model {model.get('name', '-')}"
                  + (" (UNTRAINED TOY)" if model.get("untrained_toy") else ""), fontsize=11)
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(labels) - 1) // 4), 1, 0.95))
+    ncol = min(len(labels), 4)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    legend_rows = -(-len(labels) // ncol) if labels else 0
+    fig.tight_layout(rect=(0, min(0.4, (0.2 + 0.2 * legend_rows) / fig.get_figheight()), 1, 0.93))
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
