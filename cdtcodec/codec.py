@@ -85,14 +85,6 @@ def tensor_to_frames(x: torch.Tensor, height: int, width: int) -> np.ndarray:
     return ((x + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
-
-def count_frames(src: str | Path, start_s: float, max_frames: int | None) -> int:
-    """Exact number of frames in the selection, by decoding it once (container counts can be absent or
-    wrong, and the header must be right before the first chunk is written). Cheap next to the model."""
-    with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
-        return sum(1 for _ in reader.frames())
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Checks that run before anything slow (model loading, the first pass over the input).
 
