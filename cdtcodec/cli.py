@@ -6,7 +6,9 @@ import functools
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,30 +82,55 @@ class FramesPerSecond(ProgressColumn):
 
 
 @contextmanager
-def _progress(enabled: bool, label: str):
-    """Yields a callback (done, total) that drives a rich bar on stderr, or None. The bar appears with the
-    first report and is erased when the work fails, so an error prints its one line alone."""
-    if not enabled:
-        yield None
+def _ctrl_c():
+    """Remembers Ctrl-C. PyAV can swallow the KeyboardInterrupt that Python raises while FFmpeg is busy, so
+    the progress callback raises it again from what was remembered."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
         return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _progress(enabled: bool, label: str):
+    """Yields a callback (done, total) that drives a rich bar on stderr when enabled and, always, turns a
+    remembered Ctrl-C into KeyboardInterrupt. The bar appears with the first report and is erased when the
+    work fails, so an error prints its one line alone."""
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), FramesPerSecond(),
                TimeRemainingColumn()]
     bar = Progress(*columns, console=err, transient=False)
     task = bar.add_task(label, total=None)
 
-    def update(done: int, total: int | None) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, total=total)
+    with _ctrl_c() as interrupted:
+        def update(done: int, total: int | None) -> None:
+            if interrupted:
+                raise KeyboardInterrupt
+            if not enabled:
+                return
+            if not bar.live.is_started:
+                bar.start()
+            bar.update(task, completed=done, total=total)
 
-    try:
-        yield update
-    except BaseException:
-        bar.live.transient = True
-        raise
-    finally:
-        if bar.live.is_started:
-            bar.stop()
+        try:
+            yield update
+            if interrupted:
+                raise KeyboardInterrupt
+        except BaseException:
+            bar.live.transient = True
+            raise
+        finally:
+            if bar.live.is_started:
+                bar.stop()
 
 
 def _set_threads(threads: int) -> None:
