@@ -6,26 +6,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 
 from cdtcodec import codec
+from cdtcodec.bench import frame_metrics
 from cdtcodec.lpips import LPIPS
-from cdtcodec.metrics import psnr_uint8, psnr_y, ssim_uint8
 from cdtcodec.video_io import VideoWriter, open_video
 
 
 def read_frames(path: str | Path) -> tuple[np.ndarray, object]:
     with open_video(path) as reader:
         return np.stack(list(reader.frames())), reader.info
-
-
-def lpips_uint8(lpips: LPIPS, x: np.ndarray, y: np.ndarray) -> float:
-    """Mean LPIPS-alex over frames of two uint8 (T, H, W, 3) videos."""
-    to = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1
-    with torch.no_grad():
-        return lpips(to(x), to(y)).mean().item()
 
 
 def run_demo(sample: Path, output: Path, model: str, quality: int, console: Console) -> dict:
@@ -40,11 +32,11 @@ def run_demo(sample: Path, output: Path, model: str, quality: int, console: Cons
         with VideoWriter(output, info.width, info.height, fps=info.fps) as out:
             for frame in recon:
                 out.write(frame)
+    quality = frame_metrics(source, recon, LPIPS.from_file())["clip"]
     metrics = {
         "frames": enc.frames, "size": f"{enc.width}x{enc.height}", "bytes": enc.file_bytes,
-        "bpp": enc.bpp, "kbps": enc.kbps, "psnr_rgb_db": psnr_uint8(source, recon), "psnr_y_db": psnr_y(source, recon),
-        "ssim": ssim_uint8(source, recon), "lpips_alex": lpips_uint8(LPIPS.from_file(), source, recon),
-        "encode_s": enc.seconds, "decode_s": dec.seconds,
+        "bpp": enc.bpp, "kbps": enc.kbps, "psnr_rgb_db": quality["psnr_rgb"], "psnr_y_db": quality["psnr_y"],
+        "ssim": quality["ssim"], "lpips_alex": quality["lpips"], "encode_s": enc.seconds, "decode_s": dec.seconds,
     }
     table = Table("measure", "value", title=f"{sample.name} -> {output}")
     for key, value in metrics.items():

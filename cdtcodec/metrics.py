@@ -15,21 +15,10 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def psnr_uint8(x: np.ndarray, y: np.ndarray) -> float:
-    """PSNR in dB of two uint8 arrays of the same shape (peak 255)."""
-    mse = np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def rgb_to_luma(frames: np.ndarray) -> np.ndarray:
     """uint8 (..., 3) RGB -> float64 (...) BT.601 luma in 0..255 (the Y that PSNR-Y is usually reported on)."""
     f = frames.astype(np.float64)
     return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-
-
-def psnr_y(x: np.ndarray, y: np.ndarray) -> float:
-    mse = np.mean((rgb_to_luma(x) - rgb_to_luma(y)) ** 2)
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -51,9 +40,3 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return s.flatten(1).mean(dim=1)
-
-
-def ssim_uint8(x: np.ndarray, y: np.ndarray) -> float:
-    """Mean SSIM over frames of uint8 (T, H, W, 3) RGB videos."""
-    to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).double() / 255.0
-    return ssim(to(x), to(y)).mean().item()
