@@ -3,9 +3,11 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -137,3 +139,28 @@ def test_torchrun_two_processes_stay_in_sync(data_dir, toy_weights, tmp_path):
     assert all(len(r["fingerprints"]) == 2 and r["fingerprints"][0] == r["fingerprints"][1] for r in syncs)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert len(ckpt["generators"]) == 2 and not torch.equal(ckpt["generators"][0], ckpt["generators"][1])
+
+
+def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path):
+    """A session's end or a scheduler sends SIGTERM: the run must leave a checkpoint of the step it reached."""
+    out = tmp_path / "term"
+    cmd = [sys.executable, "-m", "cdtcodec", "train", "--model", str(toy_weights), "--data", str(data_dir),
+           "--out", str(out), "--steps", "100000", "--batch", "1", "--frames", "5", "--crop", "32",
+           "--workers", "1", "--ckpt-every", "100000", "--val-every", "100000", "--lpips-weight", "0",
+           "--threads", "1", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        log = out / "log.jsonl"
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not log.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the first log line is written at step 10
+        assert proc.poll() is None and log.exists(), "training ended or logged nothing before the signal"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] >= 10

@@ -11,7 +11,10 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -101,6 +104,23 @@ def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: i
     if lp:
         result["val_lpips"] = sum(lp) / len(lp)
     return result
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt, so the loop's `finally` writes the checkpoint before the process ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Trainer:
@@ -230,7 +250,12 @@ class Trainer:
         return result
 
     def run(self, progress=None, stop_after: int | None = None) -> None:
-        """Train up to cfg.steps (or `stop_after` more steps); checkpoint on the way and at the end."""
+        """Train up to cfg.steps (or `stop_after` more steps); checkpoint on the way and at the end, also when
+        stopped by Ctrl-C or SIGTERM (what a scheduler or an ending session sends)."""
+        with _sigterm_as_interrupt():
+            self._run(progress, stop_after)
+
+    def _run(self, progress, stop_after: int | None) -> None:
         cfg = self.cfg
         last = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
         task = progress.add_task("train", total=cfg.steps, completed=self.step) if progress else None
