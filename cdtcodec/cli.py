@@ -213,6 +213,8 @@ def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
 
 THREADS = typer.Option(0, help="CPU threads for the model (0: torch's default, one per core).")
 DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
+AS_JSON = typer.Option(False, "--json", help="Print a machine-readable summary on stdout (on stderr with -o -).")
+QUIET = typer.Option(False, "--quiet", help="No progress, no summary.")
 
 
 @app.command()
@@ -233,15 +235,12 @@ def encode(
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not carry the source audio."),
     threads: int = THREADS,
     device: str = DEVICE,
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout "
-                                                       "(on stderr with -o -)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress, no summary."),
+    as_json: bool = AS_JSON,
+    quiet: bool = QUIET,
 ):
     """Encode a video into a .cdt file."""
     from cdtcodec import codec
 
-    if entropy not in ENTROPY_CODERS:
-        raise ValueError(f"--entropy must be one of {', '.join(ENTROPY_CODERS)}")
     _set_threads(threads)
     device = _device(device)
     with _input_path(input, ".video") as src, _output_path(output, ".cdt") as dst, \
@@ -266,9 +265,8 @@ def decode(
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not put the audio back."),
     threads: int = THREADS,
     device: str = DEVICE,
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout "
-                                                       "(on stderr with -o -)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress, no summary."),
+    as_json: bool = AS_JSON,
+    quiet: bool = QUIET,
 ):
     """Decode a .cdt file into a video."""
     from cdtcodec import codec
