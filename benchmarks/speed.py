@@ -14,7 +14,7 @@ import argparse
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from cdtcodec.config import PRESETS
 from cdtcodec.model import CDT
@@ -61,8 +61,13 @@ def run_decode(model: CDT, latent: torch.Tensor, chunk: int) -> None:
     StreamDecoder(model, seed=0, chunk_latents=chunk).push(latent)
 
 
+def _onednn_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    return conv_flop_count(x_shape, w_shape, out_shape)
+
+
 def flops_of(fn) -> int:
-    counter = FlopCounterMode(display=False)
+    # The CPU path calls oneDNN's convolution directly, which torch's counter does not know by default.
+    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.mkldnn_convolution: _onednn_conv_flops})
     with counter:
         fn()
     return counter.get_total_flops()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cdtcodec.config import CDTConfig
-from cdtcodec.nn.layers import Cache, ResnetBlock, TimeUpsample, make_upsample
+from cdtcodec.nn.layers import Cache, CausalConv3d, ResnetBlock, TimeUpsample, make_upsample
 
 
 class ContextStage(nn.Module):
@@ -34,8 +34,8 @@ class ContextDecoder(nn.Module):
         super().__init__()
         d, pad = cfg.context_dim, cfg.pad_mode
         widths = [d * m for m in cfg.context_mults]  # d, 2d, 3d, 4d
-        self.post_quant_conv = nn.Conv3d(cfg.latent_dim, widths[3], 1)
-        self.post_quant_in = nn.Conv3d(cfg.latent_dim, widths[0], 1)
+        self.post_quant_conv = CausalConv3d(cfg.latent_dim, widths[3], (1, 1, 1))
+        self.post_quant_in = CausalConv3d(cfg.latent_dim, widths[0], (1, 1, 1))
         self.post_quant_res = nn.ModuleList(ResnetBlock(a, b, pad) for a, b in zip(widths[:-1], widths[1:]))
         space_up = cfg.space_down[::-1]
         time_up = cfg.time_down[::-1]

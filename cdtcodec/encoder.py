@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cdtcodec.config import CDTConfig
-from cdtcodec.nn.layers import Cache, Downsample, ResnetBlock, TimeDownsample
+from cdtcodec.nn.layers import Cache, CausalConv3d, Downsample, ResnetBlock, TimeDownsample
 
 
 class EncoderStage(nn.Module):
@@ -38,11 +38,11 @@ class Encoder(nn.Module):
             for i in range(4)
         )
         # Two heads on the deepest features, summed: a 1x1 conv and a narrowing residual path.
-        self.quant_conv = nn.Conv3d(widths[3], 2 * cfg.latent_dim, 1)
+        self.quant_conv = CausalConv3d(widths[3], 2 * cfg.latent_dim, (1, 1, 1))
         self.quant_res = nn.ModuleList(
             ResnetBlock(a, b, pad) for a, b in zip(widths[:0:-1], widths[-2::-1])
         )
-        self.quant_res_out = nn.Conv3d(widths[0], 2 * cfg.latent_dim, 1)
+        self.quant_res_out = CausalConv3d(widths[0], 2 * cfg.latent_dim, (1, 1, 1))
 
     def forward(self, video: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         h = video

@@ -30,6 +30,8 @@ class CDT(nn.Module):
         self.context = ContextDecoder(cfg)
         self.denoiser = Denoiser(cfg)
         self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(cfg.num_timesteps), persistent=False)
+        # Channels-last conv weights match the activations' layout (see ChannelNorm), sparing oneDNN a reorder.
+        self.to(memory_format=torch.channels_last_3d)
 
     def moments(self, video: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         """Raw posterior moments (B, 2L, T', h, w): mean then log-variance (unclamped)."""

@@ -15,6 +15,37 @@ from torch import nn
 Cache = dict  # {layer: tensor of trailing frames, or True for "first chunk done"}
 
 
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, T, H, W, C): a view when x is channels-last already (our usual layout)."""
+    return x.permute(0, 2, 3, 4, 1)
+
+
+def from_channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 4, 1, 2, 3)
+
+
+def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+           stride: tuple[int, int, int] = (1, 1, 1)) -> torch.Tensor:
+    """An unpadded 3D convolution by the fastest CPU route; same arithmetic, so results agree to rounding.
+
+    A 1x1x1 kernel is a matrix product over channels (oneDNN runs those at a few GFLOP/s). PyTorch sends
+    the other batch-1 convolutions with few channels or frames (most of ours when streaming) to its im2col
+    kernel, 2-5x slower than oneDNN, so the CPU calls oneDNN directly.
+    """
+    if weight.shape[2:] == (1, 1, 1) and tuple(stride) == (1, 1, 1):
+        return from_channels_last(F.linear(to_channels_last(x), weight.flatten(1), bias))
+    if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        cout = weight.shape[0]
+        if cout < 8:
+            # oneDNN's AVX2 kernels fill 8 output channels at a time; a 3-channel output takes over twice as
+            # long as an 8-channel one, so compute 8 with zero weights and keep the real ones.
+            weight = torch.cat([weight, weight.new_zeros(8 - cout, *weight.shape[1:])])
+            weight = weight.contiguous(memory_format=torch.channels_last_3d)
+            bias = torch.cat([bias, bias.new_zeros(8 - cout)]) if bias is not None else None
+        return torch.mkldnn_convolution(x, weight, bias, (0, 0, 0), stride, (1, 1, 1), 1)[:, :cout]
+    return F.conv3d(x, weight, bias, stride)
+
+
 def _pad_time_space(x: torch.Tensor, front: int, ph: int, pw: int, mode: str) -> torch.Tensor:
     if front == 0 and ph == 0 and pw == 0:
         return x
@@ -44,7 +75,7 @@ class CausalConv3d(nn.Conv3d):
                 front -= past.shape[2]
             if cache is not None:
                 cache[self] = x[:, :, -self.time_context :].detach().clone()
-        return super().forward(_pad_time_space(x, front, *self.space_pad, self.pad_mode))
+        return conv3d(_pad_time_space(x, front, *self.space_pad, self.pad_mode), self.weight, self.bias, self.stride)
 
 
 class ChannelNorm(nn.Module):
@@ -57,9 +88,10 @@ class ChannelNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(1, dim, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var = torch.var(x, dim=1, unbiased=False, keepdim=True)
-        mean = torch.mean(x, dim=1, keepdim=True)
-        return (x - mean) / (var + self.eps).sqrt() * self.g + self.b
+        # layer_norm over a channels-last view: one fused pass, and its channels-last output is the layout
+        # the convolutions prefer, so the whole network settles into it.
+        return from_channels_last(F.layer_norm(to_channels_last(x), x.shape[1:2], self.g.flatten(),
+                                               self.b.flatten(), self.eps))
 
 
 class Block(nn.Module):
@@ -104,15 +136,13 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
-        qkv = self.to_qkv(self.norm(x))
-        qkv = qkv.permute(0, 2, 1, 3, 4).reshape(b * t, 3 * c, h * w)
-        q, k, v = qkv.chunk(3, dim=1)
-        q = q.softmax(dim=1) * self.scale  # over channels, at each pixel
-        k = k.softmax(dim=-1)  # over pixels, for each channel
-        context = torch.einsum("bdn,ben->bde", k, v)
-        out = torch.einsum("bde,bdn->ben", context, q)
-        out = out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
-        return self.to_out(out) + x
+        tokens = to_channels_last(self.norm(x)).reshape(b * t, h * w, c)  # one row per pixel, frame by frame
+        q, k, v = F.linear(tokens, self.to_qkv.weight.flatten(1)).chunk(3, dim=-1)
+        q = q.softmax(dim=-1) * self.scale  # over channels, at each pixel
+        k = k.softmax(dim=1)  # over pixels, for each channel
+        context = k.transpose(1, 2) @ v  # (BT, C, C)
+        out = F.linear(q @ context, self.to_out.weight.flatten(1), self.to_out.bias)
+        return from_channels_last(out.reshape(b, t, h, w, c)) + x
 
 
 class Downsample(nn.Module):
@@ -154,14 +184,9 @@ def make_upsample(cin: int, cout: int, new_upsample: bool, pad_mode: str) -> nn.
     return NearestUpsample(cin, cout, pad_mode) if new_upsample else TransposedUpsample(cin, cout)
 
 
-def _per_pixel(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B*H*W, C, T): run temporal 1D convs at every pixel, as the official code does."""
-    b, c, t, h, w = x.shape
-    return x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, t)
-
-
-def _per_pixel_back(x: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
-    return x.reshape(b, h, w, x.shape[1], x.shape[2]).permute(0, 3, 4, 1, 2)
+def _as_conv3d(conv: nn.Conv1d) -> torch.Tensor:
+    """A temporal Conv1d's weight (Cout, Cin, k) as the (k, 1, 1) Conv3d that applies it at every pixel."""
+    return conv.weight[..., None, None]
 
 
 class TimeDownsample(nn.Module):
@@ -177,18 +202,16 @@ class TimeDownsample(nn.Module):
         self.init_identity()
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        b, _, _, h, w = x.shape
         past = cache.get(self) if cache is not None else None
         if cache is not None:
             cache[self] = x[:, :, -1:].detach()
-        seq = _per_pixel(x)
         if past is None:
-            seq = F.pad(seq, (2, 0), mode=self.pad_mode)
+            x = _pad_time_space(x, 2, 0, 0, self.pad_mode)
         else:
             if x.shape[2] % 2:
                 raise ValueError("after the first chunk, TimeDownsample needs an even number of frames per chunk")
-            seq = torch.cat([_per_pixel(past), seq], dim=2)
-        return _per_pixel_back(self.conv(seq), b, h, w)
+            x = torch.cat([past, x], dim=2)
+        return conv3d(x, _as_conv3d(self.conv), self.conv.bias, (2, 1, 1))
 
     def init_identity(self) -> None:
         """Start as the sum of the two newest frames in each window (the official initialisation)."""
@@ -217,11 +240,10 @@ class TimeUpsample(nn.Module):
         first_chunk = cache is None or self not in cache
         if cache is not None:
             cache[self] = True
-        y = self.conv(_per_pixel(x))  # (BHW, 2C, T)
-        y = y.reshape(b * h * w, c, 2, t).transpose(2, 3).reshape(b * h * w, c, 2 * t)
-        if first_chunk:
-            y = y[:, :, 1:]
-        return _per_pixel_back(y, b, h, w)
+        y = F.linear(to_channels_last(x), self.conv.weight.flatten(1), self.conv.bias)  # (B, T, H, W, 2C)
+        y = y.unflatten(-1, (c, 2)).permute(0, 1, 5, 2, 3, 4).reshape(b, 2 * t, h, w, c)
+        y = from_channels_last(y)
+        return y[:, :, 1:] if first_chunk else y
 
     def init_identity(self) -> None:
         """Start as frame duplication (the official initialisation)."""
