@@ -1,0 +1,122 @@
+"""The fast CPU routes in cdtcodec.nn.layers equal the plain PyTorch formulation of each layer.
+
+The plain formulations below are written straight from ARCHITECTURE.md (and were the project's first
+implementation); the whole model is also checked against the official code's goldens in test_conformance.
+Tolerance: 1e-5 absolute on unit-scale float32 outputs (rounding of a different summation order).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cdtcodec.nn.layers import AttentionBlock, ChannelNorm, TimeDownsample, TimeUpsample, conv3d
+
+TOL = 1e-5
+CL = torch.channels_last_3d
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL) -> None:
+    assert a.shape == b.shape
+    assert (a - b).abs().max().item() <= tol * max(1.0, b.abs().max().item())
+
+
+@pytest.mark.parametrize("cin,cout,kernel,stride", [
+    (16, 16, (3, 3, 3), (1, 1, 1)),
+    (6, 16, (3, 7, 7), (1, 1, 1)),
+    (16, 3, (3, 7, 7), (1, 1, 1)),  # fewer than 8 outputs: computed as 8, sliced
+    (16, 48, (1, 1, 1), (1, 1, 1)),  # pointwise: a matrix product
+    (16, 16, (1, 3, 3), (1, 2, 2)),  # spatial downsample
+    (16, 16, (3, 1, 1), (2, 1, 1)),  # temporal downsample
+])
+@pytest.mark.parametrize("layout", [CL, torch.contiguous_format])
+def test_conv3d_equals_plain_convolution(cin, cout, kernel, stride, layout):
+    torch.manual_seed(0)
+    x = torch.randn(1, cin, 6, 20, 18).contiguous(memory_format=layout)
+    weight = (torch.randn(cout, cin, *kernel) / (cin * kernel[0] * kernel[1] * kernel[2]) ** 0.5)
+    weight = weight.contiguous(memory_format=layout)
+    bias = torch.randn(cout)
+    with torch.no_grad():
+        _close(conv3d(x, weight, bias, stride), F.conv3d(x, weight, bias, stride))
+        _close(conv3d(x, weight, None, stride), F.conv3d(x, weight, None, stride))
+
+
+def test_conv3d_gradients_equal_plain_convolution():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 5, 12, 12, requires_grad=True)
+    weight = torch.randn(3, 8, 3, 3, 3, requires_grad=True)
+    bias = torch.randn(3, requires_grad=True)
+    grads = []
+    for conv in (conv3d, F.conv3d):
+        out = conv(x, weight, bias)
+        grads.append(torch.autograd.grad((out * out).sum(), (x, weight, bias)))
+    for fast, plain in zip(*grads):
+        _close(fast, plain, 1e-4)
+
+
+def test_conv3d_float64_takes_the_plain_route():
+    x = torch.randn(1, 4, 3, 8, 8, dtype=torch.float64)
+    weight = torch.randn(5, 4, 3, 3, 3, dtype=torch.float64)
+    assert torch.equal(conv3d(x, weight, None), F.conv3d(x, weight))
+
+
+def test_channel_norm_equals_formula():
+    torch.manual_seed(0)
+    norm = ChannelNorm(12)
+    with torch.no_grad():
+        norm.g.normal_()
+        norm.b.normal_()
+    x = torch.randn(1, 12, 3, 10, 9) * 3 + 1
+    var = torch.var(x, dim=1, unbiased=False, keepdim=True)
+    plain = (x - x.mean(dim=1, keepdim=True)) / (var + norm.eps).sqrt() * norm.g + norm.b
+    with torch.no_grad():
+        _close(norm(x), plain)
+
+
+def test_attention_equals_per_frame_linear_attention():
+    torch.manual_seed(0)
+    attn = AttentionBlock(8).eval()
+    x = torch.randn(2, 8, 3, 6, 5)
+    b, c, t, h, w = x.shape
+    with torch.no_grad():
+        qkv = F.conv3d(attn.norm(x), attn.to_qkv.weight)
+        q, k, v = qkv.permute(0, 2, 1, 3, 4).reshape(b * t, 3 * c, h * w).chunk(3, dim=1)
+        q = q.softmax(dim=1) * attn.scale
+        k = k.softmax(dim=-1)
+        context = torch.einsum("bdn,ben->bde", k, v)
+        out = torch.einsum("bde,bdn->ben", context, q).reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+        plain = F.conv3d(out, attn.to_out.weight, attn.to_out.bias) + x
+        _close(attn(x), plain)
+
+
+def _per_pixel_conv1d(conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """The official formulation: fold every pixel into the batch and run the Conv1d over time."""
+    b, c, t, h, w = x.shape
+    y = conv(x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, t))
+    return y.reshape(b, h, w, y.shape[1], y.shape[2]).permute(0, 3, 4, 1, 2)
+
+
+def _randomised(module: torch.nn.Module) -> torch.nn.Module:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_()
+    return module
+
+
+def test_time_downsample_equals_per_pixel_conv1d():
+    down = _randomised(TimeDownsample(6, "replicate"))
+    x = torch.randn(1, 6, 5, 7, 4)
+    with torch.no_grad():
+        padded = torch.cat([x[:, :, :1], x[:, :, :1], x], dim=2)
+        _close(down(x), _per_pixel_conv1d(down.conv, padded))
+
+
+def test_time_upsample_equals_per_pixel_conv1d():
+    up = _randomised(TimeUpsample(6))
+    x = torch.randn(1, 6, 3, 7, 4)
+    with torch.no_grad():
+        y = _per_pixel_conv1d(up.conv, x)  # (B, 2C, T, H, W): channel 2c + p is channel c of frame 2t + p
+        b, _, t, h, w = y.shape
+        plain = y.reshape(b, 6, 2, t, h, w).transpose(2, 3).reshape(b, 6, 2 * t, h, w)
+        _close(up(x), plain[:, :, 1:])  # a first chunk drops its first frame
+        _close(up(x, {up: True}), plain)  # later chunks keep every frame
