@@ -198,27 +198,7 @@ def _mkldnn_convolution_symbolic(g, x, weight, bias, padding, stride, dilation, 
                 group_i=sym._get_const(groups, "i", "groups"))
 
 
-def _layer_norm_symbolic(g, x, normalized_shape, weight, bias, eps, cudnn_enable):
-    # ChannelNorm passes x.shape[1:2] as normalized_shape, which tracing records as a computed value, and the
-    # stock rule wants a constant. Only its length matters (how many trailing axes are normalized).
-    from torch.onnx import symbolic_helper as sym
-
-    if sym._is_value(normalized_shape) and normalized_shape.node().kind() == "prim::ListConstruct":
-        axes = len(list(normalized_shape.node().inputs()))
-    else:
-        axes = len(sym._get_const(normalized_shape, "is", "normalized_shape"))
-    inputs = [x, weight] if sym._is_none(bias) else [x, weight, bias]
-    return g.op("LayerNormalization", *inputs, axis_i=-axes, epsilon_f=sym._get_const(eps, "f", "eps"))
-
-
-def _contiguous_symbolic(g, x, memory_format):
-    # conv3d makes padded weights channels-last (.contiguous(memory_format=...)), which the stock rule
-    # refuses; ONNX tensors have no memory layout, so any contiguous() is the identity.
-    return x
-
-
-_RULES = {"aten::mkldnn_convolution": _mkldnn_convolution_symbolic, "aten::layer_norm": _layer_norm_symbolic,
-          "aten::contiguous": _contiguous_symbolic}
+_RULES = {"aten::mkldnn_convolution": _mkldnn_convolution_symbolic}
 
 
 class _ExportRules:

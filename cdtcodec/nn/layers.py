@@ -40,7 +40,6 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
             # oneDNN's AVX2 kernels fill 8 output channels at a time; a 3-channel output takes over twice as
             # long as an 8-channel one, so compute 8 with zero weights and keep the real ones.
             weight = torch.cat([weight, weight.new_zeros(8 - cout, *weight.shape[1:])])
-            weight = weight.contiguous(memory_format=torch.channels_last_3d)
             bias = torch.cat([bias, bias.new_zeros(8 - cout)]) if bias is not None else None
         return torch.mkldnn_convolution(x, weight, bias, (0, 0, 0), stride, (1, 1, 1), 1)[:, :cout]
     return F.conv3d(x, weight, bias, stride)
@@ -90,7 +89,7 @@ class ChannelNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # layer_norm over a channels-last view: one fused pass, and its channels-last output is the layout
         # the convolutions prefer, so the whole network settles into it.
-        return from_channels_last(F.layer_norm(to_channels_last(x), x.shape[1:2], self.g.flatten(),
+        return from_channels_last(F.layer_norm(to_channels_last(x), self.b.shape[1:2], self.g.flatten(),
                                                self.b.flatten(), self.eps))
 
 
