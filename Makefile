@@ -13,10 +13,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	touch $@
 
+# The optional ONNX Runtime / OpenVINO stack: the codec never needs it, the export tests do.
+$(VENV)/.runtimes: requirements-runtimes.txt $(VENV)/.installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-runtimes.txt
+	touch $@
+
 demo: venv
 	$(BIN)/cdtcodec demo
 
-test: venv
+test: venv $(VENV)/.runtimes
 	$(BIN)/python -m pytest
 
 clean:
