@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from rich.text import Text
 
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
 from cdtcodec import __version__
+from cdtcodec.interrupts import interrupt_on
 from cdtcodec.quantize import DEFAULT_QUALITY, QUALITY_STEPS
 from cdtcodec.video_io import VideoError
 from cdtcodec.weights import DEFAULT_MODEL, WeightsError
@@ -82,36 +82,17 @@ class FramesPerSecond(ProgressColumn):
 
 
 @contextmanager
-def _ctrl_c():
-    """Remembers Ctrl-C. PyAV can swallow the KeyboardInterrupt that Python raises while FFmpeg is busy, so
-    the progress callback raises it again from what was remembered."""
-    seen: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-
-    def handler(signum, frame):
-        seen.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield seen
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
 def _progress(enabled: bool, label: str):
     """Yields a callback (done, total) that drives a rich bar on stderr when enabled and, always, turns a
-    remembered Ctrl-C into KeyboardInterrupt. The bar appears with the first report and is erased when the
-    work fails, so an error prints its one line alone."""
+    remembered Ctrl-C into KeyboardInterrupt (PyAV can swallow the one Python raises while FFmpeg is busy).
+    The bar appears with the first report and is erased when the work fails, so an error prints its one line
+    alone."""
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), FramesPerSecond(),
                TimeRemainingColumn()]
     bar = Progress(*columns, console=err, transient=False)
     task = bar.add_task(label, total=None)
 
-    with _ctrl_c() as interrupted:
+    with interrupt_on(signal.SIGINT) as interrupted:
         def update(done: int, total: int | None) -> None:
             if interrupted:
                 raise KeyboardInterrupt

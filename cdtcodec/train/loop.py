@@ -12,9 +12,7 @@ import json
 import math
 import os
 import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from cdtcodec.config import PRESETS, get_config
+from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
@@ -104,23 +103,6 @@ def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: i
     if lp:
         result["val_lpips"] = sum(lp) / len(lp)
     return result
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM raises KeyboardInterrupt, so the loop's `finally` writes the checkpoint before the process ends."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class Trainer:
@@ -252,7 +234,7 @@ class Trainer:
     def run(self, progress=None, stop_after: int | None = None) -> None:
         """Train up to cfg.steps (or `stop_after` more steps); checkpoint on the way and at the end, also when
         stopped by Ctrl-C or SIGTERM (what a scheduler or an ending session sends)."""
-        with _sigterm_as_interrupt():
+        with interrupt_on(signal.SIGTERM):  # the loop's `finally` writes the checkpoint
             self._run(progress, stop_after)
 
     def _run(self, progress, stop_after: int | None) -> None:
