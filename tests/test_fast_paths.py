@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cdtcodec.nn.layers import AttentionBlock, ChannelNorm, TimeDownsample, TimeUpsample, conv3d
+from cdtcodec.nn.layers import AttentionBlock, ChannelNorm, TimeDownsample, TimeUpsample, _pad_time_space, conv3d
 
 TOL = 1e-5
 CL = torch.channels_last_3d
@@ -57,6 +57,23 @@ def test_conv3d_float64_takes_the_plain_route():
     x = torch.randn(1, 4, 3, 8, 8, dtype=torch.float64)
     weight = torch.randn(5, 4, 3, 3, 3, dtype=torch.float64)
     assert torch.equal(conv3d(x, weight, None), F.conv3d(x, weight))
+
+
+@pytest.mark.parametrize("mode", ["replicate", "constant"])
+@pytest.mark.parametrize("front,ph,pw,held", [(2, 1, 1, 0), (0, 3, 3, 2), (1, 0, 0, 1), (2, 0, 0, 0), (0, 1, 2, 2)])
+def test_pad_time_space_equals_cat_then_pad(mode, front, ph, pw, held):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3, 7, 6, requires_grad=True)
+    past = torch.randn(2, 5, held, 7, 6, requires_grad=True) if held else None
+    plain = torch.cat([past, x], dim=2) if held else x
+    plain = F.pad(plain, (pw, pw, ph, ph, front, 0), mode=mode)
+    fast = _pad_time_space(x, front, ph, pw, mode, past)
+    assert torch.equal(fast, plain)  # a copy: exactly equal
+    weights = torch.randn_like(plain)
+    leaves = (x, past) if held else (x,)
+    for a, b in zip(torch.autograd.grad((fast * weights).sum(), leaves),
+                    torch.autograd.grad((plain * weights).sum(), leaves)):
+        _close(a, b)
 
 
 def test_channel_norm_equals_formula():

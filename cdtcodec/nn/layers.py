@@ -45,10 +45,40 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     return F.conv3d(x, weight, bias, stride)
 
 
-def _pad_time_space(x: torch.Tensor, front: int, ph: int, pw: int, mode: str) -> torch.Tensor:
-    if front == 0 and ph == 0 and pw == 0:
+def _pad_time_space(x: torch.Tensor, front: int, ph: int, pw: int, mode: str,
+                    past: torch.Tensor | None = None) -> torch.Tensor:
+    """[past, x] along time, with `front` frames before and ph / pw pixels around: zeros ('constant') or edge
+    values ('replicate').
+
+    Built in one channels-last buffer: one copy of the data where torch.cat + F.pad make two, and F.pad's
+    replicate kernel is slow on channels-last tensors (2.3x faster in all at 16 x 256 x 256). The ONNX tracer
+    gets the plain formulation, which it turns into Concat + Pad.
+    """
+    if torch.jit.is_tracing():
+        x = x if past is None else torch.cat([past, x], dim=2)
+        return x if front == ph == pw == 0 else F.pad(x, (pw, pw, ph, ph, front, 0), mode=mode)
+    if past is None and front == ph == pw == 0:
         return x
-    return F.pad(x, (pw, pw, ph, ph, front, 0), mode=mode)
+    b, c, t, h, w = x.shape
+    held = 0 if past is None else past.shape[2]
+    out = torch.empty(b, c, front + held + t, h + 2 * ph, w + 2 * pw, dtype=x.dtype, device=x.device,
+                      memory_format=torch.channels_last_3d)
+    body = out[:, :, front:, ph : ph + h, pw : pw + w]
+    if past is not None:
+        body[:, :, :held].copy_(past)
+    body[:, :, held:].copy_(x)
+    rows, frames = out[:, :, front:, ph : ph + h], out[:, :, front:]
+    if mode == "constant":
+        for border in (rows[..., :pw], rows[..., pw + w :], frames[:, :, :, :ph], frames[:, :, :, ph + h :],
+                       out[:, :, :front]):
+            border.zero_()
+    else:  # edges along W, then along H (corners included), then the first frame backwards in time
+        rows[..., :pw].copy_(rows[..., pw : pw + 1])
+        rows[..., pw + w :].copy_(rows[..., pw + w - 1 : pw + w])
+        frames[:, :, :, :ph].copy_(frames[:, :, :, ph : ph + 1])
+        frames[:, :, :, ph + h :].copy_(frames[:, :, :, ph + h - 1 : ph + h])
+        out[:, :, :front].copy_(out[:, :, front : front + 1])
+    return out
 
 
 class CausalConv3d(nn.Conv3d):
@@ -66,15 +96,14 @@ class CausalConv3d(nn.Conv3d):
         self.pad_mode = pad_mode
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        front = self.time_context
-        if self.time_context:
-            past = cache.get(self) if cache is not None else None
-            if past is not None:
-                x = torch.cat([past, x], dim=2)
-                front -= past.shape[2]
-            if cache is not None:
-                cache[self] = x[:, :, -self.time_context :].detach().clone()
-        return conv3d(_pad_time_space(x, front, *self.space_pad, self.pad_mode), self.weight, self.bias, self.stride)
+        past = cache.get(self) if cache is not None and self.time_context else None
+        front = self.time_context - (0 if past is None else past.shape[2])
+        padded = _pad_time_space(x, front, *self.space_pad, self.pad_mode, past)
+        if cache is not None and self.time_context:
+            ph, pw = self.space_pad
+            seen = padded[:, :, front:, ph : padded.shape[3] - ph, pw : padded.shape[4] - pw]
+            cache[self] = seen[:, :, -self.time_context :].detach().clone()
+        return conv3d(padded, self.weight, self.bias, self.stride)
 
 
 class ChannelNorm(nn.Module):
@@ -204,12 +233,9 @@ class TimeDownsample(nn.Module):
         past = cache.get(self) if cache is not None else None
         if cache is not None:
             cache[self] = x[:, :, -1:].detach()
-        if past is None:
-            x = _pad_time_space(x, 2, 0, 0, self.pad_mode)
-        else:
-            if x.shape[2] % 2:
-                raise ValueError("after the first chunk, TimeDownsample needs an even number of frames per chunk")
-            x = torch.cat([past, x], dim=2)
+        if past is not None and x.shape[2] % 2:
+            raise ValueError("after the first chunk, TimeDownsample needs an even number of frames per chunk")
+        x = _pad_time_space(x, 2 if past is None else 0, 0, 0, self.pad_mode, past)
         return conv3d(x, _as_conv3d(self.conv), self.conv.bias, (2, 1, 1))
 
     def init_identity(self) -> None:
