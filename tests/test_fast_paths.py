@@ -89,20 +89,27 @@ def test_channel_norm_equals_formula():
         _close(norm(x), plain)
 
 
-def test_attention_equals_per_frame_linear_attention():
-    torch.manual_seed(0)
-    attn = AttentionBlock(8).eval()
-    x = torch.randn(2, 8, 3, 6, 5)
+def _plain_attention(attn: AttentionBlock, x: torch.Tensor) -> torch.Tensor:
     b, c, t, h, w = x.shape
-    with torch.no_grad():
-        qkv = F.conv3d(attn.norm(x), attn.to_qkv.weight)
-        q, k, v = qkv.permute(0, 2, 1, 3, 4).reshape(b * t, 3 * c, h * w).chunk(3, dim=1)
-        q = q.softmax(dim=1) * attn.scale
-        k = k.softmax(dim=-1)
-        context = torch.einsum("bdn,ben->bde", k, v)
-        out = torch.einsum("bde,bdn->ben", context, q).reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
-        plain = F.conv3d(out, attn.to_out.weight, attn.to_out.bias) + x
-        _close(attn(x), plain)
+    qkv = F.conv3d(attn.norm(x), attn.to_qkv.weight)
+    q, k, v = qkv.permute(0, 2, 1, 3, 4).reshape(b * t, 3 * c, h * w).chunk(3, dim=1)
+    q = q.softmax(dim=1) * attn.scale
+    k = k.softmax(dim=-1)
+    context = torch.einsum("bdn,ben->bde", k, v)
+    out = torch.einsum("bde,bdn->ben", context, q).reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+    return F.conv3d(out, attn.to_out.weight, attn.to_out.bias) + x
+
+
+def test_attention_equals_per_frame_linear_attention():
+    attn = _randomised(AttentionBlock(8))
+    x = torch.randn(2, 8, 3, 6, 5, requires_grad=True)
+    fast, plain = attn(x), _plain_attention(attn, x)
+    _close(fast, plain)
+    weights = torch.randn_like(plain)
+    leaves = (x, *attn.parameters())
+    for a, b in zip(torch.autograd.grad((fast * weights).sum(), leaves),
+                    torch.autograd.grad((plain * weights).sum(), leaves)):
+        _close(a, b, 1e-4)
 
 
 def _per_pixel_conv1d(conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
