@@ -19,6 +19,7 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cdtcodec.allocator import keep_freed_memory
 from cdtcodec.config import PRESETS, CDTConfig
 from cdtcodec.model import CDT
 from cdtcodec.stream import StreamDecoder, StreamEncoder, latent_frame_count
@@ -99,13 +100,16 @@ def main() -> None:
     ap.add_argument("--decode-chunk", type=int, default=1, help="latent frames per decoder pass")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per row; the best counts")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's allocator as it is (the command line keeps freed memory)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = not args.default_malloc and keep_freed_memory()
 
     peak = attainable_gflops()
     best = max(peak.values())
-    print(f"threads {torch.get_num_threads()}; attainable fp32: sgemm 2048 {peak['sgemm_2048']:.0f} GFLOP/s, "
+    print(f"threads {torch.get_num_threads()}; freed memory kept: {kept}; attainable fp32: sgemm 2048 {peak['sgemm_2048']:.0f} GFLOP/s, "
           f"conv3d 128->128 {peak['conv3d_128']:.0f} GFLOP/s")
     header = (f"{'preset':10} {'size':>8} {'frames':>6} {'enc GF/frame':>12} {'dec GF/frame':>12} {'enc fps':>8} "
               f"{'dec fps':>8} {'enc GF/s':>8} {'dec GF/s':>8} {'enc %':>6} {'dec %':>6}")

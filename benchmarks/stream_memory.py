@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from cdtcodec.allocator import keep_freed_memory
+
 
 def measure(model_spec: str, frames: int, size: int, what: str) -> dict:
     import torch
@@ -51,16 +53,20 @@ def main() -> None:
     ap.add_argument("--model", default="cdt-tiny")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--frames", type=int, nargs="+", default=[33, 129])
+    ap.add_argument("--default-malloc", action="store_true", help="leave glibc's allocator as it is")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
+        if not args.default_malloc:
+            keep_freed_memory()  # as the command line runs
         print(json.dumps(measure(args.model, int(args.child[0]), args.size, args.child[1])))
         return
     rows = []
     for what in ("encode", "decode"):
         for frames in args.frames:
-            out = subprocess.run([sys.executable, __file__, "--model", args.model, "--size", str(args.size),
-                                  "--child", str(frames), what], check=True, capture_output=True, text=True)
+            child = [sys.executable, __file__, "--model", args.model, "--size", str(args.size),
+                     "--child", str(frames), what] + ["--default-malloc"] * args.default_malloc
+            out = subprocess.run(child, check=True, capture_output=True, text=True)
             rows.append(json.loads(out.stdout))
     print(f"{'pass':8} {'frames':>6} {'size':>5} {'peak RSS MB':>12} {'seconds':>8}")
     for r in rows:

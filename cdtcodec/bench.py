@@ -454,6 +454,9 @@ def _worker(conn, kind: str, phase: str, spec: dict) -> None:
             import torch
 
             import cdtcodec.codec  # noqa: F401  (imported before the clock starts)
+            from cdtcodec.allocator import keep_freed_memory
+
+            keep_freed_memory()  # as the command line runs
 
             if spec.get("threads"):
                 torch.set_num_threads(int(spec["threads"]))

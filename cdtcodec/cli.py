@@ -402,5 +402,8 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 def main() -> None:
+    from cdtcodec.allocator import keep_freed_memory
+
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    keep_freed_memory()  # the process's allocator, before the first large tensor (see cdtcodec/allocator.py)
     app()

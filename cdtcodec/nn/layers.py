@@ -131,7 +131,7 @@ class Block(nn.Module):
         self.norm = ChannelNorm(cout)
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x, cache)))
+        return F.relu(self.norm(self.conv(x, cache)), inplace=True)  # layer_norm's backward keeps no output
 
 
 class ResnetBlock(nn.Module):
