@@ -266,12 +266,14 @@ def decode(
 def info(
     input: str = typer.Argument(..., help=".cdt file, or - for stdin."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    verify: bool = typer.Option(False, "--verify", help="Also check every chunk's and audio packet's CRC and "
+                                                        "entropy coding (fast: no neural decode)."),
 ):
     """Show a .cdt file's header, sizes, rate and chunk table."""
     from cdtcodec.inspect import describe
 
     with _input_path(input, ".cdt") as src:
-        data = describe(src)
+        data = describe(src, verify=verify)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -289,6 +291,9 @@ def info(
         chunks.add_row(str(c["index"]), f"{c['first_frame']}..{c['first_frame'] + c['frames'] - 1}",
                        f"{c['bytes']:,}", f"{c['bpp']:.4f}")
     out.print(chunks)
+    if data["verified"]:
+        v = data["verified"]
+        out.print(f"verified: {v['chunks']} chunks and {v['audio_packets']} audio packets intact")
 
 
 @app.command()

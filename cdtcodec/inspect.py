@@ -9,11 +9,13 @@ from cdtcodec.codec import _named, _label, open_cdt
 from cdtcodec.stream import frames_of_latents
 
 
-def describe(path, label: str | None = None) -> dict:
+def describe(path, label: str | None = None, verify: bool = False) -> dict:
     """Header fields, byte accounting, rate (bpp, kbps) and the per-chunk table, as plain JSON-able data.
 
     The byte counts add up: file_bytes = header_bytes + index_bytes + payload_bytes + framing_bytes
-    + audio_bytes + other_bytes. `path` is a path or a seekable binary file.
+    + audio_bytes + other_bytes. `path` is a path or a seekable binary file. `verify` also reads every chunk
+    and audio packet through its CRC and entropy-decodes the chunks (no neural decode), raising on the first
+    bad one; otherwise only the header, index and trailer are checked.
     """
     label = label or _label(path)
     with open_cdt(path, label) as reader, _named(label):
@@ -37,7 +39,12 @@ def describe(path, label: str | None = None) -> dict:
             count = max(0, min(count, h.num_frames - start))  # the padded tail is not shown
             chunks.append({"index": i, "first_frame": start, "frames": count, "bytes": payload,
                            "bpp": 8 * payload / max(1, count * pixels)})
+        verified = None
+        if verify:
+            chunk_count = sum(1 for _ in reader.chunks())
+            verified = {"chunks": chunk_count, "audio_packets": sum(1 for _ in reader.audio_packets())}
     return {
+        "verified": verified,
         "header": header,
         "frames": h.num_frames,
         "file_bytes": stats.file_bytes,

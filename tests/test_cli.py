@@ -216,6 +216,10 @@ def test_info_table_and_stdin(encoded):
     path = encoded[0]
     table = invoke(["info", path]).stdout
     assert "model_id" in table and "toy" in table and "chunk" in table and "1..4" in table
+    assert "verified" not in table
+    assert "verified: 3 chunks and " in invoke(["info", path, "--verify"]).stdout
+    verified = json.loads(invoke(["info", path, "--verify", "--json"]).stdout)["verified"]
+    assert verified["chunks"] == 3 and verified["audio_packets"] > 0
     piped = json.loads(invoke(["info", "-", "--json"], input=path.read_bytes()).stdout)
     assert piped == json.loads(invoke(["info", path, "--json"]).stdout)
 
@@ -373,6 +377,8 @@ def test_bad_cdt_files(work, clip, encoded, toy):
     fails(["decode", "-", "-o", work / "stdin.mp4", "--model", toy], "<stdin>", "truncated",
           input=data[: len(data) // 2])
     fails(["info", work / "truncated.cdt"], "truncated.cdt", "truncated")
+    invoke(["info", work / "corrupt.cdt"])  # header, index and trailer are intact: plain info reads them
+    fails(["info", work / "corrupt.cdt", "--verify"], "corrupt.cdt", "chunk 1: checksum mismatch")
     fails(["info", work / "missing.cdt"], "missing.cdt", "no such file")
     assert set(os.listdir(work)) == before  # no output, no temporary
 
