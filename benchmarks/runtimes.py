@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from cdtcodec.allocator import keep_freed_memory
 from cdtcodec.export import (Infer, RuntimeDecoder, RuntimeEncoder, export_decoder, export_encoder,
                              openvino_infer, ort_infer, quantize_int8)
 from cdtcodec.lpips import LPIPS
@@ -89,6 +90,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the command line runs
     runtimes = [r for r in args.runtimes if importlib.util.find_spec(RUNTIMES[r][0])]
     for r in sorted(set(args.runtimes) - set(runtimes)):
         print(f"skipping {RUNTIMES[r][2]}: {RUNTIMES[r][0]} is not installed")
