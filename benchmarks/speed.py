@@ -109,8 +109,8 @@ def main() -> None:
 
     peak = attainable_gflops()
     best = max(peak.values())
-    print(f"threads {torch.get_num_threads()}; freed memory kept: {kept}; attainable fp32: sgemm 2048 {peak['sgemm_2048']:.0f} GFLOP/s, "
-          f"conv3d 128->128 {peak['conv3d_128']:.0f} GFLOP/s")
+    print(f"threads {torch.get_num_threads()}; freed memory kept: {kept}; attainable fp32: "
+          f"sgemm 2048 {peak['sgemm_2048']:.0f} GFLOP/s, conv3d 128->128 {peak['conv3d_128']:.0f} GFLOP/s")
     header = (f"{'preset':10} {'size':>8} {'frames':>6} {'enc GF/frame':>12} {'dec GF/frame':>12} {'enc fps':>8} "
               f"{'dec fps':>8} {'enc GF/s':>8} {'dec GF/s':>8} {'enc %':>6} {'dec %':>6}")
     print(header)

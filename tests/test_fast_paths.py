@@ -20,6 +20,14 @@ def _close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL) -> None:
     assert (a - b).abs().max().item() <= tol * max(1.0, b.abs().max().item())
 
 
+def _same_gradients(fast: torch.Tensor, plain: torch.Tensor, leaves, tol: float = TOL) -> None:
+    """Both outputs back-propagate the same random weighting of their elements to the same gradients."""
+    weights = torch.randn_like(plain)
+    for a, b in zip(torch.autograd.grad((fast * weights).sum(), leaves),
+                    torch.autograd.grad((plain * weights).sum(), leaves)):
+        _close(a, b, tol)
+
+
 @pytest.mark.parametrize("cin,cout,kernel,stride", [
     (16, 16, (3, 3, 3), (1, 1, 1)),
     (6, 16, (3, 7, 7), (1, 1, 1)),
@@ -69,11 +77,7 @@ def test_pad_time_space_equals_cat_then_pad(mode, front, ph, pw, held):
     plain = F.pad(plain, (pw, pw, ph, ph, front, 0), mode=mode)
     fast = _pad_time_space(x, front, ph, pw, mode, past)
     assert torch.equal(fast, plain)  # a copy: exactly equal
-    weights = torch.randn_like(plain)
-    leaves = (x, past) if held else (x,)
-    for a, b in zip(torch.autograd.grad((fast * weights).sum(), leaves),
-                    torch.autograd.grad((plain * weights).sum(), leaves)):
-        _close(a, b)
+    _same_gradients(fast, plain, (x, past) if held else (x,))
 
 
 def test_channel_norm_equals_formula():
@@ -105,11 +109,7 @@ def test_attention_equals_per_frame_linear_attention():
     x = torch.randn(2, 8, 3, 6, 5, requires_grad=True)
     fast, plain = attn(x), _plain_attention(attn, x)
     _close(fast, plain)
-    weights = torch.randn_like(plain)
-    leaves = (x, *attn.parameters())
-    for a, b in zip(torch.autograd.grad((fast * weights).sum(), leaves),
-                    torch.autograd.grad((plain * weights).sum(), leaves)):
-        _close(a, b, 1e-4)
+    _same_gradients(fast, plain, (x, *attn.parameters()), 1e-4)
 
 
 def _per_pixel_conv1d(conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
