@@ -39,10 +39,8 @@ def describe(path, label: str | None = None, verify: bool = False) -> dict:
             count = max(0, min(count, h.num_frames - start))  # the padded tail is not shown
             chunks.append({"index": i, "first_frame": start, "frames": count, "bytes": payload,
                            "bpp": 8 * payload / max(1, count * pixels)})
-        verified = None
-        if verify:
-            chunk_count = sum(1 for _ in reader.chunks())
-            verified = {"chunks": chunk_count, "audio_packets": sum(1 for _ in reader.audio_packets())}
+        verified = ({"chunks": sum(1 for _ in reader.chunks()),
+                     "audio_packets": sum(1 for _ in reader.audio_packets())} if verify else None)
     return {
         "verified": verified,
         "header": header,

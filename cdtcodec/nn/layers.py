@@ -96,10 +96,11 @@ class CausalConv3d(nn.Conv3d):
         self.pad_mode = pad_mode
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        past = cache.get(self) if cache is not None and self.time_context else None
+        keeps_frames = cache is not None and self.time_context > 0
+        past = cache.get(self) if keeps_frames else None
         front = self.time_context - (0 if past is None else past.shape[2])
         padded = _pad_time_space(x, front, *self.space_pad, self.pad_mode, past)
-        if cache is not None and self.time_context:
+        if keeps_frames:
             ph, pw = self.space_pad
             seen = padded[:, :, front:, ph : padded.shape[3] - ph, pw : padded.shape[4] - pw]
             cache[self] = seen[:, :, -self.time_context :].detach().clone()
