@@ -25,9 +25,16 @@ from cdtcodec.model import CDT
 from cdtcodec.stream import StreamDecoder, StreamEncoder, latent_frame_count
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _timed(fn) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -36,16 +43,21 @@ def _best_of(fn, repeats: int = 5) -> float:
     return min(_timed(fn) for _ in range(repeats))
 
 
-def attainable_gflops() -> dict[str, float]:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    gemm = 2 * 2048**3 / _best_of(lambda: a @ b) / 1e9
+def attainable_gflops(device: str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """The better-known ceilings, timed now: a square matrix product (2048 on the CPU, 8192 on a GPU) and a
+    channels-last 128->128 3x3x3 conv3d, in `dtype`."""
+    n = 2048 if device == "cpu" else 8192
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    gemm = 2 * n**3 / _best_of(lambda: a @ b) / 1e9
     # Channels-last, the layout the model runs in (oneDNN is fastest with it).
-    conv = torch.nn.Conv3d(128, 128, 3, padding=1).eval().to(memory_format=torch.channels_last_3d)
-    x = torch.randn(1, 128, 4, 64, 64).contiguous(memory_format=torch.channels_last_3d)
+    conv = torch.nn.Conv3d(128, 128, 3, padding=1).eval().to(device, dtype, memory_format=torch.channels_last_3d)
+    frames, side = (4, 64) if device == "cpu" else (16, 128)
+    x = torch.randn(1, 128, frames, side, side, device=device, dtype=dtype).contiguous(
+        memory_format=torch.channels_last_3d)
     with torch.no_grad():
-        conv_flops = 2 * 128 * 128 * 27 * 4 * 64 * 64
+        conv_flops = 2 * 128 * 128 * 27 * frames * side * side
         conv_rate = conv_flops / _best_of(lambda: conv(x)) / 1e9
-    return {"sgemm_2048": gemm, "conv3d_128": conv_rate}
+    return {"matmul": gemm, "conv3d_128": conv_rate}
 
 
 def _config(name: str) -> CDTConfig:
@@ -100,23 +112,29 @@ def main() -> None:
     ap.add_argument("--decode-chunk", type=int, default=1, help="latent frames per decoder pass")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per row; the best counts")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: the networks under bfloat16 autocast (on a GPU)")
     ap.add_argument("--default-malloc", action="store_true",
                     help="leave glibc's allocator as it is (the command line keeps freed memory)")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=args.dtype == "bf16")
     if args.threads:
         torch.set_num_threads(args.threads)
     kept = not args.default_malloc and keep_freed_memory()
 
-    peak = attainable_gflops()
+    peak = attainable_gflops(device.type, dtype)
     best = max(peak.values())
-    print(f"threads {torch.get_num_threads()}; freed memory kept: {kept}; attainable fp32: "
-          f"sgemm 2048 {peak['sgemm_2048']:.0f} GFLOP/s, conv3d 128->128 {peak['conv3d_128']:.0f} GFLOP/s")
+    print(f"{device.type}, {args.dtype}; threads {torch.get_num_threads()}; freed memory kept: {kept}; attainable: "
+          f"sgemm {peak['matmul']:.0f} GFLOP/s, conv3d 128->128 {peak['conv3d_128']:.0f} GFLOP/s")
     header = (f"{'preset':10} {'size':>8} {'frames':>6} {'enc GF/frame':>12} {'dec GF/frame':>12} {'enc fps':>8} "
               f"{'dec fps':>8} {'enc GF/s':>8} {'dec GF/s':>8} {'enc %':>6} {'dec %':>6}")
     print(header)
     torch.manual_seed(0)
     for preset in args.presets:
-        model = CDT(_config(preset)).eval()
+        model = CDT(_config(preset)).eval().to(device)
         shadow = CDT(_config(preset)).eval().to("meta")  # for counting FLOPs
         for size in args.sizes:
             h, w = _size(size)
@@ -130,6 +148,8 @@ def main() -> None:
                     enc_flops = stream_flops(lambda v: run_encode(shadow, v), video[:, :, :1], video[:, :, :5], steady)
                     dec_flops = stream_flops(lambda z: run_decode(shadow, z, 1), latent[:, :, :1], latent[:, :, :2],
                                              steady)
+                video, latent = video.to(device), latent.to(device)
+                with torch.no_grad(), autocast():
                     run_encode(model, video[:, :, :5])  # warm-up: oneDNN builds its kernels on first use
                     run_decode(model, latent[:, :, :2], args.decode_chunk)
                     enc_s = min(_timed(lambda: run_encode(model, video)) for _ in range(args.repeats))

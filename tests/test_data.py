@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdtcodec.train.data import ClipDataset, list_segments, read_frames, validation_clips
+from cdtcodec.train.data import ClipDataset, list_segments, read_frames, validation_clips, validation_set
 
 FPS = 8
 KEYINT = 4
@@ -143,3 +143,21 @@ def test_validation_clips_fixed_center_crops(data_root):
     starts = [_frame_ids(x)[0] for x in clips]
     # 8 windows in v_000 (40 frames) + 2 in v_001 (12 frames): picks 0, 2, 5, 7 of the 10
     assert starts == [0, 10, 25, 35]
+
+
+def test_validation_set_shares_the_count_between_kinds(data_root, tmp_path):
+    """Kinds from the manifest: each gets its share of the clips, whatever its share of the frames."""
+    import json
+
+    root = tmp_path / "kinds"
+    (root / "val").mkdir(parents=True)
+    for name in ("v_000.mp4", "v_001.mp4"):
+        (root / "val" / name).symlink_to(data_root / "val" / name)
+    segments = [{"path": "val/v_000.mp4", "frames": 40, "width": 64, "height": 48, "fps": [FPS, 1], "kind": "film"},
+                {"path": "val/v_001.mp4", "frames": 12, "width": 48, "height": 64, "fps": [FPS, 1], "kind": "photo"}]
+    (root / "manifest.json").write_text(json.dumps({"sources": [{"clips": [{"segments": segments}]}]}))
+    clips = validation_set(root, frames=5, size=32, count=4)
+    # 8 film windows and 2 photo windows: 2 clips each, spread over each kind's own windows
+    assert [(c.kind, Path(c.path).name, c.start) for c in clips] == [
+        ("film", "v_000.mp4", 0), ("film", "v_000.mp4", 20), ("photo", "v_001.mp4", 0), ("photo", "v_001.mp4", 5)]
+    assert [_frame_ids(c.video)[0] for c in clips] == [0, 20, 0, 5]

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClipDataset", "Segment", "list_segments", "read_frames", "validation_clips"]
+__all__ = ["ClipDataset", "Segment", "ValidationClip", "list_segments", "read_frames", "validation_clips",
+           "validation_set"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,15 @@ class Segment:
     width: int
     height: int
     fps: float
+    kind: str = "unknown"  # what the footage is (animation, credits, camera, photo, screen), from the manifest
+
+
+@dataclass(frozen=True)
+class ValidationClip:
+    kind: str
+    path: str
+    start: int  # first frame in the segment
+    video: torch.Tensor  # (3, T, size, size) in [-1, 1]
 
 
 def _split_dir(root: str | Path, split: str) -> Path:
@@ -74,13 +84,13 @@ def list_segments(root: str | Path, split: str = "train") -> list[Segment]:
                         p = (Path(root) / s["path"]).resolve()
                         fps = s["fps"][0] / s["fps"][1] if isinstance(s["fps"], list) else float(s["fps"])
                         known[str(p)] = Segment(str(p), int(s["frames"]), int(s["width"]),
-                                                int(s["height"]), fps)
+                                                int(s["height"]), fps, s.get("kind", "unknown"))
         except (ValueError, KeyError, TypeError):
             known = {}
     out = []
     for f in files:
         seg = known.get(str(f.resolve()))
-        out.append(Segment(str(f), seg.frames, seg.width, seg.height, seg.fps) if seg else _probe(f))
+        out.append(Segment(str(f), seg.frames, seg.width, seg.height, seg.fps, seg.kind) if seg else _probe(f))
     return out
 
 
@@ -230,30 +240,34 @@ class ClipDataset(torch.utils.data.IterableDataset):
             yield self.sample(rng)
 
 
-def validation_clips(root: str | Path, frames: int = 17, size: int = 256, count: int = 8, *,
-                     split: str = "val", plain_std: float = 0.03) -> list[torch.Tensor]:
-    """A fixed, deterministic list of ``count`` evaluation clips, each (3, frames, size, size) in [-1, 1].
+def validation_set(root: str | Path, frames: int = 17, size: int = 256, count: int = 8, *,
+                   split: str = "val", plain_std: float = 0.03) -> list[ValidationClip]:
+    """A fixed, deterministic list of ``count`` evaluation clips drawn across the kinds of footage.
 
-    Window starts are spread evenly over all windows of the split's segments (sorted by file
-    name). Each clip is resized so its short side is ``size`` (antialiased) and center-cropped.
-    A window whose first frame is nearly uniform (pixel std below ``plain_std``, e.g. black
-    frames) is replaced by the next window of the same segment, when there is one.
+    The count is shared evenly between the kinds the manifest gives the split's segments (in name
+    order; the first kinds take the remainder), so no single source dominates. Within a kind, window
+    starts are spread evenly over its non-overlapping windows (segments in file order). Each clip is
+    resized so its short side is ``size`` (antialiased) and center-cropped. A window whose first frame
+    is nearly uniform (pixel std below ``plain_std``, e.g. black frames) is replaced by the next window
+    of the same segment, when there is one.
     """
     _check_frames(frames)
     segs = [s for s in list_segments(root, split) if s.frames >= frames]
     if not segs:
         raise ValueError(f"no segment with {frames} frames in {_split_dir(root, split)}")
-    # Non-overlapping windows per segment, concatenated in file order.
-    windows = [(i, k * frames) for i, s in enumerate(segs) for k in range(s.frames // frames)]
-    count = min(count, len(windows))
-    picks = [windows[int(j * len(windows) / count)] for j in range(count)]
+    kinds = sorted({s.kind for s in segs})
+    share = [count // len(kinds) + (1 if k < count % len(kinds) else 0) for k in range(len(kinds))]
+    picks = []
+    for kind, n in zip(kinds, share):
+        windows = [(s, k * frames) for s in segs if s.kind == kind for k in range(s.frames // frames)]
+        n = min(n, len(windows))
+        picks += [windows[int(j * len(windows) / n)] for j in range(n)]
     clips = []
     used = set()
-    for i, start in picks:
-        seg = segs[i]
+    for seg, start in picks:
         clip = None
         while start + frames <= seg.frames:
-            if (i, start) not in used:
+            if (seg.path, start) not in used:
                 x = _to_tensor(read_frames(seg.path, start, frames))
                 if x[:, 0].std().item() >= plain_std or clip is None:
                     clip = (start, x)
@@ -262,12 +276,19 @@ def validation_clips(root: str | Path, frames: int = 17, size: int = 256, count:
             start += frames
         if clip is None:
             continue
-        used.add((i, clip[0]))
+        used.add((seg.path, clip[0]))
         x = clip[1]
         h, w = x.shape[-2:]
         s = size / min(h, w)
         nh, nw = max(size, int(round(h * s))), max(size, int(round(w * s)))
         x = _resize(x, nh, nw)
         top, left = (nh - size) // 2, (nw - size) // 2
-        clips.append(x[:, :, top:top + size, left:left + size].contiguous())
+        clips.append(ValidationClip(seg.kind, seg.path, clip[0],
+                                    x[:, :, top:top + size, left:left + size].contiguous()))
     return clips
+
+
+def validation_clips(root: str | Path, frames: int = 17, size: int = 256, count: int = 8, *,
+                     split: str = "val", plain_std: float = 0.03) -> list[torch.Tensor]:
+    """The videos of :func:`validation_set`."""
+    return [c.video for c in validation_set(root, frames, size, count, split=split, plain_std=plain_std)]

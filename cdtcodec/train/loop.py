@@ -51,13 +51,14 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     val_every: int = 250
-    val_clips: int = 4
+    val_clips: int = 8  # shared evenly between the kinds of footage in the validation split
     val_size: int = 128
     val_frames: int = 9
     ckpt_every: int = 100
     workers: int = 1  # DataLoader worker processes per rank (video decoding overlaps the step)
     device: str = "auto"  # auto: cuda when available, else cpu
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
+    precision: str = "fp32"  # or "bf16": the forward under bfloat16 autocast (a GPU's fast path), fp32 weights
 
 
 def _distributed() -> tuple[int, int]:
@@ -86,8 +87,10 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: int = 0) -> dict[str, float]:
-    """One-step decode of the posterior mean, as the codec runs (no quantization); PSNR on [-1, 1] clamped."""
+def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: int = 0,
+             kinds: list[str] | None = None) -> dict[str, float]:
+    """One-step decode of the posterior mean, as the codec runs (no quantization); PSNR on [-1, 1] clamped.
+    With `kinds` (one per clip) the means per kind come too, as val_psnr/<kind> and val_lpips/<kind>."""
     model.eval()
     psnrs, lp = [], []
     for clip in clips:
@@ -99,16 +102,25 @@ def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: i
         psnrs.append(psnr(out, video))
         if lpips is not None:
             lp.append(lpips.video(out, video).mean().item())
-    result = {"val_psnr": sum(psnrs) / len(psnrs)}
+    mean = lambda values: sum(values) / len(values)
+    result = {"val_psnr": mean(psnrs)}
     if lp:
-        result["val_lpips"] = sum(lp) / len(lp)
+        result["val_lpips"] = mean(lp)
+    for kind in sorted(set(kinds or [])):
+        mine = [i for i, k in enumerate(kinds) if k == kind]
+        result[f"val_psnr/{kind}"] = mean([psnrs[i] for i in mine])
+        if lp:
+            result[f"val_lpips/{kind}"] = mean([lp[i] for i in mine])
     return result
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, batches: Callable[[int, int, int], Iterator[torch.Tensor]],
-                 val_clips: list[torch.Tensor], console=None):
-        """batches(start_step, rank, world) yields (B, 3, T, S, S) batches for steps start_step, start_step+1, ..."""
+                 val_clips: list[torch.Tensor], console=None, val_kinds: list[str] | None = None):
+        """batches(start_step, rank, world) yields (B, 3, T, S, S) batches for steps start_step, start_step+1, ...
+        val_kinds: the kind of footage of each validation clip, for per-kind means."""
+        if cfg.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, not {cfg.precision!r}")
         self.cfg = cfg
         self.rank, self.world = _distributed()
         self.console = console
@@ -121,6 +133,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.batches = batches
         self.val_clips = val_clips
+        self.val_kinds = val_kinds
 
         torch.manual_seed(cfg.seed)  # same initial weights on every rank
         self.model, self.name = _initial_model(cfg.model)
@@ -215,7 +228,8 @@ class Trainer:
         lr = _learning_rate(cfg, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        losses = self.objective(video.to(self.device), self.generator)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            losses = self.objective(video.to(self.device), self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -227,7 +241,7 @@ class Trainer:
         return stats
 
     def validate(self) -> dict[str, float]:
-        result = evaluate(self.ema, self.val_clips, self.lpips)
+        result = evaluate(self.ema, self.val_clips, self.lpips, kinds=self.val_kinds)
         self._log({"step": self.step, **result})
         return result
 
@@ -264,6 +278,7 @@ class Trainer:
                     self.save_checkpoint()
                 if self.val_clips and self.rank == 0 and self.step % cfg.val_every == 0:
                     result = self.validate()
-                    self._say(f"step {self.step} " + " ".join(f"{k} {v:.4f}" for k, v in result.items()))
+                    self._say(f"step {self.step} " + " ".join(f"{k} {v:.4f}" for k, v in result.items()
+                                                              if "/" not in k))
         finally:
             self.save_checkpoint()

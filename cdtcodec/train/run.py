@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cdtcodec.train.data import ClipDataset, validation_clips
+from cdtcodec.train.data import ClipDataset, validation_set
 from cdtcodec.train.loop import TrainConfig, Trainer
 
 
@@ -45,11 +45,12 @@ def run_training(cfg: TrainConfig, export: Path | None = None, console: Console 
     if not (Path(cfg.data) / "train").is_dir():
         raise ValueError(f"{cfg.data}/train not found: build the data set first (python scripts/build_dataset.py)")
     try:
-        val = validation_clips(cfg.data, frames=cfg.val_frames, size=cfg.val_size, count=cfg.val_clips)
+        val = validation_set(cfg.data, frames=cfg.val_frames, size=cfg.val_size, count=cfg.val_clips)
     except ValueError as e:
         console.print(f"no validation clips ({e}); training without validation")
         val = []
-    trainer = Trainer(cfg, make_batches(cfg), val, console=console)
+    trainer = Trainer(cfg, make_batches(cfg), [c.video for c in val], console=console,
+                      val_kinds=[c.kind for c in val])
     if trainer.rank == 0 and console.is_terminal:
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=console) as progress:
@@ -59,7 +60,7 @@ def run_training(cfg: TrainConfig, export: Path | None = None, console: Console 
     if trainer.rank == 0:
         if val:
             result = trainer.validate()
-            console.print("final " + " ".join(f"{k} {v:.4f}" for k, v in result.items()))
+            console.print("final " + " ".join(f"{k} {v:.4f}" for k, v in result.items() if "/" not in k))
         if export:
             trainer.export(export)
             console.print(f"EMA weights -> {export}")
