@@ -1,6 +1,6 @@
 """Video file <-> .cdt file: the codec's whole data flow, streaming chunk by chunk.
 
-encode: frames (uint8) -> pad to the model's stride -> StreamEncoder (1, 4, 4, ... frames) -> posterior mean
+encode: frames (uint8) -> pad to the model's stride -> StreamEncoder (the timeline's chunks) -> posterior mean
         -> quantize -> one chunk record per latent frame -> .cdt (+ the source audio packets)
 decode: .cdt -> chunk records -> dequantize -> StreamDecoder (one latent frame per pass) -> crop, trim
         -> frames (uint8) -> video file (+ the audio packets)
@@ -20,18 +20,16 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
-from cdtcodec.stream import StreamDecoder, StreamEncoder, coded_frame_count, frames_of_latents, latent_frame_count
+from cdtcodec.stream import StreamDecoder, StreamEncoder
+from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.video_io import MAX_SIDE, VideoWriter, open_video, output_kind
 from cdtcodec.weights import WEIGHTS_DIR, WeightsError, file_sha256, load_model
 
-STRIDE = 8  # the latent grid: H and W are padded up to a multiple of this
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
 
 
@@ -64,25 +62,6 @@ class Report:
         return {"frames": self.frames, "width": self.width, "height": self.height, "fps": str(self.fps),
                 "bytes": self.file_bytes, "bpp": self.bpp, "kbps": self.kbps, "seconds": self.seconds,
                 "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio}
-
-
-def padded(size: int) -> int:
-    return -(-size // STRIDE) * STRIDE
-
-
-def frames_to_tensor(frames: np.ndarray, coded_h: int, coded_w: int) -> torch.Tensor:
-    """uint8 (t, H, W, 3) -> (1, 3, t, coded_h, coded_w) in [-1, 1], padded by edge replication."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1
-    h, w = frames.shape[1:3]
-    if (h, w) != (coded_h, coded_w):
-        x = F.pad(x, (0, coded_w - w, 0, coded_h - h, 0, 0), mode="replicate")
-    return x
-
-
-def tensor_to_frames(x: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """(1, 3, t, H', W') in [-1, 1] -> uint8 (t, height, width, 3), cropped to the original size."""
-    x = x[0, :, :, :height, :width].clamp(-1, 1)
-    return ((x + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -197,9 +176,10 @@ def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
 
 
 def _check_layout(h: Header, label: str) -> None:
-    if h.spatial_downsample != STRIDE or h.temporal_downsample != 4:
+    t = CODEC_TIMELINE
+    if (h.spatial_downsample, h.temporal_downsample) != (t.spatial, t.temporal):
         raise CodecError(f"{label}: coded at /{h.spatial_downsample} in space and /{h.temporal_downsample} in time; "
-                         f"this decoder handles /{STRIDE} and /4")
+                         f"this decoder handles /{t.spatial} and /{t.temporal}")
     if h.width > MAX_SIDE or h.height > MAX_SIDE:
         raise CodecError(f"{label}: frame size {h.width}x{h.height} is beyond {MAX_SIDE} pixels per side")
 
@@ -233,17 +213,19 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         info = reader.info
         net, name, digest = load_model(model, device)
         steps = steps or net.cfg.sample_steps
+        timeline = Timeline.of(net.cfg)
         total = sum(1 for _ in reader.frames())  # first pass: the exact count the header needs
-        coded_h, coded_w = padded(info.height), padded(info.width)
+        coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
         header = Header(
             model_id=name, weights_hash=bytes.fromhex(digest), width=info.width, height=info.height,
-            coded_width=coded_w, coded_height=coded_h, num_frames=total, coded_frames=coded_frame_count(total),
+            coded_width=coded_w, coded_height=coded_h, num_frames=total, coded_frames=timeline.coded_frames(total),
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
             pix_fmt=info.pix_fmt, color_range=info.color_range, color_space=info.color_space,
             color_primaries=info.color_primaries, color_trc=info.color_trc,
-            latent_channels=net.cfg.latent_dim, latent_height=coded_h // STRIDE, latent_width=coded_w // STRIDE,
-            latent_frames=latent_frame_count(total), chunk_latent_frames=1, quant_step=(float(step),), entropy_coder=entropy,
+            latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
+            latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(total),
+            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=entropy,
             seed=seed, sampling_steps=steps, extensions={},
         )
         encoder = StreamEncoder(net)
@@ -265,8 +247,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
 
             if progress:
                 progress(0, total)
-            for batch in reader.batches(_chunk_sizes()):
-                write(encoder.push(frames_to_tensor(batch, coded_h, coded_w).to(device)))
+            for batch in reader.batches(timeline.chunk_sizes()):
+                write(encoder.push(timeline.to_model(batch).to(device)))
                 done += batch.shape[0]
                 if progress:
                     progress(done, total)
@@ -279,12 +261,6 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
     return Report(done, info.width, info.height, info.fps, size, time.time() - started, state)
-
-
-def _chunk_sizes():
-    yield 1
-    while True:
-        yield 4
 
 
 def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
@@ -363,7 +339,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
             feed.until(Fraction(1))  # what precedes the first frame (encoder priming) and a little more
             position = 0  # video frame index of the next decoded frame
             for index in range(reader.num_chunks):
-                start, _ = frames_of_latents(h.chunk_start_frame(index), h.chunk_frames(index))
+                start, _ = stream.timeline.frames_of_latents(h.chunk_start_frame(index), h.chunk_frames(index))
                 if start >= end:
                     break  # the chunks after this one are never read
                 symbols = reader.read_chunk(index)
@@ -372,7 +348,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
                 else:
                     latent = dequantize(symbols, 1.0) * qstep
                 for x in stream.push(latent.unsqueeze(0).to(device)):
-                    video = tensor_to_frames(x, h.height, h.width)
+                    video = stream.timeline.to_frames(x, h.height, h.width)
                     lo, hi = max(first, position), min(end, position + len(video))
                     for frame in video[max(0, lo - position) : max(0, hi - position)]:
                         out.write(frame)

@@ -29,6 +29,7 @@ from cdtcodec import codec as codec_module
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
 from cdtcodec.model import CDT
+from cdtcodec.timeline import Timeline
 from cdtcodec.video_io import open_video
 from cdtcodec.weights import save_model
 
@@ -434,7 +435,7 @@ def test_ctrl_c_leaves_nothing(tmp_path, clip, encoded, toy, monkeypatch):
     assert calls["n"] == 2 and os.listdir(tmp_path) == []
     monkeypatch.undo()
 
-    original = codec_module.tensor_to_frames
+    original = Timeline.to_frames
     seen = {"n": 0}
 
     def interrupted_frames(*args):
@@ -443,7 +444,7 @@ def test_ctrl_c_leaves_nothing(tmp_path, clip, encoded, toy, monkeypatch):
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(codec_module, "tensor_to_frames", interrupted_frames)
+    monkeypatch.setattr(Timeline, "to_frames", staticmethod(interrupted_frames))
     for target in (tmp_path / "x.mp4", f"{tmp_path / 'frames'}/"):
         seen["n"] = 0
         fails(["decode", encoded[0], "-o", target, "--model", toy], "interrupted", code=130)

@@ -26,7 +26,7 @@ from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
-from cdtcodec.stream import frame_noise
+from cdtcodec.sampling import frame_noise
 from cdtcodec.train.losses import LossWeights, Objective
 from cdtcodec.weights import load_model, save_model
 
