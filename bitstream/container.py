@@ -11,7 +11,7 @@ File = header, body records, index record, trailer (docs/bitstream.md):
     trailer   index offset, index length, CRC32 of those, END_MAGIC
 
 The writer keeps O(1) memory in the number of chunks (index entries are spooled to a temporary
-file beyond 1 MiB) and writes to "<name>.tmp<random>" first, fsyncs, then renames. The reader
+file beyond 1 MiB) and writes to a temporary beside the final name first (atomic.py), then renames. The reader
 checks the header, trailer and the whole index (streamed) on open and reads index entries
 on demand, so it too is O(1) in the number of chunks.
 """
@@ -19,7 +19,6 @@ on demand, so it too is O(1) in the number of chunks.
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 import zlib
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from . import spec
+from .atomic import AtomicOutput
 from .audio import AudioPacket, AudioTrack
 from .entropy import make_coder
 from .errors import (
@@ -144,13 +144,10 @@ class CdtWriter:
         self.header = header.with_defaults()
         head = encode_header(self.header)  # validates
         self._coder = make_coder(self.header.entropy_coder, self.header.full_entropy_params())
-        self._final: str | None = None
-        self._tmp: str | None = None
+        self._output: AtomicOutput | None = None
         if isinstance(dest, (str, os.PathLike)):
-            self._final = os.fspath(dest)
-            d = os.path.dirname(os.path.abspath(self._final))
-            self._tmp = os.path.join(d, f"{os.path.basename(self._final)}.tmp{secrets.token_hex(6)}")
-            self._f: BinaryIO = open(self._tmp, "xb")
+            self._output = AtomicOutput(dest)
+            self._f: BinaryIO = open(self._output.path, "wb")
         else:
             self._f = dest
         self._pos = 0
@@ -250,12 +247,9 @@ class CdtWriter:
             t12 = spec.TRAILER.pack(index_offset, index_len, 0, spec.END_MAGIC)[:12]
             self._write(spec.TRAILER.pack(index_offset, index_len, zlib.crc32(t12), spec.END_MAGIC))
             self._f.flush()
-            if self._tmp is not None:
-                os.fsync(self._f.fileno())
+            if self._output is not None:
                 self._f.close()
-                os.replace(self._tmp, self._final)
-                self._tmp = None
-                _fsync_dir(os.path.dirname(os.path.abspath(self._final)))
+                self._output.commit()
             self._done = True
             self._index.close()
         except BaseException:
@@ -269,15 +263,11 @@ class CdtWriter:
             self._index.close()
         except Exception:
             pass
-        if self._tmp is not None:
+        if self._output is not None:
             try:
                 self._f.close()
             finally:
-                try:
-                    os.unlink(self._tmp)
-                except FileNotFoundError:
-                    pass
-                self._tmp = None
+                self._output.discard()
 
     def __enter__(self):
         return self
@@ -288,19 +278,6 @@ class CdtWriter:
         else:
             self.close()
         return False
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------------

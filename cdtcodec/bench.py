@@ -243,7 +243,7 @@ def write_lossless(path: Path, frames: np.ndarray, fps: Fraction) -> None:
 
 
 def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, object]:
-    from cdtcodec.video_io import open_video
+    from cdtcodec.media import open_video
 
     with open_video(path, max_frames=max_frames) as reader:
         return np.stack(list(reader.frames())), reader.info
@@ -376,7 +376,7 @@ def _ref_encode(spec: dict) -> dict:
     import av
     from av.bitstream import BitStreamFilterContext
 
-    from cdtcodec.video_io import open_video
+    from cdtcodec.media import open_video
 
     ref = REFERENCES[spec["codec"]]
     fps = Fraction(spec["fps"])
@@ -480,7 +480,7 @@ class Workers:
 
     def __init__(self, with_torch: bool):
         self.ctx = multiprocessing.get_context("forkserver")
-        preload = ["numpy", "av", "PIL.Image", "cdtcodec.video_io", "cdtcodec.bench"]
+        preload = ["numpy", "av", "PIL.Image", "cdtcodec.media", "cdtcodec.bench"]
         if with_torch:
             preload += ["torch", "cdtcodec.codec"]
         self.ctx.set_forkserver_preload(preload)

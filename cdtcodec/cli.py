@@ -24,7 +24,7 @@ from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
 from cdtcodec import __version__
 from cdtcodec.interrupts import interrupt_on
 from cdtcodec.quantize import DEFAULT_QUALITY, QUALITY_STEPS
-from cdtcodec.video_io import VideoError
+from cdtcodec.media import VideoError
 from cdtcodec.weights import DEFAULT_MODEL, WeightsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,

@@ -27,7 +27,7 @@ from cdtcodec.config import PRESETS
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
-from cdtcodec.video_io import MAX_SIDE, VideoWriter, open_video, output_kind
+from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
 from cdtcodec.weights import WEIGHTS_DIR, WeightsError, file_sha256, load_model
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
@@ -86,7 +86,7 @@ def check_cdt_output(dst: str | Path) -> None:
 
 
 def check_video_output(dst: str | Path) -> str:
-    """The kind of a decode output path (see video_io.output_kind), after checking it can be written."""
+    """The kind of a decode output path (see media.output_kind), after checking it can be written."""
     kind = output_kind(dst)
     path = Path(os.fspath(dst).rstrip("/" + os.sep) or ".")
     if kind != "png_dir" and path.is_dir():
@@ -282,30 +282,6 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
     return start, min(end, total)
 
 
-class _AudioFeed:
-    """Hands the .cdt's audio packets to the writer a little ahead of the video it has written, so that
-    the audio of a long file never piles up in memory."""
-
-    def __init__(self, reader: CdtReader, out: VideoWriter, track):
-        active = track is not None and out.audio_skipped_reason is None
-        self.out = out
-        self.packets = iter(reader.audio_packets()) if active else iter(())
-        self.tb = Fraction(track.time_base_num, track.time_base_den) if active else Fraction(1)
-        self.held = None
-
-    def until(self, seconds: Fraction | None) -> None:
-        """Pass on every packet that starts before `seconds` (all of them for None)."""
-        while True:
-            packet, self.held = (self.held if self.held is not None else next(self.packets, None)), None
-            if packet is None:
-                return
-            ts = packet.dts if packet.dts is not None else packet.pts
-            if seconds is not None and ts is not None and ts * self.tb > seconds:
-                self.held = packet
-                return
-            self.out.write_audio_packet(packet)
-
-
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
            crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu",
            progress: Progress | None = None, name: str | None = None) -> Report:
@@ -334,9 +310,9 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         whole = first == 0 and end == h.num_frames
         track = source_audio if audio and whole else None
         written = 0
-        with VideoWriter(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
-            feed = _AudioFeed(reader, out, track)
-            feed.until(Fraction(1))  # what precedes the first frame (encoder priming) and a little more
+        with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
+            if track is not None:
+                out.follow_audio(reader.audio_packets())  # pulled as far as the frames written, no further
             position = 0  # video frame index of the next decoded frame
             for index in range(reader.num_chunks):
                 start, _ = stream.timeline.frames_of_latents(h.chunk_start_frame(index), h.chunk_frames(index))
@@ -354,10 +330,8 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
                         out.write(frame)
                         written += 1
                     position += len(video)
-                feed.until(Fraction(written) / fps + 1)
                 if progress:
                     progress(written, end - first)
-            feed.until(None)
             if written != end - first:  # the header fixes the count; a bad file fails before here
                 raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
             skipped = out.audio_skipped_reason

@@ -12,7 +12,7 @@ from rich.table import Table
 from cdtcodec import codec
 from cdtcodec.bench import frame_metrics
 from cdtcodec.lpips import LPIPS
-from cdtcodec.video_io import VideoWriter, open_video
+from cdtcodec.media import open_sink, open_video
 
 
 def read_frames(path: str | Path) -> tuple[np.ndarray, object]:
@@ -29,7 +29,7 @@ def run_demo(sample: Path, output: Path, model: str, quality: int, console: Cons
         dec = codec.decode(cdt, exact, model=model)
         source, info = read_frames(sample)
         recon, _ = read_frames(exact)
-        with VideoWriter(output, info.width, info.height, fps=info.fps) as out:
+        with open_sink(output, info.width, info.height, fps=info.fps) as out:
             for frame in recon:
                 out.write(frame)
     quality = frame_metrics(source, recon, LPIPS.from_file())["clip"]

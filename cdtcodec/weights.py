@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from bitstream.atomic import AtomicOutput
 from cdtcodec.config import PRESETS, CDTConfig, get_config
 from cdtcodec.model import CDT
 
@@ -133,9 +134,8 @@ def save_model(model: CDT, path: str | Path, name: str, half: bool = False, extr
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with AtomicOutput(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def _config_from_metadata(meta: dict[str, str]) -> CDTConfig:

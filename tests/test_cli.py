@@ -30,7 +30,7 @@ from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
 from cdtcodec.model import CDT
 from cdtcodec.timeline import Timeline
-from cdtcodec.video_io import open_video
+from cdtcodec.media import open_video
 from cdtcodec.weights import save_model
 
 FPS = Fraction(30000, 1001)

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from bitstream.atomic import AtomicOutput
 from cdtcodec.config import PRESETS, get_config
 from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
@@ -183,9 +184,8 @@ class Trainer:
                  "optimizer": self.optimizer.state_dict(), "step": self.step, "generators": states,
                  "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(self.cfg),
                  "elapsed": self.elapsed}
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint_path)
+        with AtomicOutput(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
 
     @property
     def elapsed(self) -> float:
