@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -150,6 +150,8 @@ class CdtWriter:
             self._f: BinaryIO = open(self._output.path, "wb")
         else:
             self._f = dest
+        self._start = self._f.tell() if self._f.seekable() else 0
+        self._restated = False
         self._pos = 0
         self._index = tempfile.SpooledTemporaryFile(max_size=1 << 20)
         self._chunks = 0
@@ -207,6 +209,24 @@ class CdtWriter:
         self._chunks += 1
         return length
 
+    def restate_frame_counts(self, header: Header) -> None:
+        """Replace the header by `header`, which may differ only in its frame counts (num_frames, coded_frames,
+        latent_frames); it is written over the first one at close, so the output must be seekable.
+
+        This lets a writer start before the length of its input is known: open with counts that bound it
+        (the header's byte size does not depend on them), restate the true counts once the input has ended.
+        """
+        self._check_open()
+        new = header.with_defaults()
+        counts = ("num_frames", "coded_frames", "latent_frames")
+        if replace(new, **{k: 0 for k in counts}) != replace(self.header, **{k: 0 for k in counts}):
+            raise ValueError("a restated header may differ only in its frame counts")
+        if not self._f.seekable():
+            raise ValueError("restating the header needs a seekable output")
+        encode_header(new)  # validates
+        self.header = new
+        self._restated = True
+
     def set_audio_track(self, track: AudioTrack) -> None:
         self._check_open()
         if self._audio_track_offset:
@@ -246,6 +266,10 @@ class CdtWriter:
             index_len = self._pos - index_offset
             t12 = spec.TRAILER.pack(index_offset, index_len, 0, spec.END_MAGIC)[:12]
             self._write(spec.TRAILER.pack(index_offset, index_len, zlib.crc32(t12), spec.END_MAGIC))
+            if self._restated:  # same size as the header written first (fixed-width count fields)
+                self._f.seek(self._start)
+                self._f.write(encode_header(self.header))
+                self._f.seek(self._start + self._pos)
             self._f.flush()
             if self._output is not None:
                 self._f.close()

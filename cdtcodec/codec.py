@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from bitstream import spec
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
-from cdtcodec.weights import WEIGHTS_DIR, WeightsError, file_sha256, load_model
+from cdtcodec.weights import WeightsError, load_model, shipped_weights
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
 
@@ -140,38 +140,21 @@ def _label(src) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Weights for decoding: the file names them (model_id) and pins them (sha256 of the weights file).
 
-_SIMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _shipped(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.safetensors"
-
-
 def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
-    """The weights file to decode `h` with: --model (a path or the name of shipped weights) when given,
-    else the shipped weights named by the header's model_id. Its sha256 must be the one in the header."""
-    expected = h.weights_hash.hex()
+    """The weights file to decode `h` with: `model` (a path or the name of shipped weights) when given,
+    else the shipped weights named by the header's model_id. Its hash is checked once it is loaded."""
     if model:
         path = Path(model)
         if not path.is_file():
-            if _SIMPLE_NAME.fullmatch(str(model)) and _shipped(str(model)).is_file():
-                path = _shipped(str(model))
-            else:
+            path = shipped_weights(str(model))
+            if path is None:
                 raise WeightsError(f"{model}: no such weights file")
-    else:
-        path = _shipped(h.model_id) if _SIMPLE_NAME.fullmatch(h.model_id) else None
-        if path is None or not path.is_file():
-            where = f"{path} does not exist" if path is not None else "that is not the name of shipped weights"
-            hint = "" if h.model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
-            raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {expected}), but "
-                               f"{where}; pass --model PATH to that weights file{hint}")
-    try:
-        digest = file_sha256(path)
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from None
-    if digest != expected:
-        raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {expected}), but {path} "
-                           f"has sha256 {digest}; pass --model PATH to the weights it was encoded with")
+        return path
+    path = shipped_weights(h.model_id)
+    if path is None:
+        hint = "" if h.model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
+        raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {h.weights_hash.hex()}), "
+                           f"but no shipped weights have that name; pass --model PATH to that weights file{hint}")
     return path
 
 
@@ -214,17 +197,19 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         net, name, digest = load_model(model, device)
         steps = steps or net.cfg.sample_steps
         timeline = Timeline.of(net.cfg)
-        total = sum(1 for _ in reader.frames())  # first pass: the exact count the header needs
+        # One pass over the input: its length is known only at its end, so the header starts with the most
+        # frames the format holds and is restated with the true counts at close (the output is a file).
+        bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal
         coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
         header = Header(
             model_id=name, weights_hash=bytes.fromhex(digest), width=info.width, height=info.height,
-            coded_width=coded_w, coded_height=coded_h, num_frames=total, coded_frames=timeline.coded_frames(total),
+            coded_width=coded_w, coded_height=coded_h, num_frames=bound, coded_frames=bound,
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
             pix_fmt=info.pix_fmt, color_range=info.color_range, color_space=info.color_space,
             color_primaries=info.color_primaries, color_trc=info.color_trc,
             latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
-            latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(total),
+            latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
             chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=entropy,
             seed=seed, sampling_steps=steps, extensions={},
         )
@@ -245,6 +230,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                     for t in range(mean.shape[2]):
                         writer.write_chunk(quantize(mean[0, :, t : t + 1], step))
 
+            total = reader.expected_frames  # for the progress bar only
             if progress:
                 progress(0, total)
             for batch in reader.batches(timeline.chunk_sizes()):
@@ -252,8 +238,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                 done += batch.shape[0]
                 if progress:
                     progress(done, total)
-            if done != total:
-                raise CodecError(f"{src}: decoded {done} frames on the second pass, {total} on the first")
+            writer.restate_frame_counts(replace(header, num_frames=done, coded_frames=timeline.coded_frames(done),
+                                                latent_frames=timeline.latent_frames(done)))
             write(encoder.finish())
             if carry:
                 for packet in reader.audio_packets():
@@ -298,9 +284,10 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         _check_layout(h, label)
         first, end = parse_frame_range(frames, h.num_frames)
         weights = decoder_weights(h, model, label)
-        net, _, digest = load_model(weights, device)
+        net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
         if digest != h.weights_hash.hex():
-            raise WeightsError(f"{weights} changed while it was being loaded")
+            raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {h.weights_hash.hex()}), "
+                               f"but {weights} has sha256 {digest}; pass --model PATH to the weights it was encoded with")
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
         qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)

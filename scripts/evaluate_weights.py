@@ -3,7 +3,7 @@
 Encodes each validation clip to the posterior mean (no quantization) and decodes it in one DDIM step with the
 streaming decoder, as the codec does; reports PSNR (RGB, [0,1] peak 1), SSIM and LPIPS-alex per clip and mean.
 
-    python scripts/evaluate_weights.py weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 8]
+    python scripts/evaluate_weights.py cdtcodec/assets/weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 8]
 """
 
 from __future__ import annotations

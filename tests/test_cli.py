@@ -526,3 +526,27 @@ def test_python_dash_m_help():
     text = run.stdout.decode()
     for command in ("encode", "decode", "info"):
         assert command in text
+
+
+def test_encode_decodes_its_input_once(tmp_path, toy, monkeypatch):
+    """One pass over the input: the probe looks at the first frame, the encode pass decodes each frame once
+    (the header's frame count is restated at close instead of being counted in a first pass)."""
+    import cdtcodec.media.probe as probe
+    import cdtcodec.media.source as source
+
+    clip = make_clip(tmp_path / "seven.mp4", 32, 24, 7)
+    decoded = []
+    original = probe._decode_frames
+
+    def counting(*args):
+        for frame in original(*args):
+            decoded.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(probe, "_decode_frames", counting)
+    monkeypatch.setattr(source, "_decode_frames", counting)
+    out = tmp_path / "seven.cdt"
+    invoke(["encode", clip, "-o", out, "--model", toy])
+    assert len(decoded) == 1 + 7
+    with CdtReader(out) as r:
+        assert (r.header.num_frames, r.header.coded_frames, r.header.latent_frames) == (7, 9, 3)

@@ -14,7 +14,7 @@ from cdtcodec.media.errors import VideoError
 from cdtcodec.media.formats import MAX_SIDE, is_image_path, output_kind
 from cdtcodec.media.probe import VideoInfo
 from cdtcodec.media.sinks import ContainerSink, PngSink, Sink, Y4mSink, open_sink
-from cdtcodec.media.source import VideoReader, open_video
+from cdtcodec.media.source import VideoReader, open_video, read_png_frames
 
 __all__ = ["VideoError", "VideoInfo", "VideoReader", "Sink", "PngSink", "ContainerSink", "Y4mSink", "open_sink",
-           "open_video", "is_image_path", "output_kind", "MAX_SIDE"]
+           "open_video", "read_png_frames", "is_image_path", "output_kind", "MAX_SIDE"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from fractions import Fraction
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import av
@@ -302,3 +303,13 @@ def open_video(path, start_s: float = 0.0, max_frames: int | None = None) -> Vid
     """Open a video (or still image) for streaming reads; raises VideoError on any problem."""
     return VideoReader(path, start_s=start_s, max_frames=max_frames)
 
+
+
+def read_png_frames(folder: str | os.PathLike) -> np.ndarray:
+    """The frames a PngSink wrote, uint8 (T, H, W, 3), in order; VideoError when there are none."""
+    from PIL import Image
+
+    files = sorted(Path(folder).glob("frame_*.png"))
+    if not files:
+        raise VideoError(f"{folder}: no frame PNGs (the decoder wrote no frames)")
+    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
