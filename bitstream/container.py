@@ -14,6 +14,9 @@ The writer keeps O(1) memory in the number of chunks (index entries are spooled 
 file beyond 1 MiB) and writes to a temporary beside the final name first (atomic.py), then renames. The reader
 checks the header, trailer and the whole index (streamed) on open and reads index entries
 on demand, so it too is O(1) in the number of chunks.
+
+Why one module of ~600 lines: the writer and the reader are the two halves of one byte layout (records,
+index, trailer) and are checked against each other line by line; apart, each would restate the other.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def check_video_output(dst: str | Path) -> str:
 
 
 @contextmanager
-def _named(label: str):
+def named_errors(label: str):
     """Bitstream errors do not know which file they come from: prefix them with its name."""
     try:
         yield
@@ -110,7 +110,7 @@ def _named(label: str):
 
 def open_cdt(src, label: str | None = None) -> CdtReader:
     """CdtReader for a path or seekable binary file; every failure is one line naming the file."""
-    label = label or _label(src)
+    label = label or source_label(src)
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if not path.exists():
@@ -124,13 +124,13 @@ def open_cdt(src, label: str | None = None) -> CdtReader:
         if empty:
             raise CodecError(f"{label}: empty file, not a .cdt file")
     try:
-        with _named(label):
+        with named_errors(label):
             return CdtReader(src)
     except OSError as e:
         raise CodecError(f"{label}: cannot read: {e.strerror or e}") from None
 
 
-def _label(src) -> str:
+def source_label(src) -> str:
     if isinstance(src, (str, os.PathLike)):
         return os.fspath(src)
     name = getattr(src, "name", None)
@@ -277,9 +277,9 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
     appears at `dst` unless the whole decode succeeds. `name` labels `src` in error messages.
     """
     started = time.time()
-    label = name or _label(src)
+    label = name or source_label(src)
     check_video_output(dst)
-    with open_cdt(src, label) as reader, _named(label):
+    with open_cdt(src, label) as reader, named_errors(label):
         h = reader.header
         _check_layout(h, label)
         first, end = parse_frame_range(frames, h.num_frames)

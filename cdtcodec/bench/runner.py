@@ -97,7 +97,7 @@ def _run_one(workers: Workers, job: dict, clip: dict, source: Path, streams: Pat
                           **{k: res[k] for k in ("first_chunk_s", "first_chunk_frames", "fps_after_first_chunk")
                              if k in res}, **res["memory"]}
         if kind == "cdt":
-            from cdtcodec.inspect import describe
+            from cdtcodec.info import describe
 
             settings["threads"] = enc.get("torch_threads", settings["threads"])
             info = describe(stream)

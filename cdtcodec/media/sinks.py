@@ -18,6 +18,9 @@ renamed over it only when everything succeeded; any exception (KeyboardInterrupt
 
 Audio packets are remuxed untouched when the output container can hold the codec (e.g. AAC in mp4/mov/mkv,
 Opus in mkv/mp4, Vorbis in mkv/webm); otherwise they are dropped and ``audio_skipped_reason`` says why.
+
+Why over 400 lines: the three sinks share one base class and the encoder set-up they differ in; the
+classes are small, the module holds the interface and all its kinds in one place.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from cdtcodec.codec import _named, _label, open_cdt
+from cdtcodec.codec import named_errors, source_label, open_cdt
 from cdtcodec.timeline import CODEC_TIMELINE
 
 
@@ -17,8 +17,8 @@ def describe(path, label: str | None = None, verify: bool = False) -> dict:
     and audio packet through its CRC and entropy-decodes the chunks (no neural decode), raising on the first
     bad one; otherwise only the header, index and trailer are checked.
     """
-    label = label or _label(path)
-    with open_cdt(path, label) as reader, _named(label):
+    label = label or source_label(path)
+    with open_cdt(path, label) as reader, named_errors(label):
         h = reader.header
         stats = reader.stats
         header = {}
