@@ -22,7 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from cdtcodec.allocator import keep_freed_memory
 from cdtcodec.config import PRESETS, CDTConfig
 from cdtcodec.model import CDT
-from cdtcodec.stream import StreamDecoder, StreamEncoder, latent_frame_count
+from cdtcodec.stream import StreamDecoder, StreamEncoder
+from cdtcodec.timeline import CODEC_TIMELINE
 
 
 def _sync() -> None:
@@ -142,7 +143,7 @@ def main() -> None:
                 if (frames - 1) % 4:
                     raise SystemExit(f"--frames takes 1 + 4k frames, not {frames}")
                 video = torch.rand(1, 3, frames, h, w) * 2 - 1
-                latent = torch.randn(1, 16, latent_frame_count(frames), h // 8, w // 8)
+                latent = torch.randn(1, 16, CODEC_TIMELINE.latent_frames(frames), h // 8, w // 8)
                 steady = (frames - 1) // 4
                 with torch.no_grad():
                     enc_flops = stream_flops(lambda v: run_encode(shadow, v), video[:, :, :1], video[:, :, :5], steady)

@@ -24,7 +24,8 @@ def measure(model_spec: str, frames: int, size: int, what: str) -> dict:
 
     from cdtcodec.config import PRESETS
     from cdtcodec.model import CDT
-    from cdtcodec.stream import StreamDecoder, StreamEncoder, latent_frame_count
+    from cdtcodec.stream import StreamDecoder, StreamEncoder
+    from cdtcodec.timeline import CODEC_TIMELINE
 
     torch.manual_seed(0)
     model = CDT(PRESETS[model_spec]).eval()  # weights do not change memory; random ones keep this self-contained
@@ -40,7 +41,7 @@ def measure(model_spec: str, frames: int, size: int, what: str) -> dict:
     else:
         dec = StreamDecoder(model, seed=0)
         g = torch.Generator().manual_seed(0)
-        for _ in range(latent_frame_count(frames)):
+        for _ in range(CODEC_TIMELINE.latent_frames(frames)):
             z = torch.randn(1, 16, 1, size // 8, size // 8, generator=g)
             checksum += sum(x.sum().item() for x in dec.push(z))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

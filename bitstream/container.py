@@ -11,23 +11,26 @@ File = header, body records, index record, trailer (docs/bitstream.md):
     trailer   index offset, index length, CRC32 of those, END_MAGIC
 
 The writer keeps O(1) memory in the number of chunks (index entries are spooled to a temporary
-file beyond 1 MiB) and writes to "<name>.tmp<random>" first, fsyncs, then renames. The reader
+file beyond 1 MiB) and writes to a temporary beside the final name first (atomic.py), then renames. The reader
 checks the header, trailer and the whole index (streamed) on open and reads index entries
 on demand, so it too is O(1) in the number of chunks.
+
+Why one module of ~600 lines: the writer and the reader are the two halves of one byte layout (records,
+index, trailer) and are checked against each other line by line; apart, each would restate the other.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from . import spec
+from .atomic import AtomicOutput
 from .audio import AudioPacket, AudioTrack
 from .entropy import make_coder
 from .errors import (
@@ -144,15 +147,14 @@ class CdtWriter:
         self.header = header.with_defaults()
         head = encode_header(self.header)  # validates
         self._coder = make_coder(self.header.entropy_coder, self.header.full_entropy_params())
-        self._final: str | None = None
-        self._tmp: str | None = None
+        self._output: AtomicOutput | None = None
         if isinstance(dest, (str, os.PathLike)):
-            self._final = os.fspath(dest)
-            d = os.path.dirname(os.path.abspath(self._final))
-            self._tmp = os.path.join(d, f"{os.path.basename(self._final)}.tmp{secrets.token_hex(6)}")
-            self._f: BinaryIO = open(self._tmp, "xb")
+            self._output = AtomicOutput(dest)
+            self._f: BinaryIO = open(self._output.path, "wb")
         else:
             self._f = dest
+        self._start = self._f.tell() if self._f.seekable() else 0
+        self._restated = False
         self._pos = 0
         self._index = tempfile.SpooledTemporaryFile(max_size=1 << 20)
         self._chunks = 0
@@ -210,6 +212,24 @@ class CdtWriter:
         self._chunks += 1
         return length
 
+    def restate_frame_counts(self, header: Header) -> None:
+        """Replace the header by `header`, which may differ only in its frame counts (num_frames, coded_frames,
+        latent_frames); it is written over the first one at close, so the output must be seekable.
+
+        This lets a writer start before the length of its input is known: open with counts that bound it
+        (the header's byte size does not depend on them), restate the true counts once the input has ended.
+        """
+        self._check_open()
+        new = header.with_defaults()
+        counts = ("num_frames", "coded_frames", "latent_frames")
+        if replace(new, **{k: 0 for k in counts}) != replace(self.header, **{k: 0 for k in counts}):
+            raise ValueError("a restated header may differ only in its frame counts")
+        if not self._f.seekable():
+            raise ValueError("restating the header needs a seekable output")
+        encode_header(new)  # validates
+        self.header = new
+        self._restated = True
+
     def set_audio_track(self, track: AudioTrack) -> None:
         self._check_open()
         if self._audio_track_offset:
@@ -249,13 +269,14 @@ class CdtWriter:
             index_len = self._pos - index_offset
             t12 = spec.TRAILER.pack(index_offset, index_len, 0, spec.END_MAGIC)[:12]
             self._write(spec.TRAILER.pack(index_offset, index_len, zlib.crc32(t12), spec.END_MAGIC))
+            if self._restated:  # same size as the header written first (fixed-width count fields)
+                self._f.seek(self._start)
+                self._f.write(encode_header(self.header))
+                self._f.seek(self._start + self._pos)
             self._f.flush()
-            if self._tmp is not None:
-                os.fsync(self._f.fileno())
+            if self._output is not None:
                 self._f.close()
-                os.replace(self._tmp, self._final)
-                self._tmp = None
-                _fsync_dir(os.path.dirname(os.path.abspath(self._final)))
+                self._output.commit()
             self._done = True
             self._index.close()
         except BaseException:
@@ -269,15 +290,11 @@ class CdtWriter:
             self._index.close()
         except Exception:
             pass
-        if self._tmp is not None:
+        if self._output is not None:
             try:
                 self._f.close()
             finally:
-                try:
-                    os.unlink(self._tmp)
-                except FileNotFoundError:
-                    pass
-                self._tmp = None
+                self._output.discard()
 
     def __enter__(self):
         return self
@@ -288,19 +305,6 @@ class CdtWriter:
         else:
             self.close()
         return False
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------------

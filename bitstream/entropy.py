@@ -12,6 +12,9 @@ table is identical on every platform. constriction then range-codes with exactly
 (probabilities passed as integers w with sum 2^24 - n make its "fast" quantiser return
 w + 1, i.e. our table, with no float rounding). Values at or beyond the two ends of the table
 are sent as the end symbol plus an LEB128 escape value after the range-coded words.
+
+Why one module of ~500 lines: each coder sits next to its integer probability model, and encoder and
+decoder must stay bit-exact mirrors of each other; splitting them would separate the two halves.
 """
 
 from __future__ import annotations

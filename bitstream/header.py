@@ -5,6 +5,8 @@ Byte form (see docs/bitstream.md):
     preamble   PREAMBLE: magic, major, minor, field-area length L
     fields     L bytes of (FIELD_HEAD tag/flags/length, value) entries
     crc        CRC-32 of preamble + fields
+
+Why over 400 lines: the header's validation, writer and parser must agree field by field; they stay together.
 """
 
 from __future__ import annotations

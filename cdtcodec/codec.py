@@ -1,6 +1,6 @@
 """Video file <-> .cdt file: the codec's whole data flow, streaming chunk by chunk.
 
-encode: frames (uint8) -> pad to the model's stride -> StreamEncoder (1, 4, 4, ... frames) -> posterior mean
+encode: frames (uint8) -> pad to the model's stride -> StreamEncoder (the timeline's chunks) -> posterior mean
         -> quantize -> one chunk record per latent frame -> .cdt (+ the source audio packets)
 decode: .cdt -> chunk records -> dequantize -> StreamDecoder (one latent frame per pass) -> crop, trim
         -> frames (uint8) -> video file (+ the audio packets)
@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
+from bitstream import spec
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
-from cdtcodec.stream import StreamDecoder, StreamEncoder, coded_frame_count, frames_of_latents, latent_frame_count
-from cdtcodec.video_io import MAX_SIDE, VideoWriter, open_video, output_kind
-from cdtcodec.weights import WEIGHTS_DIR, WeightsError, file_sha256, load_model
+from cdtcodec.stream import StreamDecoder, StreamEncoder
+from cdtcodec.timeline import CODEC_TIMELINE, Timeline
+from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
+from cdtcodec.weights import WeightsError, load_model, shipped_weights
 
-STRIDE = 8  # the latent grid: H and W are padded up to a multiple of this
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
 
 
@@ -66,25 +64,6 @@ class Report:
                 "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio}
 
 
-def padded(size: int) -> int:
-    return -(-size // STRIDE) * STRIDE
-
-
-def frames_to_tensor(frames: np.ndarray, coded_h: int, coded_w: int) -> torch.Tensor:
-    """uint8 (t, H, W, 3) -> (1, 3, t, coded_h, coded_w) in [-1, 1], padded by edge replication."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1
-    h, w = frames.shape[1:3]
-    if (h, w) != (coded_h, coded_w):
-        x = F.pad(x, (0, coded_w - w, 0, coded_h - h, 0, 0), mode="replicate")
-    return x
-
-
-def tensor_to_frames(x: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """(1, 3, t, H', W') in [-1, 1] -> uint8 (t, height, width, 3), cropped to the original size."""
-    x = x[0, :, :, :height, :width].clamp(-1, 1)
-    return ((x + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Checks that run before anything slow (model loading, the first pass over the input).
 
@@ -107,7 +86,7 @@ def check_cdt_output(dst: str | Path) -> None:
 
 
 def check_video_output(dst: str | Path) -> str:
-    """The kind of a decode output path (see video_io.output_kind), after checking it can be written."""
+    """The kind of a decode output path (see media.output_kind), after checking it can be written."""
     kind = output_kind(dst)
     path = Path(os.fspath(dst).rstrip("/" + os.sep) or ".")
     if kind != "png_dir" and path.is_dir():
@@ -119,7 +98,7 @@ def check_video_output(dst: str | Path) -> str:
 
 
 @contextmanager
-def _named(label: str):
+def named_errors(label: str):
     """Bitstream errors do not know which file they come from: prefix them with its name."""
     try:
         yield
@@ -131,7 +110,7 @@ def _named(label: str):
 
 def open_cdt(src, label: str | None = None) -> CdtReader:
     """CdtReader for a path or seekable binary file; every failure is one line naming the file."""
-    label = label or _label(src)
+    label = label or source_label(src)
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if not path.exists():
@@ -145,13 +124,13 @@ def open_cdt(src, label: str | None = None) -> CdtReader:
         if empty:
             raise CodecError(f"{label}: empty file, not a .cdt file")
     try:
-        with _named(label):
+        with named_errors(label):
             return CdtReader(src)
     except OSError as e:
         raise CodecError(f"{label}: cannot read: {e.strerror or e}") from None
 
 
-def _label(src) -> str:
+def source_label(src) -> str:
     if isinstance(src, (str, os.PathLike)):
         return os.fspath(src)
     name = getattr(src, "name", None)
@@ -161,45 +140,29 @@ def _label(src) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Weights for decoding: the file names them (model_id) and pins them (sha256 of the weights file).
 
-_SIMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _shipped(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.safetensors"
-
-
 def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
-    """The weights file to decode `h` with: --model (a path or the name of shipped weights) when given,
-    else the shipped weights named by the header's model_id. Its sha256 must be the one in the header."""
-    expected = h.weights_hash.hex()
+    """The weights file to decode `h` with: `model` (a path or the name of shipped weights) when given,
+    else the shipped weights named by the header's model_id. Its hash is checked once it is loaded."""
     if model:
         path = Path(model)
         if not path.is_file():
-            if _SIMPLE_NAME.fullmatch(str(model)) and _shipped(str(model)).is_file():
-                path = _shipped(str(model))
-            else:
+            path = shipped_weights(str(model))
+            if path is None:
                 raise WeightsError(f"{model}: no such weights file")
-    else:
-        path = _shipped(h.model_id) if _SIMPLE_NAME.fullmatch(h.model_id) else None
-        if path is None or not path.is_file():
-            where = f"{path} does not exist" if path is not None else "that is not the name of shipped weights"
-            hint = "" if h.model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
-            raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {expected}), but "
-                               f"{where}; pass --model PATH to that weights file{hint}")
-    try:
-        digest = file_sha256(path)
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read: {e.strerror or e}") from None
-    if digest != expected:
-        raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {expected}), but {path} "
-                           f"has sha256 {digest}; pass --model PATH to the weights it was encoded with")
+        return path
+    path = shipped_weights(h.model_id)
+    if path is None:
+        hint = "" if h.model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
+        raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {h.weights_hash.hex()}), "
+                           f"but no shipped weights have that name; pass --model PATH to that weights file{hint}")
     return path
 
 
 def _check_layout(h: Header, label: str) -> None:
-    if h.spatial_downsample != STRIDE or h.temporal_downsample != 4:
+    t = CODEC_TIMELINE
+    if (h.spatial_downsample, h.temporal_downsample) != (t.spatial, t.temporal):
         raise CodecError(f"{label}: coded at /{h.spatial_downsample} in space and /{h.temporal_downsample} in time; "
-                         f"this decoder handles /{STRIDE} and /4")
+                         f"this decoder handles /{t.spatial} and /{t.temporal}")
     if h.width > MAX_SIDE or h.height > MAX_SIDE:
         raise CodecError(f"{label}: frame size {h.width}x{h.height} is beyond {MAX_SIDE} pixels per side")
 
@@ -233,17 +196,21 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         info = reader.info
         net, name, digest = load_model(model, device)
         steps = steps or net.cfg.sample_steps
-        total = sum(1 for _ in reader.frames())  # first pass: the exact count the header needs
-        coded_h, coded_w = padded(info.height), padded(info.width)
+        timeline = Timeline.of(net.cfg)
+        # One pass over the input: its length is known only at its end, so the header starts with the most
+        # frames the format holds and is restated with the true counts at close (the output is a file).
+        bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal
+        coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
         header = Header(
             model_id=name, weights_hash=bytes.fromhex(digest), width=info.width, height=info.height,
-            coded_width=coded_w, coded_height=coded_h, num_frames=total, coded_frames=coded_frame_count(total),
+            coded_width=coded_w, coded_height=coded_h, num_frames=bound, coded_frames=bound,
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
             pix_fmt=info.pix_fmt, color_range=info.color_range, color_space=info.color_space,
             color_primaries=info.color_primaries, color_trc=info.color_trc,
-            latent_channels=net.cfg.latent_dim, latent_height=coded_h // STRIDE, latent_width=coded_w // STRIDE,
-            latent_frames=latent_frame_count(total), chunk_latent_frames=1, quant_step=(float(step),), entropy_coder=entropy,
+            latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
+            latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
+            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=entropy,
             seed=seed, sampling_steps=steps, extensions={},
         )
         encoder = StreamEncoder(net)
@@ -263,15 +230,16 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                     for t in range(mean.shape[2]):
                         writer.write_chunk(quantize(mean[0, :, t : t + 1], step))
 
+            total = reader.expected_frames  # for the progress bar only
             if progress:
                 progress(0, total)
-            for batch in reader.batches(_chunk_sizes()):
-                write(encoder.push(frames_to_tensor(batch, coded_h, coded_w).to(device)))
+            for batch in reader.batches(timeline.chunk_sizes()):
+                write(encoder.push(timeline.to_model(batch).to(device)))
                 done += batch.shape[0]
                 if progress:
                     progress(done, total)
-            if done != total:
-                raise CodecError(f"{src}: decoded {done} frames on the second pass, {total} on the first")
+            writer.restate_frame_counts(replace(header, num_frames=done, coded_frames=timeline.coded_frames(done),
+                                                latent_frames=timeline.latent_frames(done)))
             write(encoder.finish())
             if carry:
                 for packet in reader.audio_packets():
@@ -279,12 +247,6 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
     return Report(done, info.width, info.height, info.fps, size, time.time() - started, state)
-
-
-def _chunk_sizes():
-    yield 1
-    while True:
-        yield 4
 
 
 def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
@@ -306,30 +268,6 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
     return start, min(end, total)
 
 
-class _AudioFeed:
-    """Hands the .cdt's audio packets to the writer a little ahead of the video it has written, so that
-    the audio of a long file never piles up in memory."""
-
-    def __init__(self, reader: CdtReader, out: VideoWriter, track):
-        active = track is not None and out.audio_skipped_reason is None
-        self.out = out
-        self.packets = iter(reader.audio_packets()) if active else iter(())
-        self.tb = Fraction(track.time_base_num, track.time_base_den) if active else Fraction(1)
-        self.held = None
-
-    def until(self, seconds: Fraction | None) -> None:
-        """Pass on every packet that starts before `seconds` (all of them for None)."""
-        while True:
-            packet, self.held = (self.held if self.held is not None else next(self.packets, None)), None
-            if packet is None:
-                return
-            ts = packet.dts if packet.dts is not None else packet.pts
-            if seconds is not None and ts is not None and ts * self.tb > seconds:
-                self.held = packet
-                return
-            self.out.write_audio_packet(packet)
-
-
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
            crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu",
            progress: Progress | None = None, name: str | None = None) -> Report:
@@ -339,16 +277,17 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
     appears at `dst` unless the whole decode succeeds. `name` labels `src` in error messages.
     """
     started = time.time()
-    label = name or _label(src)
+    label = name or source_label(src)
     check_video_output(dst)
-    with open_cdt(src, label) as reader, _named(label):
+    with open_cdt(src, label) as reader, named_errors(label):
         h = reader.header
         _check_layout(h, label)
         first, end = parse_frame_range(frames, h.num_frames)
         weights = decoder_weights(h, model, label)
-        net, _, digest = load_model(weights, device)
+        net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
         if digest != h.weights_hash.hex():
-            raise WeightsError(f"{weights} changed while it was being loaded")
+            raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {h.weights_hash.hex()}), "
+                               f"but {weights} has sha256 {digest}; pass --model PATH to the weights it was encoded with")
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
         qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)
@@ -358,12 +297,12 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         whole = first == 0 and end == h.num_frames
         track = source_audio if audio and whole else None
         written = 0
-        with VideoWriter(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
-            feed = _AudioFeed(reader, out, track)
-            feed.until(Fraction(1))  # what precedes the first frame (encoder priming) and a little more
+        with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
+            if track is not None:
+                out.follow_audio(reader.audio_packets())  # pulled as far as the frames written, no further
             position = 0  # video frame index of the next decoded frame
             for index in range(reader.num_chunks):
-                start, _ = frames_of_latents(h.chunk_start_frame(index), h.chunk_frames(index))
+                start, _ = stream.timeline.frames_of_latents(h.chunk_start_frame(index), h.chunk_frames(index))
                 if start >= end:
                     break  # the chunks after this one are never read
                 symbols = reader.read_chunk(index)
@@ -372,16 +311,14 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
                 else:
                     latent = dequantize(symbols, 1.0) * qstep
                 for x in stream.push(latent.unsqueeze(0).to(device)):
-                    video = tensor_to_frames(x, h.height, h.width)
+                    video = stream.timeline.to_frames(x, h.height, h.width)
                     lo, hi = max(first, position), min(end, position + len(video))
                     for frame in video[max(0, lo - position) : max(0, hi - position)]:
                         out.write(frame)
                         written += 1
                     position += len(video)
-                feed.until(Fraction(written) / fps + 1)
                 if progress:
                     progress(written, end - first)
-            feed.until(None)
             if written != end - first:  # the header fixes the count; a bad file fails before here
                 raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
             skipped = out.audio_skipped_reason

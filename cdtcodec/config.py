@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class CDTConfig:
-    """Every hyper-parameter of a CDT tokenizer (see docs/architecture notes in the README)."""
+    """Every hyper-parameter of a CDT tokenizer; the official values unless noted (arXiv 2503.03708)."""
 
     context_dim: int = 64  # width d of the context encoder/decoder (stages use d * context_mults)
     context_mults: tuple[int, ...] = (1, 2, 3, 4)  # 4 stages; official value, fixed by the topology
@@ -30,10 +30,12 @@ class CDTConfig:
 
     @property
     def spatial_factor(self) -> int:
+        """Pixels per latent pixel along each side (8): the one home of the geometry timeline.py reads."""
         return 2 ** sum(self.space_down)
 
     @property
     def temporal_factor(self) -> int:
+        """Video frames per latent frame after the first (4)."""
         return 2 ** sum(self.time_down)
 
     def validate(self) -> None:

@@ -15,7 +15,7 @@ is exactly what the second chunk would have done, so one step graph (with one se
 later chunk.
 
 Runtimes: ``ort_infer`` (ONNX Runtime, CPU) and ``openvino_infer`` (OpenVINO, CPU) turn a graph file into a
-function feeds -> outputs; ``RuntimeDecoder`` / ``RuntimeEncoder`` stream a video through such a pair.
+function feeds -> outputs; ``RuntimeDecoder`` / ``RuntimeEncoder`` are the stream classes (stream.py) running such a pair.
 ``quantize_int8`` makes an int8 (QDQ, per-channel weights) copy of a graph from calibration feeds.
 onnx, onnxruntime and openvino are optional: they are imported only by the functions that need them.
 """
@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdtcodec.model import CDT
-from cdtcodec.nn.layers import Cache, CausalConv3d
-from cdtcodec.stream import frame_noise, frames_of_latents
+from cdtcodec.model.layers import Cache, CausalConv3d
+from cdtcodec.stream import ChunkedDecoder, ChunkedEncoder
+from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 
 OPSET = 17  # LayerNormalization is an ONNX op from 17 on
 
@@ -160,7 +161,8 @@ def decoder_layout(model: CDT, height: int, width: int, steps: int | None = None
     """The decoder's cache layout at a video size (a multiple of 8), from a first chunk run in PyTorch."""
     steps = steps or model.cfg.sample_steps
     caches: list[Cache] = [{} for _ in range(1 + steps)]
-    latent = torch.zeros(1, model.cfg.latent_dim, 1, height // 8, width // 8)
+    s = Timeline.of(model.cfg).spatial
+    latent = torch.zeros(1, model.cfg.latent_dim, 1, height // s, width // s)
     with torch.no_grad():
         model.decode(latent, torch.zeros(1, 3, 1, height, width), steps, caches[0], caches[1:])
     return CacheLayout.of(caches)
@@ -228,6 +230,10 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
     return path
 
 
+def _first_two(schedule) -> tuple[int, int]:
+    return next(schedule), next(schedule)
+
+
 def export_decoder(model: CDT, height: int, width: int, out_dir: str | Path, steps: int | None = None,
                    name: str = "decoder") -> ExportedStream:
     """Writes ``<name>_first.onnx`` and ``<name>_step.onnx`` for video frames of height x width."""
@@ -235,25 +241,30 @@ def export_decoder(model: CDT, height: int, width: int, out_dir: str | Path, ste
     steps = steps or model.cfg.sample_steps
     out_dir = Path(out_dir)
     layout = decoder_layout(model, height, width, steps)
-    latent = torch.randn(1, model.cfg.latent_dim, 1, height // 8, width // 8)
-    cache = [torch.randn(s) for s in layout.shapes]
-    first = _export(DecoderChunk(model, steps, layout, first=True), (latent, torch.randn(1, 3, 1, height, width)),
+    timeline = Timeline.of(model.cfg)
+    s = timeline.spatial
+    latent = torch.randn(1, model.cfg.latent_dim, 1, height // s, width // s)
+    cache = [torch.randn(shape) for shape in layout.shapes]
+    first_frames, step_frames = timeline.frames_of_latents(0, 1)[1], timeline.frames_of_latents(1, 1)[1]
+    first = _export(DecoderChunk(model, steps, layout, first=True),
+                    (latent, torch.randn(1, 3, first_frames, height, width)),
                     out_dir / f"{name}_first.onnx", ["latent", "noise"], ["video", *layout.output_names()])
     step = _export(DecoderChunk(model, steps, layout, first=False),
-                   (latent, torch.randn(1, 3, 4, height, width), *cache), out_dir / f"{name}_step.onnx",
+                   (latent, torch.randn(1, 3, step_frames, height, width), *cache), out_dir / f"{name}_step.onnx",
                    ["latent", "noise", *layout.input_names()], ["video", *layout.output_names()])
     return ExportedStream(first, step, layout)
 
 
 def export_encoder(model: CDT, height: int, width: int, out_dir: str | Path, name: str = "encoder") -> ExportedStream:
-    """Writes ``<name>_first.onnx`` (1 frame) and ``<name>_step.onnx`` (4 frames) for height x width video."""
+    """Writes ``<name>_first.onnx`` and ``<name>_step.onnx`` (the timeline's first and later chunk sizes)."""
     model = model.eval()
     out_dir = Path(out_dir)
     layout = encoder_layout(model, height, width)
-    cache = [torch.randn(s) for s in layout.shapes]
-    first = _export(EncoderChunk(model, layout, first=True), (torch.randn(1, 3, 1, height, width),),
+    cache = [torch.randn(shape) for shape in layout.shapes]
+    first_frames, step_frames = _first_two(Timeline.of(model.cfg).chunk_sizes())
+    first = _export(EncoderChunk(model, layout, first=True), (torch.randn(1, 3, first_frames, height, width),),
                     out_dir / f"{name}_first.onnx", ["video"], ["moments", *layout.output_names()])
-    step = _export(EncoderChunk(model, layout, first=False), (torch.randn(1, 3, 4, height, width), *cache),
+    step = _export(EncoderChunk(model, layout, first=False), (torch.randn(1, 3, step_frames, height, width), *cache),
                    out_dir / f"{name}_step.onnx", ["video", *layout.input_names()],
                    ["moments", *layout.output_names()])
     return ExportedStream(first, step, layout)
@@ -294,56 +305,52 @@ def openvino_infer(path: str | Path, threads: int) -> Infer:
     return infer
 
 
-class RuntimeDecoder:
-    """StreamDecoder on exported graphs: latent frames in, one per pass, video frames (torch) out.
+class RuntimeDecoder(ChunkedDecoder):
+    """ChunkedDecoder on exported graphs: one latent frame per pass, the cache a list of arrays.
 
     Batch 1 (the graphs' fixed shape). Same noise as StreamDecoder(seed), so the output equals it to rounding.
     ``record`` (a list) receives the feeds of every step-graph call, e.g. to calibrate a quantized graph.
     """
 
-    def __init__(self, first: Infer, step: Infer, seed: int = 0, record: list | None = None):
+    def __init__(self, first: Infer, step: Infer, seed: int = 0, record: list | None = None,
+                 timeline: Timeline = CODEC_TIMELINE):
+        super().__init__(timeline, seed, chunk_latents=1)
         self.first, self.step = first, step
-        self.seed = seed
         self.record = record
         self.cache: list[np.ndarray] | None = None
-        self.latents_in = 0
 
-    def push(self, latent: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i in range(latent.shape[2]):
-            piece = latent[:, :, i : i + 1]
-            start, count = frames_of_latents(self.latents_in, 1)
-            h, w = piece.shape[3] * 8, piece.shape[4] * 8
-            feeds = {"latent": _array(piece), "noise": _array(frame_noise(self.seed, start, count, h, w))}
-            if self.cache is None:
-                video, *self.cache = self.first(feeds)
-            else:
-                feeds.update((f"cache.{j}", c) for j, c in enumerate(self.cache))
-                if self.record is not None:
-                    self.record.append(dict(feeds))  # nothing here is written to later: no copy needed
-                video, *self.cache = self.step(feeds)
-            outs.append(torch.from_numpy(np.asarray(video)))
-            self.latents_in += 1
-        return outs
+    def decode_chunk(self, latent: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        feeds = {"latent": _array(latent), "noise": _array(noise)}
+        if self.cache is None:
+            video, *self.cache = self.first(feeds)
+        else:
+            feeds.update((f"cache.{j}", c) for j, c in enumerate(self.cache))
+            if self.record is not None:
+                self.record.append(dict(feeds))  # nothing here is written to later: no copy needed
+            video, *self.cache = self.step(feeds)
+        return torch.from_numpy(np.asarray(video))
 
 
-class RuntimeEncoder:
-    """StreamEncoder on exported graphs for a whole clip of 1 + 4k frames -> moments (torch)."""
+class RuntimeEncoder(ChunkedEncoder):
+    """ChunkedEncoder on exported graphs (1 frame, then 4 at a time), the cache a list of arrays."""
 
-    def __init__(self, first: Infer, step: Infer):
+    def __init__(self, first: Infer, step: Infer, timeline: Timeline = CODEC_TIMELINE):
+        super().__init__(timeline)
         self.first, self.step = first, step
+        self.cache: list[np.ndarray] | None = None
+
+    def encode_chunk(self, frames: torch.Tensor) -> torch.Tensor:
+        feeds = {"video": _array(frames)}
+        if self.cache is None:
+            out, *self.cache = self.first(feeds)
+        else:
+            feeds.update((f"cache.{j}", c) for j, c in enumerate(self.cache))
+            out, *self.cache = self.step(feeds)
+        return torch.from_numpy(np.asarray(out))
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        if (video.shape[2] - 1) % 4:
-            raise ValueError("RuntimeEncoder takes 1 + 4k frames")
-        out, *cache = self.first({"video": _array(video[:, :, :1])})
-        outs = [out]
-        for i in range(1, video.shape[2], 4):
-            feeds = {"video": _array(video[:, :, i : i + 4])}
-            feeds.update((f"cache.{j}", c) for j, c in enumerate(cache))
-            out, *cache = self.step(feeds)
-            outs.append(out)
-        return torch.from_numpy(np.concatenate(outs, axis=2))
+        """A whole clip -> its moments (the tail padded as StreamEncoder pads it)."""
+        return torch.cat(self.push(video) + self.finish(), dim=2)
 
 
 def _array(x: torch.Tensor) -> np.ndarray:

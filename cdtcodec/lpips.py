@@ -14,8 +14,8 @@ The network follows LPIPS v0.1 exactly:
   subtracted and squared, weighted per channel by the learned 1x1 'lin' layer (no bias),
   averaged over space, and the five layer scores are summed.
 
-Weights come from ``weights/lpips-alex.safetensors`` (see ``scripts/convert_lpips.py`` and
-``weights/README-lpips.md``). All parameters are frozen, but the module is differentiable with
+Weights come from ``cdtcodec/assets/weights/lpips-alex.safetensors`` (see ``scripts/convert_lpips.py``
+and ``cdtcodec/assets/weights/README-lpips.md``). All parameters are frozen, but the module is differentiable with
 respect to its inputs so it can be used as a training loss.
 """
 
@@ -41,8 +41,8 @@ _CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 
 
 def default_weights_path(net: str = "alex") -> Path:
-    """Path of the shipped weights: ``<repo root>/weights/lpips-<net>.safetensors``."""
-    return Path(__file__).resolve().parents[1] / "weights" / f"lpips-{net}.safetensors"
+    """Path of the shipped weights: ``cdtcodec/assets/weights/lpips-<net>.safetensors`` (package data)."""
+    return Path(__file__).resolve().parent / "assets" / "weights" / f"lpips-{net}.safetensors"
 
 
 class _AlexFeatures(nn.Module):
@@ -115,7 +115,7 @@ class LPIPS(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, net: str = "alex") -> "LPIPS":
-        """Load converted weights (default: the shipped ``weights/lpips-<net>.safetensors``)."""
+        """Load converted weights (default: the shipped ``lpips-<net>.safetensors``)."""
         from safetensors.torch import load_file
 
         path = Path(path) if path is not None else default_weights_path(net)

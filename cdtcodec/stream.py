@@ -1,79 +1,47 @@
 """Chunked encode and decode: the caches make streaming equal to one full pass, in bounded memory.
 
-Frame bookkeeping: a video of T = 1 + 4k frames has k + 1 latent frames. Latent frame 0 stands for video
-frame 0 alone; latent frame j >= 1 for video frames 4j-3 .. 4j. Any other length is padded at the tail by
-repeating the last frame; the caller records the true count and trims on decode.
+The chunk schedule and the frame bookkeeping are the model's Timeline (cdtcodec/timeline.py): the encoder
+takes 1 frame, then 4 at a time, and pads the tail; the caller records the true count and trims on decode.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 from cdtcodec.model import CDT
-from cdtcodec.nn.layers import Cache
+from cdtcodec.model.layers import Cache
+from cdtcodec.sampling import frame_noise
+from cdtcodec.timeline import Timeline
 
 
-def coded_frame_count(num_frames: int) -> int:
-    """Smallest 1 + 4k >= num_frames."""
-    if num_frames < 1:
-        raise ValueError("a video needs at least one frame")
-    return 1 + 4 * -(-(num_frames - 1) // 4)
-
-
-def latent_frame_count(num_frames: int) -> int:
-    return (coded_frame_count(num_frames) - 1) // 4 + 1
-
-
-def frames_of_latents(first_latent: int, count: int) -> tuple[int, int]:
-    """(first video frame, number of video frames) decoded from latent frames [first_latent, +count)."""
-    start = 0 if first_latent == 0 else 4 * first_latent - 3
-    end = 4 * (first_latent + count - 1) + 1
-    return start, end - start
-
-
-def frame_noise(seed: int, first_frame: int, count: int, height: int, width: int,
-                channels: int = 3) -> torch.Tensor:
-    """Unit Gaussian noise (1, C, count, H, W); frame f depends only on (seed, f), so chunking cannot change it."""
-    frames = []
-    for f in range(first_frame, first_frame + count):
-        digest = hashlib.blake2b(f"{seed}:{f}".encode(), digest_size=8).digest()
-        g = torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
-        frames.append(torch.randn(channels, height, width, generator=g))
-    return torch.stack(frames, dim=1).unsqueeze(0)
-
-
-class StreamEncoder:
-    """Video frames in any pieces -> posterior moments, chunk by chunk: 1 frame, then `chunk_frames` at a time.
+class ChunkedEncoder:
+    """Video frames in any pieces -> posterior moments, chunk by chunk on the timeline's schedule.
 
     push() takes (B, 3, t, H, W) in [-1, 1] and returns the moments chunks that became ready, each
-    (B, 2L, t', h, w); finish() pads the tail to 1 + 4k frames by repeating the last frame.
+    (B, 2L, t', h, w); finish() pads the tail to 1 + 4k frames by repeating the last frame. Subclasses say
+    how one chunk is encoded (encode_chunk), keeping whatever state that needs between chunks.
     """
 
-    def __init__(self, model: CDT, chunk_frames: int = 4):
-        if chunk_frames < 4 or chunk_frames % 4:
-            raise ValueError("encoder chunks must be a positive multiple of 4 frames")
-        self.model = model
-        self.chunk_frames = chunk_frames
-        self.cache: Cache = {}
+    def __init__(self, timeline: Timeline, chunk_frames: int | None = None):
+        self.timeline = timeline
+        self.schedule = timeline.chunk_sizes(chunk_frames)
+        self.need = next(self.schedule)  # validates chunk_frames
         self.pending: torch.Tensor | None = None
         self.frames_in = 0
-        self.first_done = False
+
+    def encode_chunk(self, frames: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @torch.no_grad()
     def push(self, frames: torch.Tensor) -> list[torch.Tensor]:
         self.frames_in += frames.shape[2]
         self.pending = frames if self.pending is None else torch.cat([self.pending, frames], dim=2)
         outs = []
-        while self.pending is not None:
-            need = self.chunk_frames if self.first_done else 1
-            if self.pending.shape[2] < need:
-                break
-            outs.append(self.model.moments(self.pending[:, :, :need], self.cache))
-            self.first_done = True
-            rest = self.pending[:, :, need:]
+        while self.pending is not None and self.pending.shape[2] >= self.need:
+            outs.append(self.encode_chunk(self.pending[:, :, : self.need]))
+            rest = self.pending[:, :, self.need :]
             self.pending = rest if rest.shape[2] else None
+            self.need = next(self.schedule)
         return outs
 
     @torch.no_grad()
@@ -82,43 +50,68 @@ class StreamEncoder:
             raise ValueError("no frames to encode")
         if self.pending is None:
             return []
-        pad = (-self.pending.shape[2]) % 4
-        tail = self.pending[:, :, -1:].expand(-1, -1, pad, -1, -1)
-        chunk = torch.cat([self.pending, tail], dim=2)
+        chunk = self.timeline.pad_tail(self.pending)
         self.pending = None
-        return [self.model.moments(chunk, self.cache)]
+        return [self.encode_chunk(chunk)]
 
 
-class StreamDecoder:
-    """Latent frames in any pieces -> video frames, `chunk_latents` latent frames per denoiser pass.
+class StreamEncoder(ChunkedEncoder):
+    """ChunkedEncoder on the PyTorch model: 1 frame, then `chunk_frames` (a multiple of 4) at a time."""
+
+    def __init__(self, model: CDT, chunk_frames: int | None = None):
+        super().__init__(Timeline.of(model.cfg), chunk_frames)
+        self.model = model
+        self.cache: Cache = {}
+
+    def encode_chunk(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.moments(frames, self.cache)
+
+
+class ChunkedDecoder:
+    """Latent frames in any pieces -> video frames, `chunk_latents` latent frames per pass.
 
     The initial noise of each output frame comes from frame_noise(seed, frame index) unless `noise_unit`
-    gives it explicitly as a function (first_frame, count, H, W) -> (1, 3, count, H, W).
+    gives it explicitly as a function (first_frame, count, H, W) -> (1, 3, count, H, W). Subclasses say how
+    one piece is decoded from its noise (decode_chunk), keeping whatever state that needs between pieces.
     """
 
-    def __init__(self, model: CDT, seed: int = 0, steps: int | None = None, chunk_latents: int = 1,
-                 noise_unit=None):
+    def __init__(self, timeline: Timeline, seed: int = 0, chunk_latents: int = 1, noise_unit=None):
         if chunk_latents < 1:
             raise ValueError("decoder chunks need at least one latent frame")
-        self.model = model
+        self.timeline = timeline
         self.seed = seed
-        self.steps = steps or model.cfg.sample_steps
         self.chunk_latents = chunk_latents
         self.noise_unit = noise_unit or (lambda first, n, h, w: frame_noise(seed, first, n, h, w))
-        self.context_cache: Cache = {}
-        self.step_caches: list[Cache] = [{} for _ in range(self.steps)]
         self.latents_in = 0
+
+    def decode_chunk(self, latent: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @torch.no_grad()
     def push(self, latent: torch.Tensor) -> list[torch.Tensor]:
         """(B, L, t', h, w) -> decoded chunks (B, 3, t, 8h, 8w) in [-1, 1] (not clamped), in order."""
         outs = []
+        s = self.timeline.spatial
         for i in range(0, latent.shape[2], self.chunk_latents):
             piece = latent[:, :, i : i + self.chunk_latents]
-            first, count = frames_of_latents(self.latents_in, piece.shape[2])
-            h, w = piece.shape[3] * 8, piece.shape[4] * 8
-            noise = self.noise_unit(first, count, h, w).to(latent.device, latent.dtype)
-            noise = noise.expand(piece.shape[0], -1, -1, -1, -1)
-            outs.append(self.model.decode(piece, noise, self.steps, self.context_cache, self.step_caches))
+            first, count = self.timeline.frames_of_latents(self.latents_in, piece.shape[2])
+            noise = self.noise_unit(first, count, piece.shape[3] * s, piece.shape[4] * s)
+            noise = noise.to(latent.device, latent.dtype).expand(piece.shape[0], -1, -1, -1, -1)
+            outs.append(self.decode_chunk(piece, noise))
             self.latents_in += piece.shape[2]
         return outs
+
+
+class StreamDecoder(ChunkedDecoder):
+    """ChunkedDecoder on the PyTorch model: one context cache and one denoiser cache per sampling step."""
+
+    def __init__(self, model: CDT, seed: int = 0, steps: int | None = None, chunk_latents: int = 1,
+                 noise_unit=None):
+        super().__init__(Timeline.of(model.cfg), seed, chunk_latents, noise_unit)
+        self.model = model
+        self.steps = steps or model.cfg.sample_steps
+        self.context_cache: Cache = {}
+        self.step_caches: list[Cache] = [{} for _ in range(self.steps)]
+
+    def decode_chunk(self, latent: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(latent, noise, self.steps, self.context_cache, self.step_caches)

@@ -12,10 +12,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from bitstream.atomic import AtomicOutput
 from cdtcodec.config import PRESETS, CDTConfig, get_config
 from cdtcodec.model import CDT
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "assets" / "weights"  # package data: found after `pip install .`
 DEFAULT_MODEL = "cdt-tiny"
 
 
@@ -133,14 +134,24 @@ def save_model(model: CDT, path: str | Path, name: str, half: bool = False, extr
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with AtomicOutput(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def _config_from_metadata(meta: dict[str, str]) -> CDTConfig:
     fields = json.loads(meta["config"])
     return CDTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def shipped_weights(name: str) -> Path | None:
+    """The shipped weights file called `name` (e.g. "cdt-tiny"), or None: the one lookup of WEIGHTS_DIR."""
+    if not _SIMPLE_NAME.fullmatch(name):
+        return None
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    return path if path.is_file() else None
 
 
 def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[CDT, str, str]:
@@ -151,9 +162,10 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
     spec = str(spec or DEFAULT_MODEL)
     path = Path(spec)
     if spec in PRESETS and not path.exists():
-        path = WEIGHTS_DIR / f"{spec}.safetensors"
-        if not path.is_file():
-            raise WeightsError(f"no shipped weights for {spec} (expected {path}); convert a checkpoint with `cdtcodec convert`")
+        path = shipped_weights(spec)
+        if path is None:
+            raise WeightsError(f"no shipped weights for {spec} (expected {WEIGHTS_DIR / spec}.safetensors); "
+                               "convert a checkpoint with `cdtcodec convert`")
     name, cfg, state = _read_any(path)
     model = CDT(cfg)
     problems = _mismatch(model, state)

@@ -4,7 +4,7 @@ Encodes each validation clip to the posterior mean (no quantization) and decodes
 streaming decoder, as the codec does; reports PSNR (RGB, [0,1] peak 1), SSIM and LPIPS-alex per clip, per kind
 of footage (the clips are shared evenly between the kinds of the validation split) and overall.
 
-    python scripts/evaluate_weights.py weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16]
+    python scripts/evaluate_weights.py cdtcodec/assets/weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16]
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from cdtcodec import bench
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
 from cdtcodec.model import CDT
-from cdtcodec.video_io import open_video
+from cdtcodec.media import open_video
 from cdtcodec.weights import save_model
 
 ANCHOR = [(0.1, 30.0), (0.2, 33.0), (0.4, 36.0), (0.8, 39.0)]
@@ -119,10 +119,10 @@ def test_option_errors(tmp_path):
 # cdtcodec bench --quick, end to end
 
 def _moving_clip(path: Path, frames: int = 6, h: int = 40, w: int = 48) -> None:
-    from cdtcodec.video_io import VideoWriter
+    from cdtcodec.media import open_sink
 
     y, x = np.mgrid[0:h, 0:w]
-    with VideoWriter(path, w, h, fps=Fraction(24)) as out:
+    with open_sink(path, w, h, fps=Fraction(24)) as out:
         for t in range(frames):
             r = (x * 4 + t * 6) % 256
             g = (y * 5 + t * 3) % 256

@@ -29,7 +29,8 @@ from cdtcodec import codec as codec_module
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
 from cdtcodec.model import CDT
-from cdtcodec.video_io import open_video
+from cdtcodec.timeline import Timeline
+from cdtcodec.media import open_video
 from cdtcodec.weights import save_model
 
 FPS = Fraction(30000, 1001)
@@ -434,7 +435,7 @@ def test_ctrl_c_leaves_nothing(tmp_path, clip, encoded, toy, monkeypatch):
     assert calls["n"] == 2 and os.listdir(tmp_path) == []
     monkeypatch.undo()
 
-    original = codec_module.tensor_to_frames
+    original = Timeline.to_frames
     seen = {"n": 0}
 
     def interrupted_frames(*args):
@@ -443,7 +444,7 @@ def test_ctrl_c_leaves_nothing(tmp_path, clip, encoded, toy, monkeypatch):
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(codec_module, "tensor_to_frames", interrupted_frames)
+    monkeypatch.setattr(Timeline, "to_frames", staticmethod(interrupted_frames))
     for target in (tmp_path / "x.mp4", f"{tmp_path / 'frames'}/"):
         seen["n"] = 0
         fails(["decode", encoded[0], "-o", target, "--model", toy], "interrupted", code=130)
@@ -525,3 +526,27 @@ def test_python_dash_m_help():
     text = run.stdout.decode()
     for command in ("encode", "decode", "info"):
         assert command in text
+
+
+def test_encode_decodes_its_input_once(tmp_path, toy, monkeypatch):
+    """One pass over the input: the probe looks at the first frame, the encode pass decodes each frame once
+    (the header's frame count is restated at close instead of being counted in a first pass)."""
+    import cdtcodec.media.probe as probe
+    import cdtcodec.media.source as source
+
+    clip = make_clip(tmp_path / "seven.mp4", 32, 24, 7)
+    decoded = []
+    original = probe._decode_frames
+
+    def counting(*args):
+        for frame in original(*args):
+            decoded.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(probe, "_decode_frames", counting)
+    monkeypatch.setattr(source, "_decode_frames", counting)
+    out = tmp_path / "seven.cdt"
+    invoke(["encode", clip, "-o", out, "--model", toy])
+    assert len(decoded) == 1 + 7
+    with CdtReader(out) as r:
+        assert (r.header.num_frames, r.header.coded_frames, r.header.latent_frames) == (7, 9, 3)

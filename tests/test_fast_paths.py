@@ -1,4 +1,4 @@
-"""The fast CPU routes in cdtcodec.nn.layers equal the plain PyTorch formulation of each layer.
+"""The fast CPU routes in cdtcodec.model.layers equal the plain PyTorch formulation of each layer.
 
 The plain formulations below are written straight from ARCHITECTURE.md (and were the project's first
 implementation); the whole model is also checked against the official code's goldens in test_conformance.
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cdtcodec.nn.layers import AttentionBlock, ChannelNorm, TimeDownsample, TimeUpsample, _pad_time_space, conv3d
+from cdtcodec.model.layers import AttentionBlock, ChannelNorm, TimeDownsample, TimeUpsample, _pad_time_space, conv3d
 
 TOL = 1e-5
 CL = torch.channels_last_3d

@@ -5,8 +5,9 @@ import torch
 
 from cdtcodec.config import PRESETS, CDTConfig
 from cdtcodec.model import CDT
-from cdtcodec.stream import (StreamDecoder, StreamEncoder, coded_frame_count, frame_noise, frames_of_latents,
-                             latent_frame_count)
+from cdtcodec.sampling import frame_noise
+from cdtcodec.stream import StreamDecoder, StreamEncoder
+from cdtcodec.timeline import CODEC_TIMELINE as TIMELINE
 
 TOL = 1e-4
 # cdt-tiny runs in float32 as shipped. The 4-channel-wide topologies run in float64: with random weights,
@@ -54,7 +55,7 @@ def test_encoder_stream_equals_full_pass(model, frames):
 
 @pytest.mark.parametrize("frames", [1, 5, 9, 17, 33])
 def test_decoder_stream_equals_full_pass(model, frames):
-    latents = latent_frame_count(frames)
+    latents = TIMELINE.latent_frames(frames)
     z = torch.randn(1, 16, latents, 2, 2, dtype=_dtype(model))
     noise = frame_noise(3, 0, frames, 16, 16).to(_dtype(model))
     with torch.no_grad():
@@ -97,24 +98,24 @@ def test_decode_is_deterministic():
 
 @pytest.mark.parametrize("frames,coded,latents", [(1, 1, 1), (2, 5, 2), (5, 5, 2), (6, 9, 3), (17, 17, 5), (18, 21, 6)])
 def test_frame_counts(frames, coded, latents):
-    assert coded_frame_count(frames) == coded
-    assert latent_frame_count(frames) == latents
-    assert sum(frames_of_latents(i, 1)[1] for i in range(latents)) == coded
+    assert TIMELINE.coded_frames(frames) == coded
+    assert TIMELINE.latent_frames(frames) == latents
+    assert sum(TIMELINE.frames_of_latents(i, 1)[1] for i in range(latents)) == coded
     with pytest.raises(ValueError):
-        coded_frame_count(0)
+        TIMELINE.coded_frames(0)
 
 
 @pytest.mark.parametrize("frames", [2, 3, 6, 12])
 def test_tail_padding_repeats_last_frame(frames):
     model = _randomised("tiny")
     video = torch.rand(1, 3, frames, 16, 16) * 2 - 1
-    coded = coded_frame_count(frames)
+    coded = TIMELINE.coded_frames(frames)
     padded = torch.cat([video, video[:, :, -1:].expand(-1, -1, coded - frames, -1, -1)], dim=2)
     enc = StreamEncoder(model)
     out = torch.cat(enc.push(video) + enc.finish(), dim=2)
     with torch.no_grad():
         assert (out - model.moments(padded)).abs().max() <= TOL
-    assert out.shape[2] == latent_frame_count(frames)
+    assert out.shape[2] == TIMELINE.latent_frames(frames)
 
 
 def test_encoder_refuses_empty_stream():

@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 
 from bitstream.audio import AudioPacket, AudioTrack
-from cdtcodec.video_io import (
+from cdtcodec.media import (
     MAX_SIDE,
     VideoError,
     VideoInfo,
     VideoReader,
-    VideoWriter,
+    open_sink,
     is_image_path,
     open_video,
 )
@@ -189,7 +189,7 @@ def test_roundtrip_mp4_keeps_size_rate_and_quality(tmp_path, fps, size):
     h, w = size
     src = [smooth_frame(i, h, w) for i in range(8)]
     out = tmp_path / "out.mp4"
-    with VideoWriter(out, w, h, fps=fps) as wr:  # defaults: libx264, crf 12, medium
+    with open_sink(out, w, h, fps=fps) as wr:  # defaults: libx264, crf 12, medium
         for f in src:
             wr.write(f)
     assert wr.pix_fmt == ("yuv444p" if w % 2 or h % 2 else "yuv420p")
@@ -212,7 +212,7 @@ def test_other_encoders_odd_size(tmp_path, codec, ext):
     h, w = 39, 51
     src = [smooth_frame(i, h, w) for i in range(4)]
     out = tmp_path / f"out.{ext}"
-    with VideoWriter(out, w, h, fps=NTSC, codec=codec, preset="ultrafast" if codec == "libx265" else "12") as wr:
+    with open_sink(out, w, h, fps=NTSC, codec=codec, preset="ultrafast" if codec == "libx265" else "12") as wr:
         for f in src:
             wr.write(f)
     with open_video(out) as r:
@@ -227,7 +227,7 @@ def test_roundtrip_y4m_near_exact(tmp_path, size):
     h, w = size
     src = [noise_frame(i, h, w) for i in range(5)]
     out = tmp_path / "out.y4m"
-    with VideoWriter(out, w, h, fps=NTSC) as wr:
+    with open_sink(out, w, h, fps=NTSC) as wr:
         for f in src:
             wr.write(f)
     with open_video(out) as r:
@@ -243,7 +243,7 @@ def test_roundtrip_png_folder_exact(tmp_path, trailing_slash):
     h, w = 39, 51
     src = [noise_frame(i, h, w) for i in range(3)]
     target = tmp_path / "frames"
-    with VideoWriter(str(target) + ("/" if trailing_slash else ""), w, h, fps=24) as wr:
+    with open_sink(str(target) + ("/" if trailing_slash else ""), w, h, fps=24) as wr:
         for f in src:
             wr.write(f)
     names = sorted(os.listdir(target))
@@ -252,7 +252,7 @@ def test_roundtrip_png_folder_exact(tmp_path, trailing_slash):
         assert np.array_equal(a, np.asarray(Image.open(target / name).convert("RGB")))
     assert sorted(os.listdir(tmp_path)) == ["frames"]  # no temporary left behind
     # writing again replaces a previous frame folder
-    with VideoWriter(target, w, h, fps=24) as wr:
+    with open_sink(target, w, h, fps=24) as wr:
         wr.write(src[0])
     assert sorted(os.listdir(target)) == ["frame_000000.png"]
 
@@ -284,7 +284,7 @@ def test_start_and_max_frames_select_exact_frames(clips):
 
 
 def test_start_seeks_instead_of_decoding_everything(clips, monkeypatch):
-    import cdtcodec.video_io as vio
+    import cdtcodec.media.source as vio
 
     decoded = []
     original = vio._decode_frames
@@ -336,7 +336,7 @@ def test_audio_passthrough_identical_packets(clips, tmp_path):
 
     for ext in ("mp4", "mkv", "mov"):
         out = tmp_path / f"with_audio.{ext}"
-        with VideoWriter(out, 64, 48, fps=NTSC, audio=track, preset="ultrafast") as wr:
+        with open_sink(out, 64, 48, fps=NTSC, audio=track, preset="ultrafast") as wr:
             for f in frames:
                 wr.write(f)
             for p in pkts:
@@ -363,7 +363,7 @@ def test_opus_passthrough_and_rejection(tmp_path):
     assert track.codec_name == "opus" and track.extradata.startswith(b"OpusHead")
     for ext, carried in (("mkv", True), ("mp4", True), ("mov", False)):
         out = tmp_path / f"out.{ext}"
-        with VideoWriter(out, 64, 48, fps=24, audio=track, preset="ultrafast") as wr:
+        with open_sink(out, 64, 48, fps=24, audio=track, preset="ultrafast") as wr:
             for f in frames:
                 wr.write(f)
             for p in pkts:
@@ -406,7 +406,7 @@ def test_audio_skipped_with_reason(clips, tmp_path):
         pkts = list(r.audio_packets())
     for name, kwargs in [("a.y4m", {}), ("frames", {}), ("a.webm", {"codec": "libvpx-vp9", "preset": "ultrafast"})]:
         out = tmp_path / name
-        with VideoWriter(out, 64, 48, fps=NTSC, audio=track, **kwargs) as wr:
+        with open_sink(out, 64, 48, fps=NTSC, audio=track, **kwargs) as wr:
             for f in frames:
                 wr.write(f)
             assert all(wr.write_audio_packet(p) is False for p in pkts)
@@ -496,18 +496,18 @@ def test_write_errors_are_one_line_video_errors(tmp_path):
         cases.append((ro / "out.mp4", (64, 48), "not writable"))
     for path, (w, h), words in cases:
         with pytest.raises(VideoError) as e:
-            VideoWriter(path, w, h, fps=24)
+            open_sink(path, w, h, fps=24)
         assert words in one_line(e.value, str(path))
     with pytest.raises(VideoError) as e:
-        VideoWriter(tmp_path / "x.mp4", 64, 48, codec="no-such-encoder")
+        open_sink(tmp_path / "x.mp4", 64, 48, codec="no-such-encoder")
     one_line(e.value)
-    with VideoWriter(tmp_path / "shape.mp4", 64, 48, fps=24) as wr:
+    with open_sink(tmp_path / "shape.mp4", 64, 48, fps=24) as wr:
         with pytest.raises(VideoError) as e:
             wr.write(frame[:, :50])
         one_line(e.value, "shape.mp4")
         wr.write(frame)
     with pytest.raises(VideoError) as e:  # nothing written: no output either
-        with VideoWriter(tmp_path / "empty.mp4", 64, 48, fps=24):
+        with open_sink(tmp_path / "empty.mp4", 64, 48, fps=24):
             pass
     one_line(e.value, "empty.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shape.mp4"]
@@ -522,7 +522,7 @@ def test_no_partial_output_on_exception(tmp_path, name, exc):
     frame = np.zeros((48, 64, 3), np.uint8)
     final = tmp_path / name.rstrip("/")
     with pytest.raises(exc):
-        with VideoWriter(tmp_path / name, 64, 48, fps=24, preset="ultrafast") as wr:
+        with open_sink(tmp_path / name, 64, 48, fps=24, preset="ultrafast") as wr:
             wr.write(frame)
             wr.write(frame)
             assert len(os.listdir(tmp_path)) == 1  # the temporary, in the same directory
@@ -536,12 +536,12 @@ def test_failed_rewrite_keeps_previous_file(tmp_path):
     out = tmp_path / "keep.mp4"
     out.write_bytes(b"previous result")
     with pytest.raises(ValueError):
-        with VideoWriter(out, 64, 48, fps=24, preset="ultrafast") as wr:
+        with open_sink(out, 64, 48, fps=24, preset="ultrafast") as wr:
             wr.write(frame)
             raise ValueError("boom")
     assert out.read_bytes() == b"previous result"
     assert os.listdir(tmp_path) == ["keep.mp4"]
-    with VideoWriter(out, 64, 48, fps=24, preset="ultrafast") as wr:
+    with open_sink(out, 64, 48, fps=24, preset="ultrafast") as wr:
         wr.write(frame)
     with open_video(out) as r:
         assert sum(1 for _ in r.frames()) == 1

@@ -25,6 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cdtcodec.pixels import from_uint8
+from cdtcodec.timeline import CODEC_TIMELINE
+
 __all__ = ["ClipDataset", "Segment", "ValidationClip", "list_segments", "read_frames", "validation_clips",
            "validation_set"]
 
@@ -138,10 +141,7 @@ def read_frames(path: str | Path, start: int, count: int) -> np.ndarray:
     return np.stack(frames)
 
 
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (T, H, W, 3) -> float32 (3, T, H, W) in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
-    return x.div_(127.5).sub_(1.0)
+_to_tensor = from_uint8  # uint8 (T, H, W, 3) -> float32 (3, T, H, W) in [-1, 1]
 
 
 def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -154,8 +154,8 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _check_frames(frames: int) -> None:
-    if frames < 1 or (frames - 1) % 4 != 0:
-        raise ValueError(f"frames must be 1 + 4k, got {frames}")
+    if frames < 1 or CODEC_TIMELINE.coded_frames(frames) != frames:
+        raise ValueError(f"frames must be 1 + {CODEC_TIMELINE.temporal}k, got {frames}")
 
 
 class ClipDataset(torch.utils.data.IterableDataset):

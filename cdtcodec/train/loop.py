@@ -21,12 +21,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from bitstream.atomic import AtomicOutput
 from cdtcodec.config import PRESETS, get_config
 from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
-from cdtcodec.stream import frame_noise
+from cdtcodec.sampling import frame_noise
 from cdtcodec.train.losses import LossWeights, Objective
 from cdtcodec.weights import load_model, save_model
 
@@ -196,9 +197,8 @@ class Trainer:
                  "optimizer": self.optimizer.state_dict(), "step": self.step, "generators": states,
                  "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(self.cfg),
                  "elapsed": self.elapsed}
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.checkpoint_path)
+        with AtomicOutput(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
 
     @property
     def elapsed(self) -> float:

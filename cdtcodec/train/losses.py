@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cdtcodec.diffusion import q_sample
-from cdtcodec.encoder import split_moments
+from cdtcodec.sampling import q_sample
+from cdtcodec.model.encoder import split_moments
 from cdtcodec.model import CDT
 
 

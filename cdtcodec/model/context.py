@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cdtcodec.config import CDTConfig
-from cdtcodec.nn.layers import Cache, CausalConv3d, ResnetBlock, TimeUpsample, make_upsample
+from cdtcodec.model.layers import Cache, CausalConv3d, ResnetBlock, TimeUpsample, make_upsample
 
 
 class ContextStage(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from cdtcodec.codec import _named, _label, open_cdt
-from cdtcodec.stream import frames_of_latents
+from cdtcodec.codec import named_errors, source_label, open_cdt
+from cdtcodec.timeline import CODEC_TIMELINE
 
 
 def describe(path, label: str | None = None, verify: bool = False) -> dict:
@@ -17,8 +17,8 @@ def describe(path, label: str | None = None, verify: bool = False) -> dict:
     and audio packet through its CRC and entropy-decodes the chunks (no neural decode), raising on the first
     bad one; otherwise only the header, index and trailer are checked.
     """
-    label = label or _label(path)
-    with open_cdt(path, label) as reader, _named(label):
+    label = label or source_label(path)
+    with open_cdt(path, label) as reader, named_errors(label):
         h = reader.header
         stats = reader.stats
         header = {}
@@ -35,7 +35,7 @@ def describe(path, label: str | None = None, verify: bool = False) -> dict:
         seconds = h.num_frames / float(fps) if fps else 0.0
         chunks = []
         for i, payload in enumerate(stats.chunk_payload_bytes):
-            start, count = frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))
+            start, count = CODEC_TIMELINE.frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))
             count = max(0, min(count, h.num_frames - start))  # the padded tail is not shown
             chunks.append({"index": i, "first_frame": start, "frames": count, "bytes": payload,
                            "bpp": 8 * payload / max(1, count * pixels)})

@@ -1,4 +1,4 @@
-"""CDT: encoder -> latent -> context decoder -> conditional diffusion denoiser -> video."""
+"""CDT: encoder -> latent -> context decoder -> conditional diffusion denoiser -> video (the sampler: sampling.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 from cdtcodec.config import CDTConfig
-from cdtcodec.context import ContextDecoder
-from cdtcodec.denoiser import Denoiser
-from cdtcodec.diffusion import cosine_alphas_cumprod, ddim_step, sampling_indices
-from cdtcodec.encoder import Encoder, split_moments
-from cdtcodec.nn.layers import Cache
+from cdtcodec.model.context import ContextDecoder
+from cdtcodec.model.denoiser import Denoiser
+from cdtcodec.model.encoder import Encoder, split_moments
+from cdtcodec.model.layers import Cache
+from cdtcodec.sampling import StepCallback, cosine_alphas_cumprod, sample
 
 
 class CDT(nn.Module):
@@ -42,7 +42,8 @@ class CDT(nn.Module):
         return split_moments(self.moments(video, cache))[0]
 
     def decode(self, latent: torch.Tensor, noise_unit: torch.Tensor, steps: int | None = None,
-               context_cache: Cache | None = None, step_caches: list[Cache] | None = None) -> torch.Tensor:
+               context_cache: Cache | None = None, step_caches: list[Cache] | None = None,
+               callback: StepCallback | None = None) -> torch.Tensor:
         """Latent -> video by DDIM from noise_scale * noise_unit (unit Gaussian of the output's shape).
 
         Streaming keeps one context cache and one denoiser cache per sampling step, so a chunk can run all
@@ -50,16 +51,12 @@ class CDT(nn.Module):
         """
         steps = steps or self.cfg.sample_steps
         context = self.context(latent, context_cache)
-        idx = sampling_indices(self.cfg.num_timesteps, steps)
-        x = self.cfg.noise_scale * noise_unit
-        for k in range(steps - 1, -1, -1):
-            cache = step_caches[k] if step_caches is not None else None
 
-            def predict(x_t: torch.Tensor, tau: torch.Tensor, cache=cache) -> torch.Tensor:
-                return self.denoiser(x_t, tau, context, cache)
+        def network(x_t: torch.Tensor, tau: torch.Tensor, k: int) -> torch.Tensor:
+            return self.denoiser(x_t, tau, context, step_caches[k] if step_caches is not None else None)
 
-            x = ddim_step(predict, x, idx[k], idx[k - 1] if k else None, self.alphas_cumprod, self.cfg.num_timesteps)
-        return x
+        return sample(network, self.cfg.noise_scale * noise_unit, steps, self.alphas_cumprod,
+                      self.cfg.num_timesteps, callback)
 
 
 def count_parameters(module: nn.Module) -> int:

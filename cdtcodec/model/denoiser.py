@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdtcodec.config import CDTConfig
-from cdtcodec.nn.layers import (AttentionBlock, Cache, CausalConv3d, ChannelNorm, Downsample, ResnetBlock,
+from cdtcodec.model.layers import (AttentionBlock, Cache, CausalConv3d, ChannelNorm, Downsample, ResnetBlock,
                                 TimeDownsample, TimeUpsample, make_upsample)
 
 

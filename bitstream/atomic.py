@@ -1,0 +1,102 @@
+"""Atomic output: write beside the final name, move into place only when complete.
+
+The one home of temp-file-then-rename for the whole project: the .cdt writer, the video sinks, weights,
+checkpoints and the benchmark's reports all write through AtomicOutput. It lives at the bottom layer
+(bitstream imports nothing of cdtcodec) so that every writer can use it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+
+def _fsync(path: str, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory and hasattr(os, "O_DIRECTORY") else 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+class AtomicOutput:
+    """A temporary file (or directory) `path` beside `final`, created empty on construction.
+
+    commit() syncs it and renames it over `final` (a directory replaces an existing one); discard() removes
+    it and leaves `final` untouched. As a context manager: commit on success, discard on any exception
+    (KeyboardInterrupt included). Both are idempotent.
+    """
+
+    def __init__(self, final: str | os.PathLike, *, suffix: str = "", directory: bool = False):
+        self.final = os.path.abspath(os.fspath(final).rstrip("/" + os.sep) or ".")
+        self.directory = directory
+        parent, name = os.path.split(self.final)
+        self.path = os.path.join(parent, f".{name}.{secrets.token_hex(4)}.part{suffix}")
+        if directory:
+            os.mkdir(self.path)
+        else:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        self.done = False
+
+    def commit(self) -> None:
+        if self.done:
+            return
+        try:
+            if self.directory:
+                self._replace_directory()
+            else:
+                _fsync(self.path)
+                os.replace(self.path, self.final)
+            _fsync(os.path.dirname(self.final), directory=True)
+            self.done = True
+        except BaseException:
+            self.discard()
+            raise
+
+    def _replace_directory(self) -> None:
+        old = None
+        try:
+            if os.path.isdir(self.final):
+                old = f"{self.path}.old"
+                os.rename(self.final, old)
+            os.rename(self.path, self.final)
+        except OSError:
+            if old is not None and not os.path.exists(self.final):
+                try:
+                    os.rename(old, self.final)
+                    old = None
+                except OSError:
+                    pass
+            raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        self.done = True
+        if not os.path.lexists(self.path):
+            return
+        if os.path.isdir(self.path) and not os.path.islink(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Path:
+        return Path(self.path)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+        return False

@@ -1,0 +1,237 @@
+"""The run: jobs over clips x settings, each through the workers, measured, then the reports."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from cdtcodec.bench.bdrate import compute_bd
+from cdtcodec.bench.clips import clip_names, prepare_clip, read_video
+from cdtcodec.bench.config import REFERENCES, SCHEMA, BenchConfig, BenchError, curve_label
+from cdtcodec.bench.environment import environment, resolve_model
+from cdtcodec.bench.method import PSNR_CAP_NOTE, method
+from cdtcodec.bench.report import write_outputs
+from cdtcodec.bench.workers import Workers
+from cdtcodec.media import VideoError, read_png_frames
+from cdtcodec.metrics import clip_quality
+
+def _jobs(cfg: BenchConfig) -> list[dict]:
+    from cdtcodec.quantize import QUALITY_STEPS
+
+    jobs = []
+    if "cdt" in cfg.codecs:
+        for q in sorted(cfg.qualities):
+            jobs.append({"codec": "cdt", "curve": "cdt", "preset": None, "setting": {"quality": q},
+                         "order": q, "step": QUALITY_STEPS[q]})
+    for key in cfg.codecs:
+        if key == "cdt":
+            continue
+        ref = REFERENCES[key]
+        for preset in cfg.presets:
+            for crf in sorted(cfg.crfs[key], reverse=True):
+                jobs.append({"codec": key, "curve": f"{key}-{preset}", "preset": preset, "setting": {"crf": crf},
+                             "order": -crf, "encoder_preset": ref.presets[preset]})
+    return jobs
+
+
+def _run_one(workers: Workers, job: dict, clip: dict, source: Path, streams: Path, work: Path, model: dict | None,
+             cfg: BenchConfig) -> tuple[dict, np.ndarray | None]:
+    """One encode + decode in the workers: the run's record and the decoded frames (None when it failed)."""
+    name = clip["name"]
+    tag = "q{}".format(job["setting"]["quality"]) if job["codec"] == "cdt" else "crf{}".format(job["setting"]["crf"])
+    stem = f"{name}.{job['curve']}.{tag}"
+    settings: dict
+    if job["codec"] == "cdt":
+        stream = streams / f"{stem}.cdt"
+        spec = {"source": str(source), "stream": str(stream), "model": model["file"], "quality": job["setting"]["quality"],
+                "device": cfg.device, "threads": cfg.threads, "decoded": str(work / f"{stem}.decoded")}
+        kind = "cdt"
+        settings = {"encoder": "cdtcodec", "model": model["name"], "weights_sha256": model["sha256"],
+                    "quality": job["setting"]["quality"], "quant_step": job["step"], "entropy": _default_entropy(),
+                    "seed": 0, "device": cfg.device, "threads": cfg.threads or "torch default",
+                    "container": ".cdt (header, chunk index, payload)", "decoded_to": "PNG frames (exact)"}
+    else:
+        ref = REFERENCES[job["codec"]]
+        stream = streams / f"{stem}.{ref.ext}"
+        options = {"crf": str(job["setting"]["crf"]), "preset": job["encoder_preset"], **ref.options}
+        spec = {"codec": job["codec"], "source": str(source), "stream": str(stream), "options": options,
+                "fps": clip["fps"], "width": cfg.size, "height": cfg.size, "decoded": str(work / f"{stem}.decoded")}
+        kind = "ref"
+        settings = {"encoder": ref.encoder, "options": options, "pix_fmt": "yuv420p",
+                    "rgb_to_yuv": "BT.709 limited range (tagged bt709/tv)", "fps": clip["fps"],
+                    "rate_control": "CRF (constant quality), no bitrate cap", "gop": "encoder default",
+                    "threads": "encoder default", "stream": f"raw {ref.muxer} elementary stream (no container)",
+                    "settings_sei_removed": bool(ref.info_sei)}
+    run = {"clip": name, "codec": job["codec"], "curve": job["curve"], "label": curve_label(job["curve"]),
+           "preset": job["preset"], "setting": job["setting"], "settings": settings, "status": "ok", "error": None,
+           "stream": stream.name}
+    decoded_dir = Path(spec["decoded"])
+    decoded = None
+    try:
+        enc = workers.run(kind, "encode", spec)
+        dec = workers.run(kind, "decode", spec)
+        nbytes = stream.stat().st_size
+        if kind == "cdt":
+            decoded = read_png_frames(decoded_dir)
+        else:
+            decoded = np.load(str(decoded_dir) + ".npy")
+            settings["decoder"] = dec.get("decoder")
+            settings["encoder_info"] = enc.get("encoder_info")
+            run["stripped_sei_bytes"] = enc.get("stripped_sei_bytes", 0)
+            if enc.get("packet_bytes") != nbytes:
+                run["note"] = f"packet bytes {enc.get('packet_bytes')} != file bytes {nbytes}"
+        frames, pixels = clip["frames"], cfg.size * cfg.size
+        duration = frames / float(Fraction(clip["fps"]))
+        run.update({"bytes": nbytes, "bpp": 8 * nbytes / (frames * pixels), "kbps": 8 * nbytes / duration / 1000,
+                    "frames": frames, "decoded_frames": int(decoded.shape[0])})
+        for phase, res in (("encode", enc), ("decode", dec)):
+            run[phase] = {"seconds": res["seconds"], "fps": res["frames"] / res["seconds"] if res["seconds"] else None,
+                          **{k: res[k] for k in ("first_chunk_s", "first_chunk_frames", "fps_after_first_chunk")
+                             if k in res}, **res["memory"]}
+        if kind == "cdt":
+            from cdtcodec.info import describe
+
+            settings["threads"] = enc.get("torch_threads", settings["threads"])
+            info = describe(stream)
+            head = info["header"]
+            settings.update({k: head[k] for k in ("model_id", "quant_step", "entropy_coder", "entropy_params", "seed",
+                                                  "sampling_steps", "latent_channels") if k in head})
+            settings["entropy"] = head.get("entropy_coder", settings["entropy"])
+            run["cdt_bytes"] = {k: info[k] for k in ("header_bytes", "index_bytes", "payload_bytes", "framing_bytes")
+                                if k in info}
+    except (BenchError, VideoError, OSError, ValueError) as e:
+        run.update({"status": "failed", "error": " ".join(str(e).split())})
+    finally:
+        shutil.rmtree(decoded_dir, ignore_errors=True)
+        Path(str(decoded_dir) + ".npy").unlink(missing_ok=True)
+        if not cfg.keep_streams:
+            stream.unlink(missing_ok=True)
+    return run, decoded
+
+
+def _setting_text(setting: dict) -> str:
+    return " ".join(f"{k} {v}" for k, v in setting.items())
+
+
+def _default_entropy() -> str:
+    from bitstream import DEFAULT_CODER
+
+    return DEFAULT_CODER
+
+
+def run(cfg: BenchConfig, console=None) -> dict:
+    """Run the benchmark described by `cfg`; writes results.json/.csv, the plots and summary.md into cfg.out."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from cdtcodec.lpips import LPIPS, default_weights_path
+    from cdtcodec.weights import file_sha256
+
+    console = console or Console(stderr=True)
+    started = time.time()
+    out = cfg.out
+    work, streams = out / "work", out / "streams"
+    work.mkdir(parents=True, exist_ok=True)
+    streams.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    env = environment(cfg.device)
+    model = resolve_model(cfg, work, notes) if "cdt" in cfg.codecs else None
+    lpips = LPIPS.from_file()
+    names = clip_names(cfg.clips)
+    jobs = _jobs(cfg)
+    if not jobs:
+        raise BenchError("nothing to run: no codec with a setting")
+    clips, runs = [], []
+    workers = Workers(with_torch="cdt" in cfg.codecs)
+    partial = out / "runs.partial.jsonl"
+    partial.unlink(missing_ok=True)
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("bench", total=len(jobs) * len(cfg.clips))
+        for path, name in zip(cfg.clips, names):  # all clips first: a bad input fails before hours of work
+            progress.update(task, description=f"{name}: preparing")
+            clips.append(prepare_clip(path, name, cfg.size, cfg.frames, work))
+        for clip in clips:
+            name = clip["name"]
+            source = work / clip["lossless_source"]
+            frames, _ = read_video(source)
+            for job in jobs:
+                label = curve_label(job["curve"])
+                progress.update(task, description=f"{name}: {label} {_setting_text(job['setting'])}")
+                r, decoded = _run_one(workers, job, clip, source, streams, work, model, cfg)
+                if decoded is not None:
+                    try:
+                        quality = clip_quality(frames, decoded, lpips)
+                        r["metrics"], r["per_frame"] = quality.summary(), quality.per_frame
+                    except ValueError as e:
+                        r.update({"status": "failed", "error": str(e)})
+                if r["status"] != "ok":
+                    progress.console.print(f"[yellow]failed[/]: {name} {label} {_setting_text(r['setting'])}: {r['error']}",
+                                           highlight=False)
+                runs.append(r)
+                with open(partial, "a") as f:
+                    f.write(json.dumps(r) + "\n")
+                progress.advance(task)
+            source.unlink(missing_ok=True)
+        progress.update(task, description="done")
+    shutil.rmtree(work, ignore_errors=True)
+    if not cfg.keep_streams:
+        shutil.rmtree(streams, ignore_errors=True)
+
+    env["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    bd = compute_bd(runs, [c["name"] for c in clips]) if "cdt" in cfg.codecs else \
+        {"method": "akima", "reason": "cdt was not run", "per_clip": {}, "average": {}}
+    notes.append(PSNR_CAP_NOTE)
+    if any(c["upscaled"] for c in clips):
+        notes.append("some clips were smaller than --size and were upscaled: " +
+                     ", ".join(c["name"] for c in clips if c["upscaled"]))
+    coverage = _coverage(runs, [c["name"] for c in clips])
+    results = {
+        "schema": SCHEMA, "tool": "cdtcodec bench",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": time.time() - started,
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else None,
+        "settings": {"clips": cfg.clips, "codecs": list(cfg.codecs), "qualities": list(cfg.qualities),
+                     "presets": list(cfg.presets), "crfs": {k: list(v) for k, v in cfg.crfs.items() if k in cfg.codecs},
+                     "size": cfg.size, "frames": cfg.frames, "model": cfg.model, "device": cfg.device,
+                     "threads": cfg.threads, "quick": cfg.quick},
+        "model": model,
+        "lpips": {"net": "alex", "version": "0.1", "weights": default_weights_path().name,
+                  "sha256": file_sha256(default_weights_path())},
+        **env,
+        "method": method(),
+        "notes": notes,
+        "clips": clips,
+        "curves": {c: curve_label(c) for c in dict.fromkeys(r["curve"] for r in runs)},
+        "runs": runs,
+        "coverage": coverage,
+        "bd_rate": bd,
+        "failed": sum(r["status"] != "ok" for r in runs),
+    }
+    write_outputs(results, out)
+    partial.unlink(missing_ok=True)
+    return results
+
+
+def _coverage(runs: list[dict], clips: list[str]) -> dict:
+    """Per clip: does each reference curve's rate range cover cdt's? (BD-rate needs overlapping curves.)"""
+    out = {}
+    for clip in clips:
+        ok = [r for r in runs if r["clip"] == clip and r["status"] == "ok"]
+        cdt = [r["bpp"] for r in ok if r["codec"] == "cdt"]
+        entry = {"cdt_bpp": [min(cdt), max(cdt)] if cdt else None}
+        for curve in sorted({r["curve"] for r in ok if r["codec"] != "cdt"}):
+            b = [r["bpp"] for r in ok if r["curve"] == curve]
+            entry[curve] = {"bpp": [min(b), max(b)],
+                            "covers_cdt_rates": bool(cdt) and min(b) <= min(cdt) and max(b) >= max(cdt)}
+        out[clip] = entry
+    return out

@@ -1,0 +1,93 @@
+"""What the media layer knows about formats: size limit, output kinds, encoder presets, colour enums."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cdtcodec.media.errors import VideoError
+
+#: Largest accepted width or height, in pixels.
+MAX_SIDE = 8192
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+# Output extension -> FFmpeg muxer name.
+_CONTAINER_FORMATS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+}
+_Y4M_EXTENSIONS = frozenset({".y4m"})
+
+# Encoders that can code an odd width/height in subsampled (4:2:0 / 4:2:2) pixel formats.
+_ODD_SIZE_SUBSAMPLED_OK = frozenset(
+    {"libsvtav1", "libaom-av1", "librav1e", "libdav1d", "libvpx-vp9", "libvpx", "ffv1"}
+)
+
+# x264-style preset names -> SVT-AV1 preset numbers / libvpx cpu-used values.
+_SVT_PRESETS = {
+    "placebo": 2, "veryslow": 3, "slower": 4, "slow": 5, "medium": 6,
+    "fast": 8, "faster": 9, "veryfast": 10, "superfast": 11, "ultrafast": 12,
+}
+_VPX_CPU_USED = {
+    "placebo": 0, "veryslow": 0, "slower": 1, "slow": 1, "medium": 2,
+    "fast": 3, "faster": 4, "veryfast": 5, "superfast": 6, "ultrafast": 8,
+}
+
+# FFmpeg colour enum values -> FFmpeg's names (av_color_*_name); unspecified/reserved -> "".
+_COLOR_RANGE_NAMES = {1: "tv", 2: "pc"}
+_COLOR_SPACE_NAMES = {
+    0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
+    9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc",
+    13: "chroma-derived-c", 14: "ictcp", 15: "ipt-c2", 16: "ycgco-re", 17: "ycgco-ro",
+}
+_COLOR_PRIMARIES_NAMES = {
+    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
+    9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213",
+}
+_COLOR_TRC_NAMES = {
+    1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
+    9: "log100", 10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1",
+    14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67",
+}
+_COLOR_PRIMARIES_VALUES = {v: k for k, v in _COLOR_PRIMARIES_NAMES.items()}
+_COLOR_TRC_VALUES = {v: k for k, v in _COLOR_TRC_NAMES.items()}
+
+_AVCOL_RANGE_MPEG = 1
+_AVCOL_SPC_BT709 = 1
+_AVCOL_SPC_SMPTE170M = 6
+
+
+def is_image_path(path) -> bool:
+    """True when the path names a still image (by extension): read as a one-frame video."""
+    return Path(str(path)).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def output_kind(path) -> str:
+    """``"container"``, ``"y4m"`` or ``"png_dir"`` for an output path; VideoError if unknown."""
+    s = os.fspath(path)
+    if s.endswith(("/", os.sep)) or os.path.isdir(s):
+        return "png_dir"
+    suffix = Path(s).suffix.lower()
+    if suffix in _CONTAINER_FORMATS:
+        return "container"
+    if suffix in _Y4M_EXTENSIONS:
+        return "y4m"
+    if suffix == "":
+        return "png_dir"
+    known = ", ".join(sorted(set(_CONTAINER_FORMATS) | _Y4M_EXTENSIONS))
+    raise VideoError(
+        f"{s}: unknown output extension {suffix!r} (use {known}, or a directory for PNG frames)"
+    )
+
+
+
+def _color_name(table: dict, value) -> str:
+    try:
+        return table.get(int(value), "")
+    except (TypeError, ValueError):
+        return ""
+
