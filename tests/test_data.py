@@ -161,3 +161,21 @@ def test_validation_set_shares_the_count_between_kinds(data_root, tmp_path):
     assert [(c.kind, Path(c.path).name, c.start) for c in clips] == [
         ("film", "v_000.mp4", 0), ("film", "v_000.mp4", 20), ("photo", "v_001.mp4", 0), ("photo", "v_001.mp4", 5)]
     assert [_frame_ids(c.video)[0] for c in clips] == [0, 20, 0, 5]
+
+
+def test_kind_mix_sets_each_kinds_share_of_samples(data_root, tmp_path):
+    import json
+
+    root = tmp_path / "mix"
+    (root / "train").mkdir(parents=True)
+    for name in ("a_000.mp4", "b_000.mp4"):
+        (root / "train" / name).symlink_to(data_root / "train" / name)
+    segments = [{"path": "train/a_000.mp4", "frames": 30, "width": 64, "height": 48, "fps": [FPS, 1], "kind": "film"},
+                {"path": "train/b_000.mp4", "frames": 21, "width": 48, "height": 40, "fps": [FPS, 1], "kind": "camera"}]
+    (root / "manifest.json").write_text(json.dumps({"sources": [{"clips": [{"segments": segments}]}]}))
+    by_windows = ClipDataset(root, frames=5, size=32)
+    np.testing.assert_allclose(by_windows.weights, [26 / 43, 17 / 43])
+    even = ClipDataset(root, frames=5, size=32, kind_mix={"film": 1.0, "camera": 1.0, "photo": 5.0})
+    np.testing.assert_allclose(even.weights, [0.5, 0.5])  # photo: none present, its share goes to the others
+    only_camera = ClipDataset(root, frames=5, size=32, kind_mix={"camera": 1.0})
+    np.testing.assert_allclose(only_camera.weights, [0.0, 1.0])

@@ -178,7 +178,7 @@ class ClipDataset(torch.utils.data.IterableDataset):
     def __init__(self, root: str | Path, frames: int = 17, size: int = 256, *, split: str = "train",
                  seed: int = 0, min_scale: float = 1.0, flip: float = 0.5,
                  num_samples: int | None = None, rank: int | None = None,
-                 world_size: int | None = None) -> None:
+                 world_size: int | None = None, kind_mix: dict[str, float] | None = None) -> None:
         super().__init__()
         _check_frames(frames)
         if not 0.0 < min_scale <= 1.0:
@@ -196,6 +196,17 @@ class ClipDataset(torch.utils.data.IterableDataset):
             raise ValueError(f"no segment in {_split_dir(root, split)} holds {frames} frames of at "
                              f"least {size}x{size} ({len(all_segs)} segment(s) found)")
         w = np.array([s.frames - frames + 1 for s in self.segments], dtype=np.float64)
+        # kind_mix: the share of samples each kind of footage gets (renormalised over the kinds present; kinds it
+        # does not name are not drawn), so a long film does not drown the camera footage. Within a kind,
+        # segments are drawn by their number of windows.
+        present = {k: v for k, v in (kind_mix or {}).items() if v > 0 and any(s.kind == k for s in self.segments)}
+        if present:
+            kinds = np.array([s.kind for s in self.segments])
+            share = np.zeros_like(w)
+            for kind, v in present.items():
+                mine = kinds == kind
+                share[mine] = w[mine] / w[mine].sum() * v
+            w = share
         self.weights = w / w.sum()
 
     def set_epoch(self, epoch: int) -> None:

@@ -41,6 +41,10 @@ class TrainConfig:
     batch: int = 2  # clips per process per step
     frames: int = 9  # frames per clip (1 + 4k)
     crop: int = 64  # square crop size
+    # share of samples per kind of footage (data/manifest.json); kinds not named are not drawn; none present:
+    # every segment by its number of windows
+    kind_mix: tuple[tuple[str, float], ...] = (("animation", 0.4), ("camera", 0.3), ("photo", 0.25),
+                                               ("screen", 0.05))
     lr: float = 3e-4  # peak AdamW learning rate
     warmup: int = 100  # linear warm-up steps
     final_lr_ratio: float = 0.1  # cosine decay ends at lr * this

@@ -29,7 +29,8 @@ class StepBatches(torch.utils.data.Dataset):
 
 
 def make_batches(cfg: TrainConfig):
-    clips = ClipDataset(cfg.data, frames=cfg.frames, size=cfg.crop, split="train", seed=cfg.seed, min_scale=0.5)
+    clips = ClipDataset(cfg.data, frames=cfg.frames, size=cfg.crop, split="train", seed=cfg.seed, min_scale=0.5,
+                        kind_mix=dict(cfg.kind_mix))
 
     def batches(start: int, rank: int, world: int):
         data = StepBatches(clips, cfg.batch, cfg.seed, rank)
