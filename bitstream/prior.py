@@ -195,8 +195,9 @@ def _round_shift(acc: np.ndarray, bits: int) -> np.ndarray:
 
 
 def conv_int(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int, weight_bits: int,
-             relu: bool) -> np.ndarray:
-    """Exact integer 'same' convolution. x: int64 (h, w, cin) -> int64 (h, w, cout), clipped to +-ACT_LIMIT.
+             relu: bool, where: np.ndarray | None = None) -> np.ndarray:
+    """Exact integer 'same' convolution. x: int64 (h, w, cin) -> int64 (h, w, cout), clipped to +-ACT_LIMIT;
+    with `where` (bool (h, w)) only those positions, (count, cout) in raster order.
 
     im2col then one int64 matmul: numpy computes integer matmuls exactly, in any order."""
     h, w, cin = x.shape
@@ -208,10 +209,13 @@ def conv_int(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int, w
         padded[r:r + h, r:r + w] = x
         cols = np.concatenate([padded[dy:dy + h, dx:dx + w] for dy in range(kernel) for dx in range(kernel)],
                               axis=2).reshape(h * w, kernel * kernel * cin)
+    if where is not None:
+        cols = cols[where.reshape(-1)]
     y = _round_shift(cols @ weight + bias, weight_bits)
     if relu:
         y = np.maximum(y, 0)
-    return np.clip(y, -ACT_LIMIT, ACT_LIMIT).reshape(h, w, -1)
+    y = np.clip(y, -ACT_LIMIT, ACT_LIMIT)
+    return y if where is not None else y.reshape(h, w, -1)
 
 
 def dequantize_fixed(symbols: np.ndarray, step_q: int, act_bits: int) -> np.ndarray:
@@ -246,15 +250,16 @@ class PriorNet:
         self.w = weights
         self.arch = weights.arch
 
-    def _layer(self, name: str, x: np.ndarray, relu: bool, extra_bias: np.ndarray | None = None) -> np.ndarray:
+    def _layer(self, name: str, x: np.ndarray, relu: bool, extra_bias: np.ndarray | None = None,
+               where: np.ndarray | None = None) -> np.ndarray:
         k, _, _ = self.arch.layers()[name]
         bias = self.w[f"{name}.bias"] if extra_bias is None else self.w[f"{name}.bias"] + extra_bias
-        return conv_int(x, self.w[f"{name}.weight"], bias, k, self.arch.weight_bits, relu)
+        return conv_int(x, self.w[f"{name}.weight"], bias, k, self.arch.weight_bits, relu, where)
 
     def _split(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(count, 2C) -> mean, log2 scale, each (C, count)."""
         c = self.arch.channels
-        y = out.transpose(2, 0, 1)
-        return y[:c], y[c:]
+        return out[:, :c].T, out[:, c:].T
 
     def trunk(self, context: Sequence[np.ndarray], h: int, w: int, step_q: int) -> tuple[np.ndarray, np.ndarray]:
         """Features (h, w, hidden) and the newest previous frame (h, w, C) from the decoded context
@@ -272,13 +277,17 @@ class PriorNet:
         f = self._layer("trunk2", f, True)
         return f, newest_first[0]
 
-    def anchor_params(self, features: np.ndarray, prev: np.ndarray):
-        return self._split(self._layer("anchor_head", np.concatenate([features, prev], axis=2), False))
+    def anchor_params(self, features: np.ndarray, prev: np.ndarray, where: np.ndarray):
+        """mean, log2 scale (C, count) at the positions `where` (bool (h, w)), raster order."""
+        return self._split(self._layer("anchor_head", np.concatenate([features, prev], axis=2), False, where=where))
 
-    def context_params(self, features: np.ndarray, prev: np.ndarray, anchors: np.ndarray):
-        """anchors: (h, w, C) dequantized anchors of the current frame, zero on non-anchor positions."""
-        g = self._layer("context1", np.concatenate([features, anchors], axis=2), True)
-        return self._split(self._layer("context_head", np.concatenate([g, prev], axis=2), False))
+    def context_params(self, features: np.ndarray, prev: np.ndarray, anchors: np.ndarray, where: np.ndarray):
+        """Same for the second pass; anchors: (h, w, C) dequantized anchors, zero on the other positions.
+        context1 feeds a 1x1 head, so it too is evaluated only where the head is."""
+        g = self._layer("context1", np.concatenate([features, anchors], axis=2), True, where=where)
+        prev_sel = prev.reshape(-1, prev.shape[2])[where.reshape(-1)]
+        x = np.concatenate([g, prev_sel], axis=1)[:, None, :]  # (count, 1, hidden + C): a 1x1 conv
+        return self._split(self._layer("context_head", x, False).reshape(g.shape[0], -1))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -391,15 +400,15 @@ class PriorCoder:
         self.arch = weights.arch
 
     # -- one pass -----------------------------------------------------------------------------------
-    def _pass_order(self, mean, log2_scale, mask, step_q):
-        centre, tid = table_ids(mean[:, mask], log2_scale[:, mask], step_q, self.arch.act_bits)
+    def _pass_order(self, mean, log2_scale, step_q):
+        centre, tid = table_ids(mean, log2_scale, step_q, self.arch.act_bits)
         centre, tid = centre.reshape(-1), tid.reshape(-1)
         order = np.argsort(tid, kind="stable")  # groups by table, C-order inside a group
         bounds = np.flatnonzero(np.diff(tid[order])) + 1
         return centre, tid, order, np.split(order, bounds)
 
     def _encode_pass(self, enc, x_sel, mean, log2_scale, mask, step_q, escapes, stats: PassStats):
-        centre, tid, _, groups = self._pass_order(mean, log2_scale, mask, step_q)
+        centre, tid, _, groups = self._pass_order(mean, log2_scale, step_q)
         fam = self.arch.family
         for g in groups:
             if g.size == 0:
@@ -418,7 +427,7 @@ class PriorCoder:
         stats.symbols += int(x_sel.size)
 
     def _decode_pass(self, dec, mean, log2_scale, mask, step_q, what):
-        centre, tid, _, groups = self._pass_order(mean, log2_scale, mask, step_q)
+        centre, tid, _, groups = self._pass_order(mean, log2_scale, step_q)
         fam = self.arch.family
         vals = np.empty(centre.size, dtype=np.int64)
         pending = []  # (positions in coding order, low-side flags): escapes come after all range words
@@ -465,12 +474,12 @@ class PriorCoder:
             frame = x[:, i]
             feats, prev = self.net.trunk(history, h, w, step_q)
             masks = self._masks(h, w)
-            mean, ls = self.net.anchor_params(feats, prev)
+            mean, ls = self.net.anchor_params(feats, prev, masks[0])
             self._encode_pass(enc, frame[:, masks[0]].reshape(-1), mean, ls, masks[0], step_q, escapes,
                               stats.anchors)
             if len(masks) == 2:
                 anchors = dequantize_fixed(np.where(masks[0], frame, 0), step_q, self.arch.act_bits)
-                mean, ls = self.net.context_params(feats, prev, anchors)
+                mean, ls = self.net.context_params(feats, prev, anchors, masks[1])
                 self._encode_pass(enc, frame[:, masks[1]].reshape(-1), mean, ls, masks[1], step_q, escapes,
                                   stats.non_anchors)
             history = (history + [frame])[-self.arch.prev_frames:]
@@ -511,11 +520,11 @@ class PriorCoder:
             frame = np.zeros((c, h, w), dtype=np.int64)
             feats, prev = self.net.trunk(history, h, w, step_q)
             masks = self._masks(h, w)
-            mean, ls = self.net.anchor_params(feats, prev)
+            mean, ls = self.net.anchor_params(feats, prev, masks[0])
             self._fill(frame, masks[0], *self._decode_pass(dec, mean, ls, masks[0], step_q, what), esc_values)
             if len(masks) == 2:
                 anchors = dequantize_fixed(np.where(masks[0], frame, 0), step_q, self.arch.act_bits)
-                mean, ls = self.net.context_params(feats, prev, anchors)
+                mean, ls = self.net.context_params(feats, prev, anchors, masks[1])
                 self._fill(frame, masks[1], *self._decode_pass(dec, mean, ls, masks[1], step_q, what), esc_values)
             out[:, i] = frame
             history = (history + [frame])[-self.arch.prev_frames:]

@@ -58,3 +58,75 @@ def load_latents(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(train, val) float32 arrays (N, C, T', h, w) from a cache written by cache_latents."""
     with np.load(path) as f:
         return f["train"], f["val"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# training
+
+@dataclass(frozen=True)
+class PriorTrainConfig:
+    iterations: int = 1500
+    batch: int = 8  # clips per step (each clip: all its latent frames)
+    lr: float = 3e-3
+    step_range: tuple[float, float] = (0.15, 2.5)  # quantizer steps drawn log-uniformly (quality 8..1 and beyond)
+    fake_quant_iterations: int = 200  # the last ones simulate the integer rounding (straight-through)
+    seed: int = 0
+
+
+def _batch(latents: np.ndarray, cfg: PriorTrainConfig, rng: np.random.Generator):
+    """Random clips, flips and steps -> (symbols (B, C, T, h, w) float tensor, steps (B,))."""
+    pick = rng.integers(0, latents.shape[0], cfg.batch)
+    z = latents[pick]
+    flip_h = rng.random(cfg.batch) < 0.5
+    z = np.where(flip_h[:, None, None, None, None], z[..., ::-1], z)
+    lo, hi = np.log(cfg.step_range[0]), np.log(cfg.step_range[1])
+    steps = np.exp(rng.uniform(lo, hi, cfg.batch)).astype(np.float32)
+    symbols = np.round(z / steps[:, None, None, None, None])
+    return torch.from_numpy(symbols.astype(np.float32)), torch.from_numpy(steps)
+
+
+def float_bits(prior, latents: np.ndarray, steps, fake_quant: bool = False) -> dict[float, float]:
+    """Mean estimated bits per symbol of the float twin on `latents` at each quantizer step."""
+    out = {}
+    with torch.no_grad():
+        for step in steps:
+            total, count = 0.0, 0
+            for i in range(0, latents.shape[0], 4):
+                sym = torch.from_numpy(np.round(latents[i:i + 4] / step).astype(np.float32))
+                bits = prior.bits(sym, torch.full((sym.shape[0],), float(step)), fake_quant)
+                total += float(bits.sum())
+                count += bits.numel()
+            out[float(step)] = total / count
+    return out
+
+
+def train_prior(train: np.ndarray, val: np.ndarray, arch, cfg: PriorTrainConfig = PriorTrainConfig(),
+                log: Log | None = None):
+    """Fit the float twin on cached latents (encoder frozen); return it (call entropy_model.to_integer)."""
+    from cdtcodec.entropy_model import ConditionalPrior
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    prior = ConditionalPrior(arch)
+    opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.iterations, pct_start=0.05)
+    started = time.time()
+    running = None
+    for it in range(cfg.iterations):
+        fake = it >= cfg.iterations - cfg.fake_quant_iterations
+        symbols, steps = _batch(train, cfg, rng)
+        loss = prior.bits(symbols, steps, fake_quant=fake).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        running = value if running is None else 0.95 * running + 0.05 * value
+        if log and ((it + 1) % 100 == 0 or it == 0):
+            msg = f"  it {it + 1}/{cfg.iterations}  train {running:.4f} bits/symbol  ({time.time() - started:.0f} s)"
+            if (it + 1) % 500 == 0 and len(val):
+                est = float_bits(prior, val, (0.5,))
+                msg += f"  val@0.5 {est[0.5]:.4f}"
+            log(msg)
+    return prior
