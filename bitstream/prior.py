@@ -75,7 +75,8 @@ class PriorArch:
     channels: int = 16  # latent channels C
     hidden: int = 32  # width of the trunk and of the spatial-context branch
     prev_frames: int = 1  # decoded latent frames the temporal prior sees
-    checkerboard: bool = True  # False: every symbol in one pass, temporal context only
+    checkerboard: bool = True  # False: one spatial pass (no spatial context)
+    channel_groups: int = 1  # channels coded in this many groups, each conditioned on the groups before it
     family: int = FAMILY_GAUSS
     act_bits: int = 8  # activations: integers in units of 2^-act_bits (latent units)
     weight_bits: int = 12  # weights: integers in units of 2^-weight_bits
@@ -86,12 +87,26 @@ class PriorArch:
         out = {
             "trunk1": (3, c * self.prev_frames, hd),  # previous frame(s) -> features
             "trunk2": (3, hd, hd),
-            "anchor_head": (1, hd + c, 2 * c),  # features + previous frame -> (mean, log2 scale)
         }
         if self.checkerboard:
-            out["context1"] = (3, hd + c, hd)  # features + decoded anchors (zeros elsewhere)
-            out["context_head"] = (1, hd + c, 2 * c)  # context features + previous frame
+            out["context1"] = (3, hd + c, hd)  # features + decoded anchors (zeros elsewhere) -> features
+        for sp, g in self.passes():
+            # features + previous frame + this frame's decoded channels here (groups < g) -> (mean, log2 scale)
+            out[f"pass{sp}{g}.hidden"] = (1, hd + 2 * c, hd)
+            out[f"pass{sp}{g}.out"] = (1, hd, 2 * self.group_size)
         return out
+
+    @property
+    def spatial_passes(self) -> int:
+        return 2 if self.checkerboard else 1
+
+    @property
+    def group_size(self) -> int:
+        return self.channels // self.channel_groups
+
+    def passes(self) -> list[tuple[int, int]]:
+        """Coding order: (spatial pass, channel group); all groups of the anchors before the non-anchors."""
+        return [(sp, g) for sp in range(self.spatial_passes) for g in range(self.channel_groups)]
 
     @property
     def conditions(self) -> int:
@@ -109,7 +124,8 @@ class PriorArch:
         return arch
 
     def validate(self) -> None:
-        if not (1 <= self.channels <= 256 and 1 <= self.hidden <= 256 and 1 <= self.prev_frames <= 4):
+        if not (1 <= self.channels <= 256 and 1 <= self.hidden <= 256 and 1 <= self.prev_frames <= 4
+                and 1 <= self.channel_groups <= self.channels and self.channels % self.channel_groups == 0):
             raise UnsupportedFeature(f"prior: unsupported architecture {self}")
         if self.family not in _HALF_WIDTH_FACTOR or not (4 <= self.act_bits <= 12 and 4 <= self.weight_bits <= 16):
             raise UnsupportedFeature(f"prior: unsupported family or fixed-point format {self}")
@@ -256,10 +272,11 @@ class PriorNet:
         bias = self.w[f"{name}.bias"] if extra_bias is None else self.w[f"{name}.bias"] + extra_bias
         return conv_int(x, self.w[f"{name}.weight"], bias, k, self.arch.weight_bits, relu, where)
 
-    def _split(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(count, 2C) -> mean, log2 scale, each (C, count)."""
-        c = self.arch.channels
-        return out[:, :c].T, out[:, c:].T
+    @staticmethod
+    def _split(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(count, 2n) -> mean, log2 scale, each (n, count)."""
+        n = out.shape[1] // 2
+        return out[:, :n].T, out[:, n:].T
 
     def trunk(self, context: Sequence[np.ndarray], h: int, w: int, step_q: int) -> tuple[np.ndarray, np.ndarray]:
         """Features (h, w, hidden) and the newest previous frame (h, w, C) from the decoded context
@@ -277,17 +294,19 @@ class PriorNet:
         f = self._layer("trunk2", f, True)
         return f, newest_first[0]
 
-    def anchor_params(self, features: np.ndarray, prev: np.ndarray, where: np.ndarray):
-        """mean, log2 scale (C, count) at the positions `where` (bool (h, w)), raster order."""
-        return self._split(self._layer("anchor_head", np.concatenate([features, prev], axis=2), False, where=where))
+    def base(self, sp: int, features: np.ndarray, anchors: np.ndarray | None, where: np.ndarray) -> np.ndarray:
+        """Features (count, hidden) of spatial pass `sp` at the positions `where` (bool (h, w)), raster order.
+        Pass 1 adds the decoded anchors (h, w, C) of the current frame (zeros on the other positions)."""
+        if sp == 0:
+            return features.reshape(-1, features.shape[2])[where.reshape(-1)]
+        return self._layer("context1", np.concatenate([features, anchors], axis=2), True, where=where)
 
-    def context_params(self, features: np.ndarray, prev: np.ndarray, anchors: np.ndarray, where: np.ndarray):
-        """Same for the second pass; anchors: (h, w, C) dequantized anchors, zero on the other positions.
-        context1 feeds a 1x1 head, so it too is evaluated only where the head is."""
-        g = self._layer("context1", np.concatenate([features, anchors], axis=2), True, where=where)
-        prev_sel = prev.reshape(-1, prev.shape[2])[where.reshape(-1)]
-        x = np.concatenate([g, prev_sel], axis=1)[:, None, :]  # (count, 1, hidden + C): a 1x1 conv
-        return self._split(self._layer("context_head", x, False).reshape(g.shape[0], -1))
+    def group_params(self, sp: int, g: int, base: np.ndarray, prev_sel: np.ndarray, current_sel: np.ndarray):
+        """mean, log2 scale (group_size, count) of channel group g; prev_sel and current_sel (count, C) are the
+        previous frame and this frame's already decoded channels (zeros for groups >= g) at those positions."""
+        x = np.concatenate([base, prev_sel, current_sel], axis=1)[:, None, :]  # (count, 1, .): 1x1 convs
+        hid = self._layer(f"pass{sp}{g}.hidden", x, True)
+        return self._split(self._layer(f"pass{sp}{g}.out", hid, False).reshape(base.shape[0], -1))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -407,7 +426,7 @@ class PriorCoder:
         bounds = np.flatnonzero(np.diff(tid[order])) + 1
         return centre, tid, order, np.split(order, bounds)
 
-    def _encode_pass(self, enc, x_sel, mean, log2_scale, mask, step_q, escapes, stats: PassStats):
+    def _encode_pass(self, enc, x_sel, mean, log2_scale, step_q, escapes, stats: PassStats):
         centre, tid, _, groups = self._pass_order(mean, log2_scale, step_q)
         fam = self.arch.family
         for g in groups:
@@ -426,7 +445,7 @@ class PriorCoder:
             enc.encode(idx.astype(np.int32), model)
         stats.symbols += int(x_sel.size)
 
-    def _decode_pass(self, dec, mean, log2_scale, mask, step_q, what):
+    def _decode_pass(self, dec, mean, log2_scale, step_q, what):
         centre, tid, _, groups = self._pass_order(mean, log2_scale, step_q)
         fam = self.arch.family
         vals = np.empty(centre.size, dtype=np.int64)
@@ -452,6 +471,29 @@ class PriorCoder:
         m = anchor_mask(h, w)
         return [m, ~m]
 
+    def _passes(self, frame: np.ndarray, history: list[np.ndarray], step_q: int):
+        """The coding order of one frame, shared by encoder and decoder: yields (spatial pass, channel
+        slice, position mask, mean, log2 scale) pass by pass. `frame` (C, h, w) must hold the pass's
+        symbols when the generator resumes (the decoder writes them in between)."""
+        a = self.arch
+        c, h, w = frame.shape
+        feats, prev = self.net.trunk(history, h, w, step_q)
+        flat_prev = prev.reshape(h * w, c)
+        for sp, mask in enumerate(self._masks(h, w)):
+            anchors = None
+            if sp == 1:  # everything of pass 0 (all channels of the anchors) is decoded by now
+                anchors = dequantize_fixed(np.where(mask, 0, frame), step_q, a.act_bits)
+            base = self.net.base(sp, feats, anchors, mask)
+            sel = mask.reshape(-1)
+            for g in range(a.channel_groups):
+                lo, hi = g * a.group_size, (g + 1) * a.group_size
+                current = np.zeros((int(sel.sum()), c), dtype=np.int64)
+                if lo:
+                    known = dequantize_fixed(frame[:lo], step_q, a.act_bits).reshape(h * w, lo)
+                    current[:, :lo] = known[sel]
+                mean, ls = self.net.group_params(sp, g, base, flat_prev[sel], current)
+                yield sp, slice(lo, hi), mask, mean, ls
+
     def encode(self, symbols, step: float, context: Sequence[np.ndarray] = ()) -> bytes:
         return self._encode(symbols, step, context)[0]
 
@@ -472,16 +514,9 @@ class PriorCoder:
         history = [np.asarray(f, dtype=np.int64) for f in context][-self.arch.prev_frames:]
         for i in range(t):
             frame = x[:, i]
-            feats, prev = self.net.trunk(history, h, w, step_q)
-            masks = self._masks(h, w)
-            mean, ls = self.net.anchor_params(feats, prev, masks[0])
-            self._encode_pass(enc, frame[:, masks[0]].reshape(-1), mean, ls, masks[0], step_q, escapes,
-                              stats.anchors)
-            if len(masks) == 2:
-                anchors = dequantize_fixed(np.where(masks[0], frame, 0), step_q, self.arch.act_bits)
-                mean, ls = self.net.context_params(feats, prev, anchors, masks[1])
-                self._encode_pass(enc, frame[:, masks[1]].reshape(-1), mean, ls, masks[1], step_q, escapes,
-                                  stats.non_anchors)
+            for sp, chans, mask, mean, ls in self._passes(frame, history, step_q):
+                self._encode_pass(enc, frame[chans][:, mask].reshape(-1), mean, ls, step_q, escapes,
+                                  stats.anchors if sp == 0 else stats.non_anchors)
             history = (history + [frame])[-self.arch.prev_frames:]
         words = enc.get_compressed().astype("<u4")
         stats.words = int(words.size)
@@ -518,27 +553,19 @@ class PriorCoder:
         esc_values = _EscapeReader(payload[pos:], what)
         for i in range(t):
             frame = np.zeros((c, h, w), dtype=np.int64)
-            feats, prev = self.net.trunk(history, h, w, step_q)
-            masks = self._masks(h, w)
-            mean, ls = self.net.anchor_params(feats, prev, masks[0])
-            self._fill(frame, masks[0], *self._decode_pass(dec, mean, ls, masks[0], step_q, what), esc_values)
-            if len(masks) == 2:
-                anchors = dequantize_fixed(np.where(masks[0], frame, 0), step_q, self.arch.act_bits)
-                mean, ls = self.net.context_params(feats, prev, anchors, masks[1])
-                self._fill(frame, masks[1], *self._decode_pass(dec, mean, ls, masks[1], step_q, what), esc_values)
+            for _, chans, mask, mean, ls in self._passes(frame, history, step_q):
+                vals, pending = self._decode_pass(dec, mean, ls, step_q, what)
+                for positions, low in pending:
+                    e = esc_values.take(positions.size)
+                    vals[positions] += np.where(low, -e, e)
+                view = frame[chans]  # a view: basic slicing
+                view[:, mask] = vals.reshape(view.shape[0], -1)
             out[:, i] = frame
             history = (history + [frame])[-self.arch.prev_frames:]
         esc_values.finish()
         if out.min() < spec.SYMBOL_MIN or out.max() > spec.SYMBOL_MAX:
             raise CorruptRecord(f"{what}: escaped symbol outside int32")
         return out.astype(np.int32)
-
-    @staticmethod
-    def _fill(frame, mask, vals, pending, esc_values):
-        for positions, low in pending:
-            e = esc_values.take(positions.size)
-            vals[positions] += np.where(low, -e, e)
-        frame[:, mask] = vals.reshape(frame.shape[0], -1)
 
 
 class _EscapeReader:

@@ -33,24 +33,28 @@ def _round_ste(x: torch.Tensor, unit: float) -> torch.Tensor:
 
 
 class ConditionalPrior(nn.Module):
-    """Predicts (mean, log2 scale) of every latent from the previous decoded frame(s) and, for the
-    checkerboard's second pass, from the decoded anchors of its own frame."""
+    """Predicts (mean, log2 scale) of every latent from the previous decoded frame(s), for the
+    checkerboard's second pass also from the decoded anchors of its own frame, and for channel group g
+    also from groups < g at the same position."""
 
     def __init__(self, arch: PriorArch = PriorArch()):
         super().__init__()
         arch.validate()
         self.arch = arch
-        self.convs = nn.ModuleDict({name: nn.Conv2d(cin, cout, k, padding=k // 2)
+        self.convs = nn.ModuleDict({_key(name): nn.Conv2d(cin, cout, k, padding=k // 2)
                                     for name, (k, cin, cout) in arch.layers().items()})
         self.condition = nn.Linear(arch.conditions, arch.layers()["trunk1"][2], bias=False)
-        with torch.no_grad():  # start near "scale ~ one latent unit, mean = previous frame"
-            for head in ("anchor_head", "context_head"):
-                if head in self.convs:
-                    self.convs[head].weight.mul_(0.1)
-                    self.convs[head].bias.zero_()
+        with torch.no_grad():  # start near "mean 0, scale one latent unit"
+            for sp, g in arch.passes():
+                self.layer(f"pass{sp}{g}.out").weight.mul_(0.1)
+                self.layer(f"pass{sp}{g}.out").bias.zero_()
+
+    def layer(self, name: str) -> nn.Conv2d:
+        """The conv of integer-prior layer `name` (ModuleDict keys cannot hold dots)."""
+        return self.convs[_key(name)]
 
     def _conv(self, name: str, x: torch.Tensor, fake_quant: bool) -> torch.Tensor:
-        conv = self.convs[name]
+        conv = self.layer(name)
         w, b = conv.weight, conv.bias
         if fake_quant:
             a = self.arch
@@ -82,15 +86,25 @@ class ConditionalPrior(nn.Module):
         feats = F.relu(self._conv("trunk1", x, fake_quant) + extra)
         feats = F.relu(self._conv("trunk2", feats, fake_quant))
         prev = frames(shifted[0])
-        out = self._conv("anchor_head", torch.cat([feats, prev], 1), fake_quant)
+        current = frames(y_hat)
+        mask = torch.from_numpy(_anchor_mask(h, w)).to(y_hat.device)
+        bases = [feats]
         if a.checkerboard:
-            mask = torch.from_numpy(_anchor_mask(h, w)).to(y_hat.device)
-            anchors = frames(y_hat) * mask
-            g = F.relu(self._conv("context1", torch.cat([feats, anchors], 1), fake_quant))
-            second = self._conv("context_head", torch.cat([g, prev], 1), fake_quant)
-            out = torch.where(mask, out, second)
-        out = out.view(b, t, 2 * c, h, w).permute(0, 2, 1, 3, 4)
-        return out[:, :c], out[:, c:]
+            bases.append(F.relu(self._conv("context1", torch.cat([feats, current * mask], 1), fake_quant)))
+        # Every (spatial pass, channel group) at once, teacher-forced: the decoder holds exactly these inputs.
+        means, scales = [], []
+        gs = a.group_size
+        for g in range(a.channel_groups):
+            known = torch.cat([current[:, :g * gs], torch.zeros_like(current[:, g * gs:])], 1)
+            outs = []
+            for sp, base in enumerate(bases):
+                hid = F.relu(self._conv(f"pass{sp}{g}.hidden", torch.cat([base, prev, known], 1), fake_quant))
+                outs.append(self._conv(f"pass{sp}{g}.out", hid, fake_quant))
+            out = torch.where(mask, outs[0], outs[1]) if a.checkerboard else outs[0]
+            means.append(out[:, :gs])
+            scales.append(out[:, gs:])
+        shape = lambda v: v.view(b, t, c, h, w).permute(0, 2, 1, 3, 4)  # noqa: E731
+        return shape(torch.cat(means, 1)), shape(torch.cat(scales, 1))
 
     def bits(self, symbols: torch.Tensor, step: torch.Tensor, fake_quant: bool = False) -> torch.Tensor:
         """Ideal code length in bits of integer symbols (B, C, T, h, w), per element (same shape)."""
@@ -98,6 +112,10 @@ class ConditionalPrior(nn.Module):
         y_hat = symbols.float() * step5
         mean, log2_scale = self(y_hat, step.float(), fake_quant)
         return discretized_bits(symbols.float(), mean / step5, log2_scale - torch.log2(step5), self.arch.family)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_")
 
 
 def _anchor_mask(h: int, w: int) -> np.ndarray:
@@ -148,9 +166,9 @@ def to_integer(prior: ConditionalPrior) -> PriorWeights:
     a = prior.arch
     wscale, bscale = 2.0 ** a.weight_bits, 2.0 ** (a.weight_bits + a.act_bits)
     tensors = {}
-    for name, conv in prior.convs.items():
+    for name, (k, cin, cout) in a.layers().items():
+        conv = prior.layer(name)
         w = conv.weight.detach().double()  # (out, in, ky, kx) -> (ky, kx, in) rows, out columns
-        k, cin, cout = a.layers()[name]
         tensors[f"{name}.weight"] = np.round(w.permute(2, 3, 1, 0).reshape(k * k * cin, cout).numpy() * wscale).astype(np.int64)
         tensors[f"{name}.bias"] = np.round(conv.bias.detach().double().numpy() * bscale).astype(np.int64)
     tensors["trunk1.condition"] = np.round(prior.condition.weight.detach().double().t().numpy() * wscale).astype(np.int64)
@@ -163,8 +181,8 @@ def from_integer(weights: PriorWeights) -> ConditionalPrior:
     prior = ConditionalPrior(a)
     wscale, bscale = 2.0 ** a.weight_bits, 2.0 ** (a.weight_bits + a.act_bits)
     with torch.no_grad():
-        for name, conv in prior.convs.items():
-            k, cin, cout = a.layers()[name]
+        for name, (k, cin, cout) in a.layers().items():
+            conv = prior.layer(name)
             w = torch.from_numpy(weights[f"{name}.weight"].astype(np.float64) / wscale)
             conv.weight.copy_(w.reshape(k, k, cin, cout).permute(3, 2, 0, 1))
             conv.bias.copy_(torch.from_numpy(weights[f"{name}.bias"].astype(np.float64) / bscale))

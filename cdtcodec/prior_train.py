@@ -66,7 +66,8 @@ def load_latents(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class PriorTrainConfig:
     iterations: int = 1500
-    batch: int = 8  # clips per step (each clip: all its latent frames)
+    batch: int = 16  # clips per step (each clip: all its latent frames)
+    crop: int = 16  # latent crop side: the network sees 7x7 latents, so small crops train as well, cheaper
     lr: float = 3e-3
     step_range: tuple[float, float] = (0.15, 2.5)  # quantizer steps drawn log-uniformly (quality 8..1 and beyond)
     fake_quant_iterations: int = 200  # the last ones simulate the integer rounding (straight-through)
@@ -76,7 +77,11 @@ class PriorTrainConfig:
 def _batch(latents: np.ndarray, cfg: PriorTrainConfig, rng: np.random.Generator):
     """Random clips, flips and steps -> (symbols (B, C, T, h, w) float tensor, steps (B,))."""
     pick = rng.integers(0, latents.shape[0], cfg.batch)
-    z = latents[pick]
+    h, w = latents.shape[-2:]
+    crop = min(cfg.crop, h, w)
+    y0 = rng.integers(0, h - crop + 1, cfg.batch)
+    x0 = rng.integers(0, w - crop + 1, cfg.batch)
+    z = np.stack([latents[p, :, :, y:y + crop, x:x + crop] for p, y, x in zip(pick, y0, x0)])
     flip_h = rng.random(cfg.batch) < 0.5
     z = np.where(flip_h[:, None, None, None, None], z[..., ::-1], z)
     lo, hi = np.log(cfg.step_range[0]), np.log(cfg.step_range[1])

@@ -14,14 +14,14 @@ import torch
 
 from bitstream import BitstreamError
 from bitstream.prior import (
-    FAMILY_GAUSS, FAMILY_LAPLACE, MEAN_OFFSETS, SCALES, PriorArch, PriorCoder, PriorNet, anchor_mask,
-    dequantize_fixed, frequency_table, load_prior, log2_fixed, save_prior, step_fixed, table_ids, table_scale,
+    FAMILY_GAUSS, FAMILY_LAPLACE, MEAN_OFFSETS, SCALES, PriorArch, PriorCoder, frequency_table, load_prior, log2_fixed, save_prior, step_fixed, table_ids, table_scale,
 )
 from cdtcodec.entropy_model import ConditionalPrior, from_integer, rate_bits, to_integer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "weights" / "cdt-tiny.prior.safetensors"
-ARCHS = [PriorArch(), PriorArch(prev_frames=2), PriorArch(checkerboard=False, family=FAMILY_LAPLACE)]
+ARCHS = [PriorArch(), PriorArch(channel_groups=4), PriorArch(prev_frames=2, channel_groups=2),
+         PriorArch(checkerboard=False, family=FAMILY_LAPLACE)]
 
 
 def _random_weights(arch: PriorArch, seed: int = 0):
@@ -34,7 +34,7 @@ def _symbols(shape, scale=3.0, seed=0):
     return np.round(rng.standard_normal(shape) * scale).astype(np.int64)
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"prev{a.prev_frames}-cb{int(a.checkerboard)}-fam{a.family}")
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"prev{a.prev_frames}-cb{int(a.checkerboard)}-g{a.channel_groups}-fam{a.family}")
 def test_round_trip_with_context_and_escapes(arch):
     coder = PriorCoder(_random_weights(arch))
     x = _symbols((16, 2, 8, 12))
@@ -96,25 +96,20 @@ def test_fixed_point_helpers():
     assert int(centre[0]) == 1 and int(tid[0]) % MEAN_OFFSETS == 1
 
 
-def test_float_twin_matches_integer_net():
-    arch = PriorArch()
-    model = ConditionalPrior(arch)
-    weights = to_integer(model)
-    model = from_integer(weights)  # the float twin holding exactly the integer weights
+@pytest.mark.parametrize("arch", [PriorArch(channel_groups=4), PriorArch(checkerboard=False)], ids=["cb-g4", "g1"])
+def test_float_twin_matches_integer_net(arch):
+    model = from_integer(to_integer(ConditionalPrior(arch)))  # the float twin holding exactly the integer weights
+    coder = PriorCoder(to_integer(model))
     sym = _symbols((1, 16, 3, 16, 16))
     with torch.no_grad():
         mean, ls = model(torch.from_numpy(sym).float() * 0.5, torch.tensor([0.5]))
-    net, sq, hist = PriorNet(weights), step_fixed(0.5), []
+    hist = []
     for t in range(3):
-        feats, prev = net.trunk(hist, 16, 16, sq)
-        mask = anchor_mask(16, 16)
-        am, al = net.anchor_params(feats, prev, mask)
-        anchors = dequantize_fixed(np.where(mask, sym[0, :, t], 0), sq, 8)
-        bm, bl = net.context_params(feats, prev, anchors, ~mask)
-        for got, want in ((am, mean[0, :, t].numpy()[:, mask]), (al, ls[0, :, t].numpy()[:, mask]),
-                          (bm, mean[0, :, t].numpy()[:, ~mask]), (bl, ls[0, :, t].numpy()[:, ~mask])):
-            assert np.abs(got / 256 - want).max() < 4 / 256  # a few activation steps of rounding
-        hist.append(sym[0, :, t])
+        frame = sym[0, :, t]
+        for _, chans, mask, im, il in coder._passes(frame, hist, step_fixed(0.5)):
+            for got, want in ((im, mean[0, chans, t].numpy()[:, mask]), (il, ls[0, chans, t].numpy()[:, mask])):
+                assert np.abs(got / 256 - want).max() < 4 / 256  # a few activation steps of rounding
+        hist.append(frame)
 
 
 def test_save_load_round_trip(tmp_path):
@@ -142,7 +137,7 @@ import hashlib, sys, numpy as np, torch
 from bitstream.prior import PriorArch, PriorCoder, frequency_table, load_prior
 from cdtcodec.entropy_model import ConditionalPrior, to_integer
 torch.manual_seed(0)
-weights = load_prior(sys.argv[1]) if sys.argv[1] != "-" else to_integer(ConditionalPrior(PriorArch()))
+weights = load_prior(sys.argv[1]) if sys.argv[1] != "-" else to_integer(ConditionalPrior(PriorArch(channel_groups=4)))
 coder = PriorCoder(weights)
 rng = np.random.default_rng(0)
 x = np.round(rng.standard_normal((16, 3, 32, 32)) * 4).astype(np.int64)
