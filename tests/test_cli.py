@@ -550,3 +550,24 @@ def test_encode_decodes_its_input_once(tmp_path, toy, monkeypatch):
     assert len(decoded) == 1 + 7
     with CdtReader(out) as r:
         assert (r.header.num_frames, r.header.coded_frames, r.header.latent_frames) == (7, 9, 3)
+
+
+def test_library_errors_name_parameters_the_cli_names_options(work, clip, toy):
+    """codec and bench speak of their parameters (step, frames, codecs); only the command line says --step."""
+    from cdtcodec import bench, codec
+    from cdtcodec.errors import ParamError
+
+    calls = [lambda: codec.encode(clip, work / "never.cdt", model=str(toy), step=0.0),
+             lambda: codec.encode(clip, work / "never.cdt", model=str(toy), entropy="lzma"),
+             lambda: codec.encode(clip, work / "never.cdt", model=str(toy), seed=-1),
+             lambda: codec.parse_frame_range("4:2", 6),
+             lambda: bench.make_config([str(clip)], codecs="cdt,vp8"),
+             lambda: bench.make_config([str(clip)], crfs=["x264=99"]),
+             lambda: bench.make_config([])]
+    for call in calls:
+        with pytest.raises(ParamError) as ei:
+            call()
+        assert "--" not in str(ei.value) and ei.value.param in str(ei.value)
+        assert ei.value.worded("--opt") == str(ei.value).replace(ei.value.param, "--opt", 1)
+    fails(["encode", clip, "-o", work / "never.cdt", "--model", toy, "--seed", "1", "--step", "-1"], "--step must be")
+    fails(["bench", clip, "--codecs", "vp8", "--model", toy], "--codecs: unknown codec 'vp8'")
