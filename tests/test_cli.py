@@ -571,3 +571,26 @@ def test_library_errors_name_parameters_the_cli_names_options(work, clip, toy):
         assert ei.value.worded("--opt") == str(ei.value).replace(ei.value.param, "--opt", 1)
     fails(["encode", clip, "-o", work / "never.cdt", "--model", toy, "--seed", "1", "--step", "-1"], "--step must be")
     fails(["bench", clip, "--codecs", "vp8", "--model", toy], "--codecs: unknown codec 'vp8'")
+
+
+def test_encode_opens_its_input_once_per_pass(work, clip, toy, monkeypatch):
+    """The probe, the video pass and the audio pass each open the input once; with a start time the audio pass
+    finds the window's first frame with a short pass of its own (no state kept from the video pass)."""
+    import cdtcodec.media.probe as probe
+    import cdtcodec.media.source as source
+
+    opened = []
+    original = probe._open_input
+
+    def counting(path):
+        opened.append(path)
+        return original(path)
+
+    monkeypatch.setattr(probe, "_open_input", counting)
+    monkeypatch.setattr(source, "_open_input", counting)
+    enc = json.loads(invoke(["encode", clip, "-o", work / "opens.cdt", "--model", toy, "--json"]).stdout)
+    assert enc["audio"] == "carried" and len(opened) == 3
+    opened.clear()
+    enc = json.loads(invoke(["encode", clip, "-o", work / "opens-window.cdt", "--model", toy, "--start", "0.1",
+                             "--json"]).stdout)
+    assert enc["audio"] == "carried" and len(opened) == 4
