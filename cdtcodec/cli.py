@@ -413,8 +413,8 @@ def bench(
     results = rd.run(cfg, console=err)
     for line in rd.console_lines(results, out):
         err.print(line, highlight=False, markup=False)
-    if results["failed"]:
-        _fail(f"{results['failed']} run(s) failed; see {out / 'results.json'}")
+    if results.failed:
+        _fail(f"{results.failed} run(s) failed; see {out / 'results.json'}")
 
 
 @app.callback(invoke_without_command=True)
