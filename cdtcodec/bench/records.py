@@ -13,6 +13,11 @@ from cdtcodec.bench.config import SCHEMA
 from cdtcodec.metrics import ClipQuality
 
 
+def _fields(record, *absent_when_none: str) -> dict:
+    """A record's fields in order, leaving out the named ones while they are None (keys results.json omits)."""
+    return {k: v for k, v in asdict(record).items() if not (k in absent_when_none and v is None)}
+
+
 @dataclass(frozen=True)
 class Memory:
     """A phase's resident memory in MB: before it, its peak, the growth; and the CUDA peak when it used CUDA."""
@@ -24,10 +29,7 @@ class Memory:
     cuda_peak_mb: float | None = None
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        if self.cuda_peak_mb is None:
-            del d["cuda_peak_mb"]
-        return d
+        return _fields(self, "cuda_peak_mb")
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,7 @@ class ChunkTiming:
     fps_after_first_chunk: float | None = None
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        if self.first_chunk_frames is None:
-            del d["first_chunk_frames"]
-        return d
+        return _fields(self, "first_chunk_frames")
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class Clip:
     lossless_source_bytes: int
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return _fields(self)
 
 
 @dataclass
