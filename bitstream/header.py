@@ -6,7 +6,11 @@ Byte form (see docs/bitstream.md):
     fields     L bytes of (FIELD_HEAD tag/flags/length, value) entries
     crc        CRC-32 of preamble + fields
 
-Why over 400 lines: the header's validation, writer and parser must agree field by field; they stay together.
+FIELDS is the one table of which attributes each field carries, in which byte order: the writer and the parser
+both walk it.
+
+Why over 400 lines: the field table, the validation, the writer and the parser must agree field by field; they stay
+together.
 """
 
 from __future__ import annotations
@@ -132,12 +136,174 @@ class Header:
         """This header as a reader will return it (entropy params made explicit)."""
         return replace(self, entropy_params=self.full_entropy_params())
 
+# ------------------------------------------------------------------------------------------------
+# The field table. FIELDS says, for every required header field in the order the writer puts them, which
+# Header attributes its value carries and in which byte order (in the manner of CPython's zipfile structs):
+# encode_header and parse_header_fields both walk it, and nothing else maps attributes to bytes.
+# ------------------------------------------------------------------------------------------------
+class _Cursor:
+    """Reading one field's value front to back; every shortfall is an InconsistentHeader naming the field."""
 
-_INT_FIELDS = ("width", "height", "coded_width", "coded_height", "num_frames", "coded_frames", "fps_num",
-               "fps_den", "time_base_num", "time_base_den", "latent_channels", "latent_height",
-               "latent_width", "latent_frames", "chunk_latent_frames", "seed", "sampling_steps",
-               "spatial_downsample", "temporal_downsample")
-_STR_FIELDS = ("pix_fmt", "color_range", "color_space", "color_primaries", "color_trc")
+    def __init__(self, data: bytes, what: str):
+        self.data, self.pos, self.what = data, 0, what
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise InconsistentHeader(f"header: {self.what} field too short")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def unpack(self, st):
+        return st.unpack(self.take(st.size))
+
+    def ascii(self, raw: bytes, name: str) -> str:
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise InconsistentHeader(f"header: {name} is not ASCII") from None
+
+    def string(self, name: str) -> str:
+        (n,) = self.unpack(spec.STR_LEN)
+        return self.ascii(self.take(n), name)
+
+    def rest(self) -> bytes:
+        b = self.data[self.pos:]
+        self.pos = len(self.data)
+        return b
+
+    def done(self) -> None:
+        if self.pos != len(self.data):
+            raise InconsistentHeader(f"header: {self.what} field has {len(self.data) - self.pos} trailing bytes")
+
+
+def _s(text: str) -> bytes:
+    b = text.encode("ascii")
+    return spec.STR_LEN.pack(len(b)) + b
+
+
+# Layouts of a field's value: write(values) -> bytes, read(cursor, names) -> values, one per attribute.
+class _Packed:
+    """A fixed struct of numbers, one attribute per position."""
+
+    def __init__(self, st):
+        self.st = st
+
+    def write(self, values) -> bytes:
+        return self.st.pack(*values)
+
+    def read(self, c: _Cursor, names) -> tuple:
+        return c.unpack(self.st)
+
+
+class _Ascii:
+    """One ASCII string filling the whole value (no length prefix: the field's length is its length)."""
+
+    def write(self, values) -> bytes:
+        return values[0].encode("ascii")
+
+    def read(self, c: _Cursor, names) -> tuple:
+        return (c.ascii(c.rest(), names[0]),)
+
+
+class _Bytes:
+    """Exactly `size` raw bytes."""
+
+    def __init__(self, size: int, what: str):
+        self.size, self.what = size, what
+
+    def write(self, values) -> bytes:
+        return values[0]
+
+    def read(self, c: _Cursor, names) -> tuple:
+        raw = c.rest()
+        if len(raw) != self.size:
+            raise InconsistentHeader(f"header: {self.what} is {len(raw)} bytes, expected {self.size}")
+        return (raw,)
+
+
+class _Strings:
+    """One str8 per attribute."""
+
+    def write(self, values) -> bytes:
+        return b"".join(_s(v) for v in values)
+
+    def read(self, c: _Cursor, names) -> tuple:
+        return tuple(c.string(n) for n in names)
+
+
+class _Steps:
+    """A u16 count, then that many f64: one attribute holding the tuple."""
+
+    def write(self, values) -> bytes:
+        (steps,) = values
+        return spec.QUANT_COUNT.pack(len(steps)) + b"".join(spec.QUANT_STEP.pack(q) for q in steps)
+
+    def read(self, c: _Cursor, names) -> tuple:
+        (n,) = c.unpack(spec.QUANT_COUNT)
+        return (tuple(c.unpack(spec.QUANT_STEP)[0] for _ in range(n)),)
+
+
+#: each coder's parameters, the bytes after its id in the ENTROPY field: their struct and the names of its
+#: positions (the keys of Header.entropy_params)
+CODER_PARAMS = {"zstd": (spec.ZSTD_PARAMS, ("level",)), "range": (spec.RANGE_PARAMS, ("model", "precision"))}
+
+
+class _Coder:
+    """The coder's u8 id, then its parameters laid out by CODER_PARAMS: (entropy_coder, entropy_params)."""
+
+    def write(self, values) -> bytes:
+        coder, params = values
+        st, keys = CODER_PARAMS[coder]
+        return spec.ENTROPY_ID.pack(spec.CODER_IDS[coder]) + st.pack(*(params[k] for k in keys))
+
+    def read(self, c: _Cursor, names) -> tuple:
+        (cid,) = c.unpack(spec.ENTROPY_ID)
+        if cid not in spec.CODER_NAMES:
+            raise UnsupportedFeature(f"header: unknown entropy coder id {cid}")
+        coder = spec.CODER_NAMES[cid]
+        st, keys = CODER_PARAMS[coder]
+        return coder, dict(zip(keys, c.unpack(st)))
+
+
+@dataclass(frozen=True)
+class _Field:
+    tag: int
+    what: str  # the field's name in error messages
+    names: tuple[str, ...]  # the Header attributes its value carries, in byte order
+    layout: object
+
+    def encode(self, h: Header) -> bytes:
+        return self.layout.write(tuple(getattr(h, n) for n in self.names))
+
+    def decode(self, value: bytes) -> dict:
+        c = _Cursor(value, self.what)
+        values = self.layout.read(c, self.names)
+        c.done()
+        return dict(zip(self.names, values))
+
+
+FIELDS: tuple[_Field, ...] = (
+    _Field(spec.Tag.MODEL_ID, "model_id", ("model_id",), _Ascii()),
+    _Field(spec.Tag.WEIGHTS_HASH, "weights hash", ("weights_hash",), _Bytes(32, "weights hash")),
+    _Field(spec.Tag.GEOMETRY, "geometry",
+           ("width", "height", "coded_width", "coded_height", "num_frames", "coded_frames"), _Packed(spec.GEOMETRY)),
+    _Field(spec.Tag.TIMING, "timing", ("fps_num", "fps_den", "time_base_num", "time_base_den"), _Packed(spec.TIMING)),
+    _Field(spec.Tag.COLOR, "color", ("pix_fmt", "color_range", "color_space", "color_primaries", "color_trc"),
+           _Strings()),
+    _Field(spec.Tag.LATENT, "latent", ("latent_channels", "latent_frames", "latent_height", "latent_width",
+                                       "chunk_latent_frames", "spatial_downsample", "temporal_downsample"),
+           _Packed(spec.LATENT)),
+    _Field(spec.Tag.QUANT, "quant", ("quant_step",), _Steps()),
+    _Field(spec.Tag.ENTROPY, "entropy", ("entropy_coder", "entropy_params"), _Coder()),
+    _Field(spec.Tag.SAMPLING, "sampling", ("seed", "sampling_steps"), _Packed(spec.SAMPLING)),
+)
+_BY_TAG = {f.tag: f for f in FIELDS}
+# The table covers the header: every attribute but the extensions (a repeatable field of their own) once.
+assert sorted(n for f in FIELDS for n in f.names) == sorted(f.name for f in fields(Header) if f.name != "extensions")
+assert tuple(_BY_TAG) == spec.REQUIRED_TAGS and set(CODER_PARAMS) == set(spec.CODER_IDS)
+_INT_FIELDS = tuple(n for f in FIELDS if isinstance(f.layout, _Packed) for n in f.names)
+_STR_FIELDS = tuple(n for f in FIELDS if isinstance(f.layout, _Strings) for n in f.names)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,7 +340,7 @@ def validate_header(h: Header) -> None:
             f"header: original size {h.width}x{h.height} larger than coded size {h.coded_width}x{h.coded_height}")
     for name in ("fps_num", "fps_den", "time_base_num", "time_base_den"):
         _int_in(getattr(h, name), name, 1, u32)
-    for name in ("pix_fmt", "color_range", "color_space", "color_primaries", "color_trc"):
+    for name in _STR_FIELDS:
         _ascii_ok(getattr(h, name), name)
     _int_in(h.spatial_downsample, "spatial_downsample", 1, 1024)
     _int_in(h.temporal_downsample, "temporal_downsample", 1, 1024)
@@ -206,14 +372,13 @@ def validate_header(h: Header) -> None:
     if h.entropy_coder not in spec.CODER_IDS:
         raise InconsistentHeader(f"header: unknown entropy coder {h.entropy_coder!r}")
     params = h.full_entropy_params()
+    keys = CODER_PARAMS[h.entropy_coder][1]
+    if set(params) != set(keys):
+        raise InconsistentHeader(f"header: {h.entropy_coder} parameters must be {{{', '.join(map(repr, keys))}}}, "
+                                 f"got {sorted(params)}")
     if h.entropy_coder == "zstd":
-        if set(params) != {"level"}:
-            raise InconsistentHeader(f"header: zstd parameters must be {{'level'}}, got {sorted(params)}")
         _int_in(params["level"], "zstd level", -7, 22)
     else:
-        if set(params) != {"model", "precision"}:
-            raise InconsistentHeader(
-                f"header: range parameters must be {{'model', 'precision'}}, got {sorted(params)}")
         if params["model"] != spec.RANGE_MODEL_CHANNEL_V1:
             raise UnsupportedFeature(f"header: unknown range model id {params['model']}")
         if params["precision"] != spec.RANGE_PRECISION:
@@ -227,43 +392,19 @@ def validate_header(h: Header) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# encoding
+# writing and parsing: both walk FIELDS
 # ------------------------------------------------------------------------------------------------
-def _s(text: str) -> bytes:
-    b = text.encode("ascii")
-    return spec.STR_LEN.pack(len(b)) + b
-
-
 def _field(tag: int, value: bytes, required: bool = True) -> bytes:
     flags = spec.FIELD_FLAG_REQUIRED if required else 0
     return spec.FIELD_HEAD.pack(tag, flags, len(value)) + value
 
 
 def encode_header(h: Header, extra_fields: Iterable[tuple[int, bool, bytes]] = ()) -> bytes:
-    """The header's bytes: preamble, fields, CRC. extra_fields (tag, required, value) are
-    appended verbatim (for testing forward compatibility)."""
+    """The header's bytes: preamble, fields (FIELDS in order, then the extensions), CRC. extra_fields
+    (tag, required, value) are appended verbatim (for testing forward compatibility)."""
     validate_header(h)
-    params = h.full_entropy_params()
-    if h.entropy_coder == "zstd":
-        pbytes = spec.ZSTD_PARAMS.pack(params["level"])
-    else:
-        pbytes = spec.RANGE_PARAMS.pack(params["model"], params["precision"])
-    parts = [
-        _field(spec.Tag.MODEL_ID, h.model_id.encode("ascii")),
-        _field(spec.Tag.WEIGHTS_HASH, h.weights_hash),
-        _field(spec.Tag.GEOMETRY, spec.GEOMETRY.pack(
-            h.width, h.height, h.coded_width, h.coded_height, h.num_frames, h.coded_frames)),
-        _field(spec.Tag.TIMING, spec.TIMING.pack(h.fps_num, h.fps_den, h.time_base_num, h.time_base_den)),
-        _field(spec.Tag.COLOR, b"".join(_s(x) for x in (
-            h.pix_fmt, h.color_range, h.color_space, h.color_primaries, h.color_trc))),
-        _field(spec.Tag.LATENT, spec.LATENT.pack(
-            h.latent_channels, h.latent_frames, h.latent_height, h.latent_width, h.chunk_latent_frames,
-            h.spatial_downsample, h.temporal_downsample)),
-        _field(spec.Tag.QUANT, spec.QUANT_COUNT.pack(len(h.quant_step))
-               + b"".join(spec.QUANT_STEP.pack(q) for q in h.quant_step)),
-        _field(spec.Tag.ENTROPY, spec.ENTROPY_ID.pack(spec.CODER_IDS[h.entropy_coder]) + pbytes),
-        _field(spec.Tag.SAMPLING, spec.SAMPLING.pack(h.seed, h.sampling_steps)),
-    ]
+    h = h.with_defaults()  # the coder's parameters written out in full
+    parts = [_field(f.tag, f.encode(h)) for f in FIELDS]
     for k, v in h.extensions.items():
         parts.append(_field(spec.Tag.EXTENSION, _s(k) + bytes(v), required=False))
     for tag, required, value in extra_fields:
@@ -273,42 +414,6 @@ def encode_header(h: Header, extra_fields: Iterable[tuple[int, bool, bytes]] = (
         raise LimitExceeded(f"header: {len(body)} bytes exceeds {spec.MAX_HEADER_BYTES}")
     pre = spec.PREAMBLE.pack(spec.MAGIC, spec.FORMAT_MAJOR, spec.FORMAT_MINOR, len(body))
     return pre + body + spec.CRC.pack(zlib.crc32(pre + body))
-
-
-# ------------------------------------------------------------------------------------------------
-# decoding
-# ------------------------------------------------------------------------------------------------
-class _Cursor:
-    def __init__(self, data: bytes, what: str):
-        self.data, self.pos, self.what = data, 0, what
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise InconsistentHeader(f"header: {self.what} field too short")
-        b = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return b
-
-    def unpack(self, st):
-        return st.unpack(self.take(st.size))
-
-    def string(self, name: str) -> str:
-        (n,) = self.unpack(spec.STR_LEN)
-        raw = self.take(n)
-        try:
-            s = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise InconsistentHeader(f"header: {name} is not ASCII") from None
-        return s
-
-    def rest(self) -> bytes:
-        b = self.data[self.pos:]
-        self.pos = len(self.data)
-        return b
-
-    def done(self) -> None:
-        if self.pos != len(self.data):
-            raise InconsistentHeader(f"header: {self.what} field has {len(self.data) - self.pos} trailing bytes")
 
 
 def parse_header_fields(body: bytes) -> Header:
@@ -331,65 +436,20 @@ def parse_header_fields(body: bytes) -> Header:
             if key in extensions:
                 raise InconsistentHeader(f"header: extension {key!r} appears twice")
             extensions[key] = c.rest()
-        elif tag in spec.REQUIRED_TAGS:
+        elif tag in _BY_TAG:
             if tag in seen:
                 raise InconsistentHeader(f"header: field {tag} appears twice")
             seen[tag] = value
         elif flags & spec.FIELD_FLAG_REQUIRED:
             raise UnsupportedFeature(f"header: unknown required field {tag} (written by a newer cdtcodec?)")
         # unknown optional field: skipped
-    missing = [t for t in spec.REQUIRED_TAGS if t not in seen]
+    missing = [f.tag for f in FIELDS if f.tag not in seen]
     if missing:
         raise InconsistentHeader(f"header: missing required field(s) {missing}")
-
-    def fixed(tag, st, what):
-        c = _Cursor(seen[tag], what)
-        v = c.unpack(st)
-        c.done()
-        return v
-
-    c = _Cursor(seen[spec.Tag.MODEL_ID], "model_id")
-    try:
-        model_id = c.rest().decode("ascii")
-    except UnicodeDecodeError:
-        raise InconsistentHeader("header: model_id is not ASCII") from None
-    weights_hash = seen[spec.Tag.WEIGHTS_HASH]
-    if len(weights_hash) != 32:
-        raise InconsistentHeader(f"header: weights hash is {len(weights_hash)} bytes, expected 32")
-    width, height, cw, ch, nf, cf = fixed(spec.Tag.GEOMETRY, spec.GEOMETRY, "geometry")
-    fpsn, fpsd, tbn, tbd = fixed(spec.Tag.TIMING, spec.TIMING, "timing")
-    c = _Cursor(seen[spec.Tag.COLOR], "color")
-    colors = [c.string(n) for n in ("pix_fmt", "color_range", "color_space", "color_primaries", "color_trc")]
-    c.done()
-    lc, lf, lh, lw, clf, sd, td = fixed(spec.Tag.LATENT, spec.LATENT, "latent")
-    c = _Cursor(seen[spec.Tag.QUANT], "quant")
-    (nq,) = c.unpack(spec.QUANT_COUNT)
-    steps = tuple(c.unpack(spec.QUANT_STEP)[0] for _ in range(nq))
-    c.done()
-    c = _Cursor(seen[spec.Tag.ENTROPY], "entropy")
-    (cid,) = c.unpack(spec.ENTROPY_ID)
-    if cid not in spec.CODER_NAMES:
-        raise UnsupportedFeature(f"header: unknown entropy coder id {cid}")
-    coder = spec.CODER_NAMES[cid]
-    if coder == "zstd":
-        (level,) = c.unpack(spec.ZSTD_PARAMS)
-        params = {"level": level}
-    else:
-        model, precision = c.unpack(spec.RANGE_PARAMS)
-        params = {"model": model, "precision": precision}
-    c.done()
-    seed, steps_n = fixed(spec.Tag.SAMPLING, spec.SAMPLING, "sampling")
-    h = Header(
-        model_id=model_id, weights_hash=weights_hash, width=width, height=height,
-        coded_width=cw, coded_height=ch, num_frames=nf, coded_frames=cf,
-        fps_num=fpsn, fps_den=fpsd, time_base_num=tbn, time_base_den=tbd,
-        pix_fmt=colors[0], color_range=colors[1], color_space=colors[2],
-        color_primaries=colors[3], color_trc=colors[4],
-        latent_channels=lc, latent_height=lh, latent_width=lw, latent_frames=lf,
-        chunk_latent_frames=clf, quant_step=steps, entropy_coder=coder, entropy_params=params,
-        seed=seed, sampling_steps=steps_n, spatial_downsample=sd, temporal_downsample=td,
-        extensions=extensions,
-    )
+    values: dict = {}
+    for f in FIELDS:
+        values.update(f.decode(seen[f.tag]))
+    h = Header(**values, extensions=extensions)
     validate_header(h)
     return h
 

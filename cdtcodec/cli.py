@@ -26,6 +26,7 @@ from rich.text import Text
 
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
 from cdtcodec import __version__
+from cdtcodec.errors import ParamError
 from cdtcodec.interrupts import interrupt_on
 from cdtcodec.quantize import DEFAULT_QUALITY, QUALITY_STEPS
 from cdtcodec.media import VideoError
@@ -50,6 +51,12 @@ def _os_error(e: OSError) -> str:
     return f"{e.filename}: {reason}" if e.filename else reason
 
 
+#: How the command line spells the library parameters that errors name (ParamError): the option that sets each.
+OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed": "--seed", "frames": "--frames",
+           "model": "--model PATH", "codecs": "--codecs", "qualities": "--qualities", "presets": "--presets",
+           "crfs": "--crf", "size": "--size", "quick": "--quick"}
+
+
 def friendly_errors(fn):
     """Failures become one line on stderr and a non-zero exit code, never a traceback (set CDTCODEC_DEBUG=1
     to see one for an unexpected error). Ctrl-C exits with 130; the writers have removed any partial output."""
@@ -62,6 +69,8 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except ParamError as e:  # the library names its parameter; the user set it with an option
+            _fail(e.worded(OPTIONS.get(e.param, e.param)))
         except (CodecError, VideoError, BitstreamError, WeightsError) as e:
             _fail(str(e))
         except OSError as e:
@@ -404,8 +413,8 @@ def bench(
     results = rd.run(cfg, console=err)
     for line in rd.console_lines(results, out):
         err.print(line, highlight=False, markup=False)
-    if results["failed"]:
-        _fail(f"{results['failed']} run(s) failed; see {out / 'results.json'}")
+    if results.failed:
+        _fail(f"{results.failed} run(s) failed; see {out / 'results.json'}")
 
 
 @app.callback(invoke_without_command=True)

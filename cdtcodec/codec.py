@@ -24,6 +24,7 @@ import torch
 from bitstream import spec
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
+from cdtcodec.errors import ParamError
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
@@ -35,6 +36,14 @@ Progress = Callable[[int, int | None], None]  # (frames done, frames total or No
 
 class CodecError(Exception):
     """A request the codec cannot honour; the message is one line."""
+
+
+class BadArgument(ParamError, CodecError):
+    """An argument of encode / decode out of its range; the message names the parameter (see ParamError)."""
+
+
+class WrongWeights(ParamError, WeightsError):
+    """The weights a .cdt file needs are not the ones at hand; the message says `model` would fix it."""
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,8 @@ def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
     path = shipped_weights(h.model_id)
     if path is None:
         hint = "" if h.model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
-        raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {h.weights_hash.hex()}), "
-                           f"but no shipped weights have that name; pass --model PATH to that weights file{hint}")
+        raise WrongWeights("model", hint, before=f"{label} was encoded with the weights {h.model_id!r} (sha256 "
+                           f"{h.weights_hash.hex()}), but no shipped weights have that name; pass that weights file as ")
     return path
 
 
@@ -182,13 +191,13 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         except ValueError as e:
             raise CodecError(str(e)) from None
     if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
-        raise CodecError(f"--step must be a positive finite number, got {step!r}")
+        raise BadArgument("step", f" must be a positive finite number, got {step!r}")
     if steps is not None and steps < 1:
-        raise CodecError("--steps must be >= 1")
+        raise BadArgument("steps", " must be >= 1")
     if entropy not in ENTROPY_CODERS:
-        raise CodecError(f"--entropy must be one of {', '.join(ENTROPY_CODERS)}, got {entropy!r}")
+        raise BadArgument("entropy", f" must be one of {', '.join(ENTROPY_CODERS)}, got {entropy!r}")
     if not 0 <= seed < 1 << 64:
-        raise CodecError("--seed must be in 0 .. 2**64-1")
+        raise BadArgument("seed", " must be in 0 .. 2**64-1")
     check_cdt_output(dst)
     # Opening probes the input: missing, unreadable, not a video, zero frames, absurd size all fail here,
     # before the (possibly large) model is loaded.
@@ -250,7 +259,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
 
 
 def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
-    """'A:B' (either side optional, B exclusive) -> (A, B) clipped to the video."""
+    """'A:B' (either side optional, B exclusive) -> (A, B) clipped to the video; errors name decode's `frames`."""
     if not spec:
         return 0, total
     try:
@@ -258,13 +267,13 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
         start = int(a) if a.strip() else 0
         end = int(b) if b.strip() else total
     except ValueError:
-        raise CodecError(f"--frames expects A:B (e.g. 10:50), got {spec!r}") from None
+        raise BadArgument("frames", f" expects A:B (e.g. 10:50), got {spec!r}") from None
     if start < 0 or end < 0:
-        raise CodecError(f"--frames {spec}: frame numbers start at 0")
+        raise BadArgument("frames", f" {spec}: frame numbers start at 0")
     if start >= total:
-        raise CodecError(f"--frames {spec}: the video has only {total} frames")
+        raise BadArgument("frames", f" {spec}: the video has only {total} frames")
     if start >= end:
-        raise CodecError(f"--frames {spec}: need A < B")
+        raise BadArgument("frames", f" {spec}: need A < B")
     return start, min(end, total)
 
 
@@ -286,8 +295,9 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         weights = decoder_weights(h, model, label)
         net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
         if digest != h.weights_hash.hex():
-            raise WeightsError(f"{label} was encoded with the weights {h.model_id!r} (sha256 {h.weights_hash.hex()}), "
-                               f"but {weights} has sha256 {digest}; pass --model PATH to the weights it was encoded with")
+            raise WrongWeights("model", "", before=f"{label} was encoded with the weights {h.model_id!r} (sha256 "
+                               f"{h.weights_hash.hex()}), but {weights} has sha256 {digest}; pass the weights it was "
+                               "encoded with as ")
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
         qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from cdtcodec import bench
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
+from cdtcodec.metrics import ClipQuality
 from cdtcodec.model import CDT
 from cdtcodec.media import open_video
 from cdtcodec.weights import save_model
@@ -68,8 +69,10 @@ def test_lpips_axis_is_negated():
     for codec, curve, pts in (("cdt", "cdt", [(0.1, 0.30), (0.2, 0.20), (0.4, 0.12)]),
                               ("x264", "x264-medium", [(0.2, 0.30), (0.4, 0.20), (0.8, 0.12)])):
         for bpp, lp in pts:
-            runs.append({"clip": "a", "codec": codec, "curve": curve, "status": "ok", "bpp": bpp,
-                         "metrics": {"psnr_rgb": 30 + 10 * bpp, "lpips": lp}})
+            runs.append(bench.RunRecord(clip="a", codec=codec, curve=curve, label=curve, preset=None, setting={},
+                                        settings={}, stream="", bpp=bpp,
+                                        quality=ClipQuality(psnr_rgb=30 + 10 * bpp, psnr_y=None,
+                                                            psnr_rgb_frame_mean=None, ssim=1.0, lpips=lp)))
     bd = bench.compute_bd(runs, ["a"])
     lp = bd["per_clip"]["x264-medium"]["a"]["lpips"]
     assert lp["value"] == pytest.approx(-50.0, abs=1e-6)  # half the bits for the same LPIPS

@@ -550,3 +550,47 @@ def test_encode_decodes_its_input_once(tmp_path, toy, monkeypatch):
     assert len(decoded) == 1 + 7
     with CdtReader(out) as r:
         assert (r.header.num_frames, r.header.coded_frames, r.header.latent_frames) == (7, 9, 3)
+
+
+def test_library_errors_name_parameters_the_cli_names_options(work, clip, toy):
+    """codec and bench speak of their parameters (step, frames, codecs); only the command line says --step."""
+    from cdtcodec import bench, codec
+    from cdtcodec.errors import ParamError
+
+    calls = [lambda: codec.encode(clip, work / "never.cdt", model=str(toy), step=0.0),
+             lambda: codec.encode(clip, work / "never.cdt", model=str(toy), entropy="lzma"),
+             lambda: codec.encode(clip, work / "never.cdt", model=str(toy), seed=-1),
+             lambda: codec.parse_frame_range("4:2", 6),
+             lambda: bench.make_config([str(clip)], codecs="cdt,vp8"),
+             lambda: bench.make_config([str(clip)], crfs=["x264=99"]),
+             lambda: bench.make_config([])]
+    for call in calls:
+        with pytest.raises(ParamError) as ei:
+            call()
+        assert "--" not in str(ei.value) and ei.value.param in str(ei.value)
+        assert ei.value.worded("--opt") == str(ei.value).replace(ei.value.param, "--opt", 1)
+    fails(["encode", clip, "-o", work / "never.cdt", "--model", toy, "--seed", "1", "--step", "-1"], "--step must be")
+    fails(["bench", clip, "--codecs", "vp8", "--model", toy], "--codecs: unknown codec 'vp8'")
+
+
+def test_encode_opens_its_input_once_per_pass(work, clip, toy, monkeypatch):
+    """The probe, the video pass and the audio pass each open the input once; with a start time the audio pass
+    finds the window's first frame with a short pass of its own (no state kept from the video pass)."""
+    import cdtcodec.media.probe as probe
+    import cdtcodec.media.source as source
+
+    opened = []
+    original = probe._open_input
+
+    def counting(path):
+        opened.append(path)
+        return original(path)
+
+    monkeypatch.setattr(probe, "_open_input", counting)
+    monkeypatch.setattr(source, "_open_input", counting)
+    enc = json.loads(invoke(["encode", clip, "-o", work / "opens.cdt", "--model", toy, "--json"]).stdout)
+    assert enc["audio"] == "carried" and len(opened) == 3
+    opened.clear()
+    enc = json.loads(invoke(["encode", clip, "-o", work / "opens-window.cdt", "--model", toy, "--start", "0.1",
+                             "--json"]).stdout)
+    assert enc["audio"] == "carried" and len(opened) == 4

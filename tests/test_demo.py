@@ -42,13 +42,13 @@ def test_demo_metrics_equal_bench(tmp_path):
     demo = run_demo(clip, tmp_path / "recon.mp4", model=str(toy), quality=3, console=Console(file=open(os.devnull, "w")))
     cfg = bench.make_config([str(clip)], codecs="cdt", qualities="3", size=32, frames=5, out=tmp_path / "bench",
                             model=str(toy))
-    (run,) = bench.run(cfg, console=Console(file=open(os.devnull, "w")))["runs"]
-    assert run["status"] == "ok", run["error"]
-    m = run["metrics"]
+    (run,) = bench.run(cfg, console=Console(file=open(os.devnull, "w"))).runs
+    assert run.ok, run.error
+    m = run.quality
     assert (demo["psnr_rgb_db"], demo["psnr_y_db"], demo["ssim"], demo["lpips_alex"]) == \
-        (m["psnr_rgb"], m["psnr_y"], m["ssim"], m["lpips"])
+        (m.psnr_rgb, m.psnr_y, m.ssim, m.lpips)
     # The .cdt headers differ only in the source's colour tags and time base (mp4 vs the bench's FFV1 copy).
-    assert abs(demo["bytes"] - run["bytes"]) < 64
+    assert abs(demo["bytes"] - run.bytes) < 64
 
 
 def test_plain_install_runs_the_demo_from_elsewhere(tmp_path):

@@ -37,14 +37,17 @@ What it measures, and how (method.py holds this list too; results.json carries i
   and the excluded clips.
 
 Modules, along the data flow: config (settings), clips (preparation), workers (processes, time, memory),
-runner (the run), bdrate (pure functions), report and plot (outputs), environment, method.
+runner (the run), records (the typed results, from a worker's phase to the whole run), bdrate (pure functions),
+report and plot (outputs), environment, method.
 """
 
 from cdtcodec.bench.bdrate import bd_rate, compute_bd, monotone
 from cdtcodec.bench.clips import clip_names, prepare_frames, write_lossless
 from cdtcodec.bench.config import BenchConfig, BenchError, make_config
+from cdtcodec.bench.records import BenchResults, Clip, Memory, Phase, PhaseRecord, RunRecord
 from cdtcodec.bench.report import console_lines
 from cdtcodec.bench.runner import run
 
 __all__ = ["bd_rate", "compute_bd", "monotone", "clip_names", "prepare_frames", "write_lossless", "BenchConfig",
-           "BenchError", "make_config", "console_lines", "run"]
+           "BenchError", "make_config", "console_lines", "run", "BenchResults", "Clip", "Memory", "Phase", "PhaseRecord",
+           "RunRecord"]

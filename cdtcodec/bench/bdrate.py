@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from cdtcodec.bench.config import LOW_OVERLAP, curve_label
+from cdtcodec.bench.records import RunRecord
 
 def monotone(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(rate, quality) points -> (kept, dropped): kept are sorted by rate with quality strictly increasing."""
@@ -60,10 +61,10 @@ def bd_rate(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, f
 AXES = {"psnr": ("psnr_rgb", 1.0, " dB"), "lpips": ("lpips", -1.0, " (-LPIPS)")}
 
 
-def compute_bd(runs: list[dict], clips: list[str]) -> dict:
+def compute_bd(runs: Sequence[RunRecord], clips: list[str]) -> dict:
     """cdt against every reference curve, per clip and averaged, on both axes."""
-    ok = [r for r in runs if r["status"] == "ok"]
-    curves = list(dict.fromkeys(r["curve"] for r in ok if r["codec"] != "cdt"))
+    ok = [r for r in runs if r.ok]
+    curves = list(dict.fromkeys(r.curve for r in ok if r.codec != "cdt"))
     out = {"method": "akima", "test": "cdt", "rate": "bpp", "axes": {"psnr": "PSNR-RGB (dB)", "lpips": "-LPIPS"},
            "per_clip": {}, "average": {}}
     for anchor in curves:
@@ -72,8 +73,8 @@ def compute_bd(runs: list[dict], clips: list[str]) -> dict:
         for axis, (key, sign, unit) in AXES.items():
             values, excluded = [], []
             for clip in clips:
-                pts = lambda curve: [(r["bpp"], sign * r["metrics"][key] if r["metrics"][key] is not None else math.nan)
-                                     for r in ok if r["clip"] == clip and r["curve"] == curve]
+                pts = lambda curve: [(r.bpp, sign * getattr(r.quality, key) if getattr(r.quality, key) is not None
+                                      else math.nan) for r in ok if r.clip == clip and r.curve == curve]
                 test_pts = pts("cdt")
                 if not test_pts:
                     entry = {"value": None, "reason": "cdt did not run on this clip"}

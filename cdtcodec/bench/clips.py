@@ -12,6 +12,7 @@ import numpy as np
 
 from bitstream.atomic import AtomicOutput
 from cdtcodec.bench.config import BenchError
+from cdtcodec.bench.records import Clip
 
 def prepare_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """uint8 (T, H, W, 3) -> (T, size, size, 3): short side resized to `size` (Lanczos), centre crop."""
@@ -55,7 +56,7 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
         return np.stack(list(reader.frames())), reader.info
 
 
-def prepare_clip(path: str, name: str, size: int, frames: int, work: Path) -> dict:
+def prepare_clip(path: str, name: str, size: int, frames: int, work: Path) -> Clip:
     raw, info = read_video(path, frames)
     clip = prepare_frames(raw, size)
     source = work / f"{name}.source.mkv"
@@ -63,14 +64,11 @@ def prepare_clip(path: str, name: str, size: int, frames: int, work: Path) -> di
     back, back_info = read_video(source)
     if back.shape != clip.shape or not np.array_equal(back, clip) or back_info.fps != info.fps:
         raise BenchError(f"{path}: the lossless source did not read back bit-exactly ({source})")
-    record = {
-        "name": name, "path": str(path), "source_width": info.width, "source_height": info.height,
-        "source_codec": info.codec_name, "fps": str(info.fps), "frames": int(clip.shape[0]),
-        "frames_requested": frames, "size": size, "upscaled": min(info.width, info.height) < size,
-        "prepared_sha256": hashlib.sha256(clip.tobytes()).hexdigest(),
-        "lossless_source": source.name, "lossless_source_bytes": source.stat().st_size,
-    }
-    return record
+    return Clip(name=name, path=str(path), source_width=info.width, source_height=info.height,
+                source_codec=info.codec_name, fps=str(info.fps), frames=int(clip.shape[0]), frames_requested=frames,
+                size=size, upscaled=min(info.width, info.height) < size,
+                prepared_sha256=hashlib.sha256(clip.tobytes()).hexdigest(), lossless_source=source.name,
+                lossless_source_bytes=source.stat().st_size)
 
 
 def clip_names(paths: Sequence[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""What a benchmark run is: the reference codecs, the default and --quick settings, BenchConfig."""
+"""What a benchmark run is: the reference codecs, the default and the quick settings, BenchConfig."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from cdtcodec.errors import ParamError
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SCHEMA = 1
 
 
 class BenchError(ValueError):
     """A benchmark request that cannot be run; the message is one line."""
+
+
+class BadBenchArgument(ParamError, BenchError):
+    """An argument of make_config that cannot be used; the message names the parameter (see ParamError)."""
 
 
 @dataclass(frozen=True)
@@ -63,21 +69,24 @@ class BenchConfig:
     keep_streams: bool = True
 
 
-def _split(value, what: str) -> list[str]:
+def _split(value, param: str, which: str = "") -> list[str]:
+    """A comma-separated list (or a sequence) of the parameter `param` (`which`: the part of it, e.g. a codec)."""
     if value is None:
         return []
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
     items = [i.strip() for i in items if i.strip()]
     if not items:
-        raise BenchError(f"{what}: empty list")
+        raise BadBenchArgument(param, f"{which}: empty list")
     return items
 
 
-def _ints(value, what: str) -> tuple[int, ...]:
+def _ints(value, param: str, which: str = "") -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in _split(value, what))
+        return tuple(int(v) for v in _split(value, param, which))
+    except BadBenchArgument:
+        raise
     except ValueError:
-        raise BenchError(f"{what} expects comma-separated integers, got {value!r}") from None
+        raise BadBenchArgument(param, f"{which} expects comma-separated integers, got {value!r}") from None
 
 
 def parse_crfs(specs: Iterable[str] | None) -> dict[str, tuple[int, ...]]:
@@ -87,11 +96,12 @@ def parse_crfs(specs: Iterable[str] | None) -> dict[str, tuple[int, ...]]:
         name, sep, values = str(spec).partition("=")
         name = name.strip()
         if not sep or name not in REFERENCES:
-            raise BenchError(f"--crf expects CODEC=CRF,CRF,... with CODEC one of {', '.join(REFERENCES)}; got {spec!r}")
-        crfs = _ints(values, f"--crf {name}")
+            raise BadBenchArgument("crfs", f" expects CODEC=CRF,CRF,... with CODEC one of {', '.join(REFERENCES)}; "
+                                           f"got {spec!r}")
+        crfs = _ints(values, "crfs", f" {name}")
         hi = 63 if name == "svtav1" else 51
         if any(not 0 <= c <= hi for c in crfs):
-            raise BenchError(f"--crf {name}: CRF values must be in 0..{hi}")
+            raise BadBenchArgument("crfs", f" {name}: CRF values must be in 0..{hi}")
         out[name] = tuple(sorted(set(crfs)))
     return out
 
@@ -100,7 +110,7 @@ def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=No
                 size: int | None = None, frames: int | None = None, out: str | Path = "results",
                 model: str | None = None, device: str = "cpu", threads: int = 0, quick: bool = False,
                 keep_streams: bool = True) -> BenchConfig:
-    """Resolve the options (None: the full-run default, or the --quick one) and check them."""
+    """Resolve the settings (None: the full-run default, or the quick one) and check them."""
     from cdtcodec.quantize import QUALITY_STEPS
     from cdtcodec.weights import DEFAULT_MODEL
 
@@ -108,26 +118,26 @@ def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=No
     clips = [str(c) for c in (clips or [])]
     if not clips:
         if not quick:
-            raise BenchError("no clips given (pass video files, or --quick for the bundled sample)")
+            raise BadBenchArgument("quick", " for the bundled sample)", before="no clips given (pass video files, or set ")
         clips = [str(ASSETS / "sample.mp4")]
     if quick:
         clips = clips[:1]
     for c in clips:
         if not Path(c).is_file():
             raise BenchError(f"{c}: no such file")
-    codec_list = tuple(_split(codecs, "--codecs")) if codecs is not None else tuple(base["codecs"])
+    codec_list = tuple(_split(codecs, "codecs")) if codecs is not None else tuple(base["codecs"])
     for c in codec_list:
         if c not in CODECS:
-            raise BenchError(f"--codecs: unknown codec {c!r} (known: {', '.join(CODECS)})")
+            raise BadBenchArgument("codecs", f": unknown codec {c!r} (known: {', '.join(CODECS)})")
     codec_list = tuple(dict.fromkeys(codec_list))
-    q = _ints(qualities, "--qualities") if qualities is not None else (base["qualities"] or tuple(QUALITY_STEPS))
+    q = _ints(qualities, "qualities") if qualities is not None else (base["qualities"] or tuple(QUALITY_STEPS))
     for v in q:
         if v not in QUALITY_STEPS:
-            raise BenchError(f"--qualities: {v} is not a quality ({min(QUALITY_STEPS)}..{max(QUALITY_STEPS)})")
-    preset_list = tuple(_split(presets, "--presets")) if presets is not None else tuple(base["presets"])
+            raise BadBenchArgument("qualities", f": {v} is not a quality ({min(QUALITY_STEPS)}..{max(QUALITY_STEPS)})")
+    preset_list = tuple(_split(presets, "presets")) if presets is not None else tuple(base["presets"])
     for p in preset_list:
         if p not in PRESETS:
-            raise BenchError(f"--presets: unknown preset {p!r} (known: {', '.join(PRESETS)})")
+            raise BadBenchArgument("presets", f": unknown preset {p!r} (known: {', '.join(PRESETS)})")
     grid = {k: r.crfs for k, r in REFERENCES.items()}
     if quick:
         grid.update(QUICK["crfs"])
@@ -135,9 +145,9 @@ def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=No
     size = base["size"] if size is None else int(size)
     frames = base["frames"] if frames is None else int(frames)
     if size < 32 or size % 2:
-        raise BenchError(f"--size {size}: must be even (4:2:0 references) and at least 32 (LPIPS needs 32 px)")
+        raise BadBenchArgument("size", f" {size}: must be even (4:2:0 references) and at least 32 (LPIPS needs 32 px)")
     if frames < 1:
-        raise BenchError("--frames must be >= 1")
+        raise BadBenchArgument("frames", " must be >= 1")
     return BenchConfig(clips=clips, codecs=codec_list, qualities=tuple(sorted(set(q))),
                        presets=tuple(dict.fromkeys(preset_list)), crfs=grid, size=size, frames=frames, out=Path(out),
                        model=model or DEFAULT_MODEL, device=device, threads=threads, quick=quick,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cdtcodec.bench.config import TOY_CONFIG, BenchConfig, BenchError
+from cdtcodec.bench.config import TOY_CONFIG, BadBenchArgument, BenchConfig
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -101,8 +101,8 @@ def resolve_model(cfg: BenchConfig, work: Path, notes: list[str]) -> dict:
             notes.append(f"cdt ran with an UNTRAINED toy model ({TOY_CONFIG}, seed 0): no weights for {spec} at "
                          f"{shipped}. A smoke test of the pipeline; its numbers say nothing about the codec.")
         else:
-            raise BenchError(f"{spec}: no such weights file, and no shipped weights at {shipped} "
-                             "(pass --model PATH to a weights file)")
+            raise BadBenchArgument("model", ")", before=f"{spec}: no such weights file, and no shipped weights at "
+                                                          f"{shipped} (pass a weights file as ")
     from safetensors import safe_open
 
     name = path.stem

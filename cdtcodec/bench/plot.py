@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 
 from bitstream.atomic import AtomicOutput
+from cdtcodec.bench.records import BenchResults
 
-def average_curves(results: dict) -> dict[str, list[dict]]:
+def average_curves(results: BenchResults) -> dict[str, list[dict]]:
     """Per curve and setting, the mean over clips (only settings that succeeded on every clip)."""
-    clips = [c["name"] for c in results["clips"]]
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in results["runs"]:
-        if r["status"] == "ok":
-            groups.setdefault((r["curve"], json.dumps(r["setting"])), []).append(r)
+    clips = [c.name for c in results.clips]
+    groups: dict[tuple[str, str], list] = {}
+    for r in results.runs:
+        if r.ok:
+            groups.setdefault((r.curve, json.dumps(r.setting)), []).append(r)
     out: dict[str, list[dict]] = {}
     for (curve, setting), rs in groups.items():
-        if len({r["clip"] for r in rs}) != len(clips):
+        if len({r.clip for r in rs}) != len(clips):
             continue
 
         def mean(get):
@@ -26,33 +27,33 @@ def average_curves(results: dict) -> dict[str, list[dict]]:
             return None if any(v is None for v in values) else float(np.mean(values))
 
         out.setdefault(curve, []).append({
-            "setting": json.loads(setting), "bpp": mean(lambda r: r["bpp"]), "kbps": mean(lambda r: r["kbps"]),
-            **{k: mean(lambda r, k=k: r["metrics"][k]) for k in ("psnr_rgb", "psnr_y", "ssim", "lpips")},
-            "encode_fps": sum(r["frames"] for r in rs) / sum(r["encode"]["seconds"] for r in rs),
-            "decode_fps": sum(r["frames"] for r in rs) / sum(r["decode"]["seconds"] for r in rs),
-            "encode_peak_growth_mb": max(r["encode"]["peak_growth_mb"] for r in rs),
-            "decode_peak_growth_mb": max(r["decode"]["peak_growth_mb"] for r in rs),
-            "encode_peak_rss_mb": max(r["encode"]["peak_rss_mb"] for r in rs),
-            "decode_peak_rss_mb": max(r["decode"]["peak_rss_mb"] for r in rs)})
+            "setting": json.loads(setting), "bpp": mean(lambda r: r.bpp), "kbps": mean(lambda r: r.kbps),
+            **{k: mean(lambda r, k=k: getattr(r.quality, k)) for k in ("psnr_rgb", "psnr_y", "ssim", "lpips")},
+            "encode_fps": sum(r.frames for r in rs) / sum(r.encode.seconds for r in rs),
+            "decode_fps": sum(r.frames for r in rs) / sum(r.decode.seconds for r in rs),
+            "encode_peak_growth_mb": max(r.encode.memory.peak_growth_mb for r in rs),
+            "decode_peak_growth_mb": max(r.decode.memory.peak_growth_mb for r in rs),
+            "encode_peak_rss_mb": max(r.encode.memory.peak_rss_mb for r in rs),
+            "decode_peak_rss_mb": max(r.decode.memory.peak_rss_mb for r in rs)})
     for pts in out.values():
         pts.sort(key=lambda p: p["bpp"])
     return out
 
 
-def plot(results: dict, key: str, ylabel: str, path: Path) -> None:
+def plot(results: BenchResults, key: str, ylabel: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    clips = [c["name"] for c in results["clips"]]
+    clips = [c.name for c in results.clips]
     panels = clips + (["average"] if len(clips) > 1 else [])
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 9.0), 3.4 * rows + 0.8), squeeze=False)
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    curves = list(results["curves"])
+    curves = list(results.curves)
     families = list(dict.fromkeys(c.split("-", 1)[0] for c in curves))
     colours = {c: plt.cm.tab10(families.index(c.split("-", 1)[0]) % 10) for c in curves}
     avg = average_curves(results)
@@ -61,13 +62,13 @@ def plot(results: dict, key: str, ylabel: str, path: Path) -> None:
             if panel == "average":
                 pts = [(p["bpp"], p[key]) for p in avg.get(curve, []) if p[key] is not None]
             else:
-                pts = sorted((r["bpp"], r["metrics"][key]) for r in results["runs"] if r["clip"] == panel and
-                             r["curve"] == curve and r["status"] == "ok" and r["metrics"][key] is not None)
+                pts = sorted((r.bpp, getattr(r.quality, key)) for r in results.runs if r.clip == panel and
+                             r.curve == curve and r.ok and getattr(r.quality, key) is not None)
             if not pts:
                 continue
             x, y = zip(*pts)
             style = dict(lw=2.2, marker="o", ms=5) if curve == "cdt" else dict(lw=1.2, marker=".", ms=6)
-            ax.plot(x, y, label=results["curves"][curve], color=colours[curve],
+            ax.plot(x, y, label=results.curves[curve], color=colours[curve],
                     ls="-" if curve == "cdt" or curve.endswith("medium") else "--", **style)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -85,8 +86,8 @@ def plot(results: dict, key: str, ylabel: str, path: Path) -> None:
         h, l = ax.get_legend_handles_labels()
         if len(l) > len(labels):
             handles, labels = h, l
-    size, frames = results["settings"]["size"], results["clips"][0]["frames"] if results["clips"] else 0
-    model = results.get("model") or {}
+    size, frames = results.settings["size"], results.clips[0].frames if results.clips else 0
+    model = results.model or {}
     fig.suptitle(f"cdtcodec bench: {size}x{size}, {frames} frames, cdt model {model.get('name', '-')}"
                  + (" (UNTRAINED TOY)" if model.get("untrained_toy") else ""), fontsize=11)
     ncol = min(len(labels), 4)

@@ -11,24 +11,25 @@ import numpy as np
 
 from bitstream.atomic import AtomicOutput
 from cdtcodec.bench.plot import average_curves, plot
+from cdtcodec.bench.records import BenchResults, RunRecord
 
 CSV_FIELDS = ["clip", "codec", "curve", "preset", "setting", "value", "status", "bytes", "bpp", "kbps", "psnr_rgb",
               "psnr_y", "psnr_rgb_frame_mean", "ssim", "lpips", "encode_s", "encode_fps", "decode_s", "decode_fps",
               "encode_peak_rss_mb", "encode_peak_growth_mb", "decode_peak_rss_mb", "decode_peak_growth_mb", "error"]
 
 
-def _csv_row(r: dict) -> dict:
-    (setting, value), = r["setting"].items()
-    row = {"clip": r["clip"], "codec": r["codec"], "curve": r["curve"], "preset": r["preset"] or "",
-           "setting": setting, "value": value, "status": r["status"], "error": r["error"] or ""}
-    if r["status"] == "ok":
-        m = r["metrics"]
-        row.update({"bytes": r["bytes"], "bpp": r["bpp"], "kbps": r["kbps"], **{k: m[k] for k in
-                    ("psnr_rgb", "psnr_y", "psnr_rgb_frame_mean", "ssim", "lpips")},
-                    "encode_s": r["encode"]["seconds"], "encode_fps": r["encode"]["fps"],
-                    "decode_s": r["decode"]["seconds"], "decode_fps": r["decode"]["fps"],
-                    "encode_peak_rss_mb": r["encode"]["peak_rss_mb"], "encode_peak_growth_mb": r["encode"]["peak_growth_mb"],
-                    "decode_peak_rss_mb": r["decode"]["peak_rss_mb"], "decode_peak_growth_mb": r["decode"]["peak_growth_mb"]})
+def _csv_row(r: RunRecord) -> dict:
+    (setting, value), = r.setting.items()
+    row = {"clip": r.clip, "codec": r.codec, "curve": r.curve, "preset": r.preset or "",
+           "setting": setting, "value": value, "status": r.status, "error": r.error or ""}
+    if r.ok:
+        row.update({"bytes": r.bytes, "bpp": r.bpp, "kbps": r.kbps, **r.quality.summary(),
+                    "encode_s": r.encode.seconds, "encode_fps": r.encode.fps,
+                    "decode_s": r.decode.seconds, "decode_fps": r.decode.fps,
+                    "encode_peak_rss_mb": r.encode.memory.peak_rss_mb,
+                    "encode_peak_growth_mb": r.encode.memory.peak_growth_mb,
+                    "decode_peak_rss_mb": r.decode.memory.peak_rss_mb,
+                    "decode_peak_growth_mb": r.decode.memory.peak_growth_mb})
     return row
 
 
@@ -46,15 +47,15 @@ def _json_safe(obj):
     return obj
 
 
-def write_outputs(results: dict, out: Path) -> dict[str, Path]:
+def write_outputs(results: BenchResults, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "results.csv", "psnr_plot": out / "rd_psnr.png",
              "lpips_plot": out / "rd_lpips.png", "summary": out / "summary.md"}
-    _atomic_text(paths["json"], json.dumps(_json_safe(results), indent=1, allow_nan=False) + "\n")
+    _atomic_text(paths["json"], json.dumps(_json_safe(results.as_dict()), indent=1, allow_nan=False) + "\n")
     with AtomicOutput(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        for r in results["runs"]:
+        for r in results.runs:
             writer.writerow({k: ("" if v is None else v) for k, v in _csv_row(r).items()})
     plot(results, "psnr_rgb", "PSNR-RGB (dB)", paths["psnr_plot"])
     plot(results, "lpips", "LPIPS-Alex (lower is better)", paths["lpips_plot"])
@@ -71,23 +72,24 @@ def _fmt(v, spec: str, none: str = "–") -> str:
     return none if v is None else format(v, spec)
 
 
-def summary_markdown(results: dict) -> str:
-    s, m, g = results["settings"], results.get("model") or {}, results["git"]
-    clips = results["clips"]
+def summary_markdown(results: BenchResults) -> str:
+    env = results.environment
+    s, m, g = results.settings, results.model or {}, env["git"]
+    clips = results.clips
     lines = ["# cdtcodec rate-distortion benchmark", ""]
-    lines.append(f"{len(clips)} clip(s) ({', '.join(c['name'] for c in clips)}), {s['size']}x{s['size']}, "
-                 f"{clips[0]['frames'] if clips else 0} frames at {clips[0]['fps'] if clips else '-'} fps; "
+    lines.append(f"{len(clips)} clip(s) ({', '.join(c.name for c in clips)}), {s['size']}x{s['size']}, "
+                 f"{clips[0].frames if clips else 0} frames at {clips[0].fps if clips else '-'} fps; "
                  f"cdt model `{m.get('name', '-')}` (sha256 {str(m.get('sha256', ''))[:12]})"
                  + (" — **untrained toy model: smoke test only**" if m.get("untrained_toy") else "") + ".")
-    mach = results["machine"]
-    lines.append(f"{results['created']}, commit {str(g.get('commit'))[:10]}{' (dirty)' if g.get('dirty') else ''}, "
-                 f"{mach['cpu']} ({mach['usable_cpus']} CPUs), torch {results['versions']['torch']}, "
-                 f"FFmpeg {results['versions']['ffmpeg']}, device {mach['device']}.")
+    mach, versions = env["machine"], env["versions"]
+    lines.append(f"{results.created}, commit {str(g.get('commit'))[:10]}{' (dirty)' if g.get('dirty') else ''}, "
+                 f"{mach['cpu']} ({mach['usable_cpus']} CPUs), torch {versions['torch']}, "
+                 f"FFmpeg {versions['ffmpeg']}, device {mach['device']}.")
     lines += ["", "## BD-rate of cdt against each reference", "",
               "Negative: cdt needs that many percent fewer bits for the same quality; positive: more. Akima, "
               "over the overlapping quality interval only; mean of the per-clip values (clips counted).", "",
               "| reference | BD-rate (PSNR-RGB) | BD-rate (LPIPS) |", "|---|---:|---:|"]
-    bd = results["bd_rate"]
+    bd = results.bd_rate
     if not bd.get("average"):
         lines.append(f"| – | {bd.get('reason', 'no reference run')} | |")
     for curve, axes in bd.get("average", {}).items():
@@ -96,7 +98,7 @@ def summary_markdown(results: dict) -> str:
             a = axes[axis]
             cells.append(f"{a['value']:+.1f}% ({a['clips']}/{len(clips)} clips)" if a["value"] is not None
                          else f"n/a: {a['reason']}")
-        lines.append(f"| {results['curves'][curve]} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {results.curves[curve]} | {cells[0]} | {cells[1]} |")
     kinds: dict[str, int] = {}
     for axes in bd.get("average", {}).values():
         for a in axes.values():
@@ -112,7 +114,7 @@ def summary_markdown(results: dict) -> str:
     for curve, pts in average_curves(results).items():
         for p in pts:
             (k, v), = p["setting"].items()
-            lines.append(f"| {results['curves'][curve]} | {k} {v} | {_fmt(p['bpp'], '.4f')} | {_fmt(p['kbps'], '.1f')} | "
+            lines.append(f"| {results.curves[curve]} | {k} {v} | {_fmt(p['bpp'], '.4f')} | {_fmt(p['kbps'], '.1f')} | "
                          f"{_fmt(p['psnr_rgb'], '.2f')} | {_fmt(p['psnr_y'], '.2f')} | {_fmt(p['ssim'], '.4f')} | "
                          f"{_fmt(p['lpips'], '.4f')} | {_fmt(p['encode_fps'], '.1f')} | {_fmt(p['decode_fps'], '.1f')} | "
                          f"{p['encode_peak_growth_mb']:.0f} / {p['decode_peak_growth_mb']:.0f} |")
@@ -120,21 +122,21 @@ def summary_markdown(results: dict) -> str:
               "(the worker already holds Python, NumPy, PyAV" + (" and PyTorch" if "cdt" in s["codecs"] else "") + ").",
               "Full data, per frame, with every encoder setting and the machine: results.json; plots rd_psnr.png, "
               "rd_lpips.png."]
-    if results["failed"]:
-        lines += ["", f"**{results['failed']} run(s) failed**; see results.json."]
-    for n in results["notes"]:
+    if results.failed:
+        lines += ["", f"**{results.failed} run(s) failed**; see results.json."]
+    for n in results.notes:
         lines += ["", f"Note: {n}"]
     return "\n".join(lines) + "\n"
 
 
-def console_lines(results: dict, out: Path) -> list[str]:
+def console_lines(results: BenchResults, out: Path) -> list[str]:
     """What `cdtcodec bench` prints at the end: where the outputs are, and the averaged BD-rates."""
-    lines = [f"bench: {len(results['runs'])} runs on {len(results['clips'])} clip(s) in {results['seconds']:.0f} s -> "
+    lines = [f"bench: {len(results.runs)} runs on {len(results.clips)} clip(s) in {results.seconds:.0f} s -> "
              f"{out}/ (results.json, results.csv, rd_psnr.png, rd_lpips.png, summary.md)"]
-    for curve, axes in results["bd_rate"].get("average", {}).items():
+    for curve, axes in results.bd_rate.get("average", {}).items():
         cells = [f"{axis} {a['value']:+.1f}% ({a['clips']} clips)" if a["value"] is not None else f"{axis} n/a"
                  for axis, a in axes.items()]
-        lines.append(f"  BD-rate of cdt vs {results['curves'][curve]}: " + ", ".join(cells))
-    if (results.get("model") or {}).get("untrained_toy"):
+        lines.append(f"  BD-rate of cdt vs {results.curves[curve]}: " + ", ".join(cells))
+    if (results.model or {}).get("untrained_toy"):
         lines.append("  cdt ran with an untrained toy model (no shipped weights): a smoke test, not a result")
     return lines

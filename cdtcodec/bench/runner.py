@@ -18,6 +18,7 @@ from cdtcodec.bench.clips import clip_names, prepare_clip, read_video
 from cdtcodec.bench.config import REFERENCES, SCHEMA, BenchConfig, BenchError, curve_label
 from cdtcodec.bench.environment import environment, resolve_model
 from cdtcodec.bench.method import PSNR_CAP_NOTE, method
+from cdtcodec.bench.records import BenchResults, Clip, RunRecord
 from cdtcodec.bench.report import write_outputs
 from cdtcodec.bench.workers import Workers
 from cdtcodec.media import VideoError, read_png_frames
@@ -42,10 +43,10 @@ def _jobs(cfg: BenchConfig) -> list[dict]:
     return jobs
 
 
-def _run_one(workers: Workers, job: dict, clip: dict, source: Path, streams: Path, work: Path, model: dict | None,
-             cfg: BenchConfig) -> tuple[dict, np.ndarray | None]:
+def _run_one(workers: Workers, job: dict, clip: Clip, source: Path, streams: Path, work: Path, model: dict | None,
+             cfg: BenchConfig) -> tuple[RunRecord, np.ndarray | None]:
     """One encode + decode in the workers: the run's record and the decoded frames (None when it failed)."""
-    name = clip["name"]
+    name = clip.name
     tag = "q{}".format(job["setting"]["quality"]) if job["codec"] == "cdt" else "crf{}".format(job["setting"]["crf"])
     stem = f"{name}.{job['curve']}.{tag}"
     settings: dict
@@ -63,16 +64,15 @@ def _run_one(workers: Workers, job: dict, clip: dict, source: Path, streams: Pat
         stream = streams / f"{stem}.{ref.ext}"
         options = {"crf": str(job["setting"]["crf"]), "preset": job["encoder_preset"], **ref.options}
         spec = {"codec": job["codec"], "source": str(source), "stream": str(stream), "options": options,
-                "fps": clip["fps"], "width": cfg.size, "height": cfg.size, "decoded": str(work / f"{stem}.decoded")}
+                "fps": clip.fps, "width": cfg.size, "height": cfg.size, "decoded": str(work / f"{stem}.decoded")}
         kind = "ref"
         settings = {"encoder": ref.encoder, "options": options, "pix_fmt": "yuv420p",
-                    "rgb_to_yuv": "BT.709 limited range (tagged bt709/tv)", "fps": clip["fps"],
+                    "rgb_to_yuv": "BT.709 limited range (tagged bt709/tv)", "fps": clip.fps,
                     "rate_control": "CRF (constant quality), no bitrate cap", "gop": "encoder default",
                     "threads": "encoder default", "stream": f"raw {ref.muxer} elementary stream (no container)",
                     "settings_sei_removed": bool(ref.info_sei)}
-    run = {"clip": name, "codec": job["codec"], "curve": job["curve"], "label": curve_label(job["curve"]),
-           "preset": job["preset"], "setting": job["setting"], "settings": settings, "status": "ok", "error": None,
-           "stream": stream.name}
+    run = RunRecord(clip=name, codec=job["codec"], curve=job["curve"], label=curve_label(job["curve"]),
+                    preset=job["preset"], setting=job["setting"], settings=settings, stream=stream.name)
     decoded_dir = Path(spec["decoded"])
     decoded = None
     try:
@@ -83,32 +83,30 @@ def _run_one(workers: Workers, job: dict, clip: dict, source: Path, streams: Pat
             decoded = read_png_frames(decoded_dir)
         else:
             decoded = np.load(str(decoded_dir) + ".npy")
-            settings["decoder"] = dec.get("decoder")
-            settings["encoder_info"] = enc.get("encoder_info")
-            run["stripped_sei_bytes"] = enc.get("stripped_sei_bytes", 0)
-            if enc.get("packet_bytes") != nbytes:
-                run["note"] = f"packet bytes {enc.get('packet_bytes')} != file bytes {nbytes}"
-        frames, pixels = clip["frames"], cfg.size * cfg.size
-        duration = frames / float(Fraction(clip["fps"]))
-        run.update({"bytes": nbytes, "bpp": 8 * nbytes / (frames * pixels), "kbps": 8 * nbytes / duration / 1000,
-                    "frames": frames, "decoded_frames": int(decoded.shape[0])})
-        for phase, res in (("encode", enc), ("decode", dec)):
-            run[phase] = {"seconds": res["seconds"], "fps": res["frames"] / res["seconds"] if res["seconds"] else None,
-                          **{k: res[k] for k in ("first_chunk_s", "first_chunk_frames", "fps_after_first_chunk")
-                             if k in res}, **res["memory"]}
+            settings["decoder"] = dec.decoder
+            settings["encoder_info"] = enc.encoder_info
+            run.stripped_sei_bytes = enc.stripped_sei_bytes or 0
+            if enc.packet_bytes != nbytes:
+                run.note = f"packet bytes {enc.packet_bytes} != file bytes {nbytes}"
+        frames, pixels = clip.frames, cfg.size * cfg.size
+        duration = frames / float(Fraction(clip.fps))
+        run.bytes, run.bpp, run.kbps = nbytes, 8 * nbytes / (frames * pixels), 8 * nbytes / duration / 1000
+        run.frames, run.decoded_frames = frames, int(decoded.shape[0])
+        run.encode, run.decode = enc.record(), dec.record()
         if kind == "cdt":
             from cdtcodec.info import describe
 
-            settings["threads"] = enc.get("torch_threads", settings["threads"])
+            if enc.torch_threads is not None:
+                settings["threads"] = enc.torch_threads
             info = describe(stream)
             head = info["header"]
             settings.update({k: head[k] for k in ("model_id", "quant_step", "entropy_coder", "entropy_params", "seed",
                                                   "sampling_steps", "latent_channels") if k in head})
             settings["entropy"] = head.get("entropy_coder", settings["entropy"])
-            run["cdt_bytes"] = {k: info[k] for k in ("header_bytes", "index_bytes", "payload_bytes", "framing_bytes")
-                                if k in info}
+            run.cdt_bytes = {k: info[k] for k in ("header_bytes", "index_bytes", "payload_bytes", "framing_bytes")
+                             if k in info}
     except (BenchError, VideoError, OSError, ValueError) as e:
-        run.update({"status": "failed", "error": " ".join(str(e).split())})
+        run.failed(" ".join(str(e).split()))
     finally:
         shutil.rmtree(decoded_dir, ignore_errors=True)
         Path(str(decoded_dir) + ".npy").unlink(missing_ok=True)
@@ -127,7 +125,7 @@ def _default_entropy() -> str:
     return DEFAULT_CODER
 
 
-def run(cfg: BenchConfig, console=None) -> dict:
+def run(cfg: BenchConfig, console=None) -> BenchResults:
     """Run the benchmark described by `cfg`; writes results.json/.csv, the plots and summary.md into cfg.out."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -161,8 +159,8 @@ def run(cfg: BenchConfig, console=None) -> dict:
             progress.update(task, description=f"{name}: preparing")
             clips.append(prepare_clip(path, name, cfg.size, cfg.frames, work))
         for clip in clips:
-            name = clip["name"]
-            source = work / clip["lossless_source"]
+            name = clip.name
+            source = work / clip.lossless_source
             frames, _ = read_video(source)
             for job in jobs:
                 label = curve_label(job["curve"])
@@ -170,16 +168,15 @@ def run(cfg: BenchConfig, console=None) -> dict:
                 r, decoded = _run_one(workers, job, clip, source, streams, work, model, cfg)
                 if decoded is not None:
                     try:
-                        quality = clip_quality(frames, decoded, lpips)
-                        r["metrics"], r["per_frame"] = quality.summary(), quality.per_frame
+                        r.quality = clip_quality(frames, decoded, lpips)
                     except ValueError as e:
-                        r.update({"status": "failed", "error": str(e)})
-                if r["status"] != "ok":
-                    progress.console.print(f"[yellow]failed[/]: {name} {label} {_setting_text(r['setting'])}: {r['error']}",
+                        r.failed(str(e))
+                if not r.ok:
+                    progress.console.print(f"[yellow]failed[/]: {name} {label} {_setting_text(r.setting)}: {r.error}",
                                            highlight=False)
                 runs.append(r)
                 with open(partial, "a") as f:
-                    f.write(json.dumps(r) + "\n")
+                    f.write(json.dumps(r.as_dict()) + "\n")
                 progress.advance(task)
             source.unlink(missing_ok=True)
         progress.update(task, description="done")
@@ -188,49 +185,41 @@ def run(cfg: BenchConfig, console=None) -> dict:
         shutil.rmtree(streams, ignore_errors=True)
 
     env["machine"]["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    bd = compute_bd(runs, [c["name"] for c in clips]) if "cdt" in cfg.codecs else \
+    bd = compute_bd(runs, [c.name for c in clips]) if "cdt" in cfg.codecs else \
         {"method": "akima", "reason": "cdt was not run", "per_clip": {}, "average": {}}
     notes.append(PSNR_CAP_NOTE)
-    if any(c["upscaled"] for c in clips):
+    if any(c.upscaled for c in clips):
         notes.append("some clips were smaller than --size and were upscaled: " +
-                     ", ".join(c["name"] for c in clips if c["upscaled"]))
-    coverage = _coverage(runs, [c["name"] for c in clips])
-    results = {
-        "schema": SCHEMA, "tool": "cdtcodec bench",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": time.time() - started,
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else None,
-        "settings": {"clips": cfg.clips, "codecs": list(cfg.codecs), "qualities": list(cfg.qualities),
-                     "presets": list(cfg.presets), "crfs": {k: list(v) for k, v in cfg.crfs.items() if k in cfg.codecs},
-                     "size": cfg.size, "frames": cfg.frames, "model": cfg.model, "device": cfg.device,
-                     "threads": cfg.threads, "quick": cfg.quick},
-        "model": model,
-        "lpips": {"net": "alex", "version": "0.1", "weights": default_weights_path().name,
-                  "sha256": file_sha256(default_weights_path())},
-        **env,
-        "method": method(),
-        "notes": notes,
-        "clips": clips,
-        "curves": {c: curve_label(c) for c in dict.fromkeys(r["curve"] for r in runs)},
-        "runs": runs,
-        "coverage": coverage,
-        "bd_rate": bd,
-        "failed": sum(r["status"] != "ok" for r in runs),
-    }
+                     ", ".join(c.name for c in clips if c.upscaled))
+    results = BenchResults(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        seconds=time.time() - started,
+        command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else None,
+        settings={"clips": cfg.clips, "codecs": list(cfg.codecs), "qualities": list(cfg.qualities),
+                  "presets": list(cfg.presets), "crfs": {k: list(v) for k, v in cfg.crfs.items() if k in cfg.codecs},
+                  "size": cfg.size, "frames": cfg.frames, "model": cfg.model, "device": cfg.device,
+                  "threads": cfg.threads, "quick": cfg.quick},
+        model=model,
+        lpips={"net": "alex", "version": "0.1", "weights": default_weights_path().name,
+               "sha256": file_sha256(default_weights_path())},
+        environment=env, method=method(), notes=notes, clips=clips,
+        curves={c: curve_label(c) for c in dict.fromkeys(r.curve for r in runs)},
+        runs=runs, coverage=_coverage(runs, [c.name for c in clips]), bd_rate=bd,
+        failed=sum(not r.ok for r in runs), schema=SCHEMA)
     write_outputs(results, out)
     partial.unlink(missing_ok=True)
     return results
 
 
-def _coverage(runs: list[dict], clips: list[str]) -> dict:
+def _coverage(runs: list[RunRecord], clips: list[str]) -> dict:
     """Per clip: does each reference curve's rate range cover cdt's? (BD-rate needs overlapping curves.)"""
     out = {}
     for clip in clips:
-        ok = [r for r in runs if r["clip"] == clip and r["status"] == "ok"]
-        cdt = [r["bpp"] for r in ok if r["codec"] == "cdt"]
+        ok = [r for r in runs if r.clip == clip and r.ok]
+        cdt = [r.bpp for r in ok if r.codec == "cdt"]
         entry = {"cdt_bpp": [min(cdt), max(cdt)] if cdt else None}
-        for curve in sorted({r["curve"] for r in ok if r["codec"] != "cdt"}):
-            b = [r["bpp"] for r in ok if r["curve"] == curve]
+        for curve in sorted({r.curve for r in ok if r.codec != "cdt"}):
+            b = [r.bpp for r in ok if r.curve == curve]
             entry[curve] = {"bpp": [min(b), max(b)],
                             "covers_cdt_rates": bool(cdt) and min(b) <= min(cdt) and max(b) >= max(cdt)}
         out[clip] = entry

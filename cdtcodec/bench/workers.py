@@ -7,12 +7,13 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
 
 from cdtcodec.bench.config import REFERENCES, BenchError
+from cdtcodec.bench.records import ChunkTiming, Memory, Phase
 
 def _status_kb(key: str) -> int | None:
     try:
@@ -44,7 +45,7 @@ def _peak_kb() -> int:
 
 
 def _measured(phase):
-    """Run phase() in this (fresh) worker, returning its result with wall time and peak memory."""
+    """Run phase() in this (fresh) worker: its result, the wall time and the memory it took."""
     import gc
 
     gc.collect()
@@ -60,10 +61,9 @@ def _measured(phase):
     peak = _peak_kb()
     if cuda is None and "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():
         cuda = sys.modules["torch"]
-    mem = {"rss_before_mb": before / 1024, "peak_rss_mb": peak / 1024, "peak_growth_mb": max(0, peak - before) / 1024,
-           "peak_scope": "phase" if reset else "whole worker process (VmHWM could not be reset)"}
-    if cuda is not None:
-        mem["cuda_peak_mb"] = cuda.cuda.max_memory_allocated() / 2**20
+    mem = Memory(rss_before_mb=before / 1024, peak_rss_mb=peak / 1024, peak_growth_mb=max(0, peak - before) / 1024,
+                 peak_scope="phase" if reset else "whole worker process (VmHWM could not be reset)",
+                 cuda_peak_mb=cuda.cuda.max_memory_allocated() / 2**20 if cuda is not None else None)
     return result, seconds, mem
 
 
@@ -78,34 +78,34 @@ class _Clock:
     def __call__(self, done: int, total) -> None:
         self.marks.append((time.perf_counter() - self.start, int(done)))
 
-    def summary(self) -> dict:
+    def summary(self) -> ChunkTiming:
         marks = [m for m in self.marks if m[1] > 0]  # a report of 0 frames done is not a chunk
         if not marks:
-            return {"first_chunk_s": None, "fps_after_first_chunk": None}
+            return ChunkTiming()
         (t0, n0), (t1, n1) = marks[0], marks[-1]
         steady = (n1 - n0) / (t1 - t0) if n1 > n0 and t1 > t0 else None
-        return {"first_chunk_s": t0, "first_chunk_frames": n0, "fps_after_first_chunk": steady}
+        return ChunkTiming(first_chunk_s=t0, first_chunk_frames=n0, fps_after_first_chunk=steady)
 
 
-def _cdt_encode(spec: dict) -> dict:
+def _cdt_encode(spec: dict) -> Phase:
     from cdtcodec import codec
 
     clock = _Clock()
     report = codec.encode(spec["source"], spec["stream"], model=spec["model"], quality=spec["quality"],
                           device=spec["device"], audio=False, progress=clock)
-    return {"frames": report.frames, "report_seconds": report.seconds, **clock.summary()}
+    return Phase(frames=report.frames, chunks=clock.summary())
 
 
-def _cdt_decode(spec: dict) -> dict:
+def _cdt_decode(spec: dict) -> Phase:
     from cdtcodec import codec
 
     clock = _Clock()
     report = codec.decode(spec["stream"], spec["decoded"] + os.sep, model=spec["model"], device=spec["device"],
                           audio=False, progress=clock)
-    return {"frames": report.frames, "report_seconds": report.seconds, **clock.summary()}
+    return Phase(frames=report.frames, chunks=clock.summary())
 
 
-def _ref_encode(spec: dict) -> dict:
+def _ref_encode(spec: dict) -> Phase:
     import av
     from av.bitstream import BitStreamFilterContext
 
@@ -160,15 +160,15 @@ def _ref_encode(spec: dict) -> dict:
                     container.mux(p)
         finally:
             container.close()
-    return {"frames": n, "packet_bytes": packet_bytes, "stripped_sei_bytes": stripped["bytes"],
-            "encoder_info": stripped["text"]}
+    return Phase(frames=n, packet_bytes=packet_bytes, stripped_sei_bytes=stripped["bytes"],
+                 encoder_info=stripped["text"])
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """A phase's record plus the frames it decoded, which go back through a file, not the pipe."""
+    """A phase's result plus the frames it decoded, which go back through a file, not the pipe."""
 
-    record: dict
+    phase: Phase
     frames: np.ndarray | None
 
 
@@ -181,7 +181,7 @@ def _ref_decode(spec: dict) -> Decoded:
         decoder = stream.codec_context.name
         for frame in container.decode(stream):
             frames.append(frame.reformat(format="rgb24", src_colorspace="ITU709", src_color_range="MPEG").to_ndarray())
-    return Decoded({"frames": len(frames), "decoder": decoder}, np.stack(frames) if frames else None)
+    return Decoded(Phase(frames=len(frames), decoder=decoder), np.stack(frames) if frames else None)
 
 
 _PHASES = {("cdt", "encode"): _cdt_encode, ("cdt", "decode"): _cdt_decode,
@@ -204,14 +204,15 @@ def _worker(conn, kind: str, phase: str, spec: dict) -> None:
         result, seconds, mem = _measured(lambda: _PHASES[kind, phase](spec))
         frames = None
         if isinstance(result, Decoded):
-            result, frames = result.record, result.frames
+            result, frames = result.phase, result.frames
         if frames is not None:  # after the measurement: the metrics read the decoded frames from here
             np.save(spec["decoded"] + ".npy", frames)
+        result = replace(result, seconds=seconds, memory=mem)
         if kind == "cdt":
             import torch
 
-            result["torch_threads"] = torch.get_num_threads()
-        conn.send(("ok", {"seconds": seconds, "memory": mem, **result}))
+            result = replace(result, torch_threads=torch.get_num_threads())
+        conn.send(("ok", result))
     except BaseException as e:  # the parent records the failure and goes on
         conn.send(("error", f"{type(e).__name__}: {' '.join(str(e).split())}", traceback.format_exc()))
     finally:
@@ -228,7 +229,7 @@ class Workers:
             preload += ["torch", "cdtcodec.codec"]
         self.ctx.set_forkserver_preload(preload)
 
-    def run(self, kind: str, phase: str, spec: dict) -> dict:
+    def run(self, kind: str, phase: str, spec: dict) -> Phase:
         parent, child = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(target=_worker, args=(child, kind, phase, spec), daemon=True)
         proc.start()

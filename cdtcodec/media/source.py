@@ -46,8 +46,9 @@ class VideoReader:
 
     Each call to :meth:`frames`, :meth:`batches` or :meth:`audio_packets` is an independent pass
     over the file with its own demuxer, so they may be used in any order (audio before, after or
-    interleaved with video).  Close the reader (or use it as a context manager) to release any pass
-    still open.
+    interleaved with video).  With a start time, an audio pass first finds where the window starts
+    (:meth:`window_start`, a short pass of its own) rather than reading it off a video pass.  Close the
+    reader (or use it as a context manager) to release any pass still open.
     """
 
     def __init__(self, path, start_s: float = 0.0, max_frames: int | None = None):
@@ -67,7 +68,6 @@ class VideoReader:
         self._probe = _probe(self.path)
         self.info: VideoInfo = self._probe.info
         self._start = Fraction(start).limit_denominator(10**9)
-        self._window_t0: Fraction | None = None  # absolute time of the first selected frame
         self._passes: list = []
         self._closed = False
         #: number of frames yielded by the latest :meth:`frames` pass
@@ -173,8 +173,6 @@ class VideoReader:
         for frame, t in self._selected():
             if limit is not None and count >= limit:
                 break
-            if count == 0:  # a memo for audio_packets(), which otherwise finds the window start itself
-                self._window_t0 = t + self._probe.origin
             try:
                 rgb = frame.to_ndarray(format="rgb24")
             except (av.FFmpegError, ValueError) as e:
@@ -221,22 +219,22 @@ class VideoReader:
 
     # ---- audio
 
-    def _window_start(self) -> Fraction:
-        """Absolute presentation time (s) of the first selected frame."""
-        if self._window_t0 is None:
-            if self._start <= 0:
-                self._window_t0 = self._probe.first_time
-            else:
-                gen = self._selected()
-                try:
-                    for _, t in gen:
-                        self._window_t0 = t + self._probe.origin
-                        break
-                finally:
-                    gen.close()
-                if self._window_t0 is None:
-                    raise VideoError(f"{self.path}: no frames at or after start {self.start_s:g} s")
-        return self._window_t0
+    def window_start(self) -> Fraction:
+        """Absolute presentation time (s) of the first selected frame, where the audio window starts.
+
+        Without a start time it is the probe's first frame; with one, a short pass of its own finds it (the one
+        seek, then decoding up to the first selected frame). Nothing is remembered from other passes, so the
+        answer, and the audio packets, do not depend on what was read before.
+        """
+        if self._start <= 0:
+            return self._probe.first_time
+        gen = self._selected()
+        try:
+            for _, t in gen:
+                return t + self._probe.origin
+        finally:
+            gen.close()
+        raise VideoError(f"{self.path}: no frames at or after start {self.start_s:g} s")
 
     def audio_packets(self) -> Iterator[AudioPacket]:
         """The first audio stream's packets, untouched, for the selected window.
@@ -252,7 +250,7 @@ class VideoReader:
         track, index = self.info.audio, self._probe.audio_index
         if track is None or index is None:
             return
-        t0 = self._window_start()
+        t0 = self.window_start()
         t1 = None if self.max_frames is None else t0 + self.max_frames / self.info.fps
         lower = t0 if self._start > 0 else None
         atb = Fraction(track.time_base_num, track.time_base_den)
