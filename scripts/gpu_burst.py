@@ -44,10 +44,11 @@ def _reencode(src: Path, dst: Path, crf: int) -> int:
         o = out.add_stream("libx264", rate=fps)
         o.width, o.height, o.pix_fmt = s.codec_context.width, s.codec_context.height, "yuv420p"
         o.options = {"crf": str(crf), "preset": "medium"}
+        o.codec_context.time_base = 1 / fps
         n = 0
         for frame in cin.decode(s):
             frame = frame.reformat(format="yuv420p")
-            frame.pts = None
+            frame.pts, frame.time_base = n, o.codec_context.time_base
             for p in o.encode(frame):
                 out.mux(p)
             n += 1
