@@ -27,6 +27,7 @@ from rich.text import Text
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
 from cdtcodec import __version__
 from cdtcodec.interrupts import interrupt_on
+from cdtcodec.overwrite import OutputRefused, confirm_output, policy
 from cdtcodec.quantize import DEFAULT_QUALITY, QUALITY_STEPS
 from cdtcodec.media import VideoError
 from cdtcodec.train.loop import TrainConfig
@@ -62,7 +63,7 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except (CodecError, VideoError, BitstreamError, WeightsError) as e:
+        except (CodecError, VideoError, BitstreamError, WeightsError, OutputRefused) as e:
             _fail(str(e))
         except OSError as e:
             _fail(_os_error(e))
@@ -201,6 +202,8 @@ THREADS = typer.Option(0, help="CPU threads for the model (0: torch's default, o
 DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
 AS_JSON = typer.Option(False, "--json", help="Print a machine-readable summary on stdout (on stderr with -o -).")
 QUIET = typer.Option(False, "--quiet", help="No progress, no summary.")
+YES = typer.Option(False, "-y", "--overwrite", help="Replace an existing output without asking.")
+NO = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing output (refuse at once).")
 
 
 @app.command()
@@ -223,10 +226,13 @@ def encode(
     device: str = DEVICE,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
+    yes: bool = YES,
+    no: bool = NO,
 ):
     """Encode a video into a .cdt file."""
     from cdtcodec import codec
 
+    confirm_output(output, policy(yes, no), [input])
     _set_threads(threads)
     device = _device(device)
     with _input_path(input, ".video") as src, _output_path(output, ".cdt") as dst, \
@@ -253,10 +259,13 @@ def decode(
     device: str = DEVICE,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
+    yes: bool = YES,
+    no: bool = NO,
 ):
     """Decode a .cdt file into a video."""
     from cdtcodec import codec
 
+    confirm_output(output, policy(yes, no), [input, *([model] if model else [])], folder=True)
     _set_threads(threads)
     device = _device(device)
     with _input_path(input, ".cdt") as src, _output_path(output, ".y4m") as dst, \
@@ -308,8 +317,11 @@ def convert(
     output: Path = typer.Option(..., "-o", "--output", help="Our .safetensors file to write."),
     preset: Optional[str] = typer.Option(None, help="cdt-base or cdt-small (detected from the shapes if omitted)."),
     half: bool = typer.Option(False, "--half", help="Store fp16 (the official evaluation ran through fp16 weights)."),
+    yes: bool = YES,
+    no: bool = NO,
 ):
     """Convert an official CDT-B / CDT-S checkpoint into a cdtcodec weights file."""
+    confirm_output(output, policy(yes, no), [checkpoint])
     from cdtcodec.config import get_config
     from cdtcodec.model import CDT
     from cdtcodec.weights import convert_official, save_model
@@ -347,8 +359,12 @@ def train(
     export: Optional[Path] = typer.Option(None, help="Write the EMA weights (fp16 safetensors) here at the end."),
     threads: int = THREADS,
     device: str = typer.Option(_TRAIN.device, help="cpu, cuda or auto."),
+    yes: bool = typer.Option(False, "-y", "--overwrite", help="Replace an existing --export file without asking."),
+    no: bool = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing --export file."),
 ):
     """Train (or fine-tune) a model; run under torchrun for several processes (DDP)."""
+    if export is not None:  # checked now, not after hours of training
+        confirm_output(export, policy(yes, no), [model, out / "checkpoint.pt"])
     from cdtcodec.timeline import CODEC_TIMELINE
     from cdtcodec.train.run import run_training
 
@@ -394,10 +410,13 @@ def bench(
     no_streams: bool = typer.Option(False, "--no-streams", help="Do not keep the encoded streams in OUT/streams."),
     threads: int = THREADS,
     device: str = DEVICE,
+    yes: bool = typer.Option(False, "-y", "--overwrite", help="Replace the results of an earlier run in OUT."),
+    no: bool = typer.Option(False, "-n", "--no-overwrite", help="Refuse when OUT holds an earlier run's results."),
 ):
     """Rate-distortion benchmark against x264/x265/SVT-AV1: results.json, results.csv, plots, summary.md."""
     from cdtcodec import bench as rd
 
+    confirm_output(out / "results.json", policy(yes, no), clips or [])  # an earlier run's results mark OUT as used
     cfg = rd.make_config(clips, codecs=codecs, qualities=qualities, presets=presets, crfs=crf, size=size,
                          frames=frames, out=out, model=model, device=_device(device), threads=threads, quick=quick,
                          keep_streams=not no_streams)

@@ -28,6 +28,7 @@ from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_qu
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
+from cdtcodec.overwrite import refuse_inputs
 from cdtcodec.weights import WeightsError, load_model, shipped_weights
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
@@ -190,6 +191,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
     if not 0 <= seed < 1 << 64:
         raise CodecError("--seed must be in 0 .. 2**64-1")
     check_cdt_output(dst)
+    refuse_inputs(dst, [src])  # never onto the source, whatever the caller's overwrite policy
     # Opening probes the input: missing, unreadable, not a video, zero frames, absurd size all fail here,
     # before the (possibly large) model is loaded.
     with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
@@ -279,6 +281,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
     started = time.time()
     label = name or source_label(src)
     check_video_output(dst)
+    refuse_inputs(dst, [src, model], folder=True)
     with open_cdt(src, label) as reader, named_errors(label):
         h = reader.header
         _check_layout(h, label)
