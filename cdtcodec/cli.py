@@ -26,12 +26,14 @@ from rich.text import Text
 
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
 from cdtcodec import __version__
-from cdtcodec.interrupts import interrupt_on
+from cdtcodec.config import DEFAULT_MODEL
+from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
 from cdtcodec.overwrite import OutputRefused, confirm_output, policy
 from cdtcodec.quantize import DEFAULT_QUALITY, QUALITY_STEPS
-from cdtcodec.media import VideoError
-from cdtcodec.train.loop import TrainConfig
-from cdtcodec.weights import DEFAULT_MODEL, WeightsError
+from cdtcodec.train.config import TrainConfig
+
+# Importing this module stays light (no torch, no PyAV): main() installs the signal handlers before anything
+# slow is loaded, so Ctrl-C in the first seconds is handled like any other.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cdtcodec: a video codec built on CDT, the conditioned diffusion-based video tokenizer.")
@@ -51,19 +53,48 @@ def _os_error(e: OSError) -> str:
     return f"{e.filename}: {reason}" if e.filename else reason
 
 
+SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it
+
+
+def _user_errors() -> tuple[type, ...]:
+    """The error types whose message is meant for the user. Looked up among the modules already loaded (only
+    those can have raised one), so that reporting an early error never waits for torch to load."""
+    found: list[type] = [BitstreamError, OutputRefused]
+    for module, name in (("cdtcodec.codec", "CodecError"), ("cdtcodec.media.errors", "VideoError"),
+                         ("cdtcodec.weights", "WeightsError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
+def _silence_stdout() -> None:
+    """Nothing more can reach the reader of a closed pipe; keep the interpreter's final flush quiet."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def friendly_errors(fn):
     """Failures become one line on stderr and a non-zero exit code, never a traceback (set CDTCODEC_DEBUG=1
-    to see one for an unexpected error). Ctrl-C exits with 130; the writers have removed any partial output."""
+    to see one for an unexpected error). A signal that ends the process (INT, TERM, HUP) exits with 128 + its
+    number and a closed stdout pipe with 141; the writers have removed any partial output by then."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from cdtcodec.codec import CodecError
-
         try:
-            return fn(*args, **kwargs)
+            with signals_caught(*FATAL_SIGNALS):
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except (CodecError, VideoError, BitstreamError, WeightsError, OutputRefused) as e:
+        except Interrupted as e:
+            _fail(f"interrupted by {e.name}; no output was written", e.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; no output was written", 130)
+        except BrokenPipeError:
+            _silence_stdout()
+            _fail("standard output was closed before everything was written (broken pipe)", SIGPIPE_EXIT)
+        except _user_errors() as e:
             _fail(str(e))
         except OSError as e:
             _fail(_os_error(e))
@@ -71,8 +102,6 @@ def friendly_errors(fn):
             _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
         except MemoryError:
             _fail("out of memory")
-        except KeyboardInterrupt:
-            _fail("interrupted; no output was written", 130)
         except Exception as e:
             if os.environ.get("CDTCODEC_DEBUG"):
                 raise
@@ -98,10 +127,10 @@ def _progress(enabled: bool, label: str):
     bar = Progress(*columns, console=err, transient=False)
     task = bar.add_task(label, total=None)
 
-    with interrupt_on(signal.SIGINT) as interrupted:
+    with interrupt_on(*FATAL_SIGNALS) as interrupted:
         def update(done: int, total: int | None) -> None:
             if interrupted:
-                raise KeyboardInterrupt
+                raise Interrupted(interrupted[0])
             if not enabled:
                 return
             if not bar.live.is_started:
@@ -111,7 +140,7 @@ def _progress(enabled: bool, label: str):
         try:
             yield update
             if interrupted:
-                raise KeyboardInterrupt
+                raise Interrupted(interrupted[0])
         except BaseException:
             bar.live.transient = True
             raise
@@ -178,11 +207,8 @@ def _output_path(path: str, suffix: str):
                 shutil.copyfileobj(f, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         except BrokenPipeError:
-            try:  # nothing more can reach the reader; keep the interpreter's final flush quiet
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            except (OSError, ValueError):
-                pass
-            raise OSError("<stdout>: the reading end of the pipe closed before the whole output was written") from None
+            _silence_stdout()
+            raise
 
 
 def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
@@ -435,8 +461,20 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 def main() -> None:
-    from cdtcodec.allocator import keep_freed_memory
+    # First of all: from here on a fatal signal is recorded, and raises inside a command (friendly_errors).
+    # Outside one (argument parsing) it only records, since click would turn it into "Aborted!" and exit 1.
+    with signals_caught(*FATAL_SIGNALS, raising=False) as received:
+        from cdtcodec.allocator import keep_freed_memory
 
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    keep_freed_memory()  # the process's allocator, before the first large tensor (see cdtcodec/allocator.py)
-    app()
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+        keep_freed_memory()  # the process's allocator, before the first large tensor (see cdtcodec/allocator.py)
+        try:
+            app()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if received and code != 128 + received[0]:  # a signal no command reported
+            name = signal.Signals(received[0]).name
+            err.print(f"error: interrupted by {name}; no output was written", markup=False, highlight=False)
+            code = 128 + received[0]
+    sys.exit(code)

@@ -7,13 +7,16 @@ the path); the toy model and clips are those of test_cli, made again here at mod
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 import torch
 
-from test_cli import make_clip, script
+from test_cli import REAL_CLIP, make_clip, script
 from cdtcodec.config import CDTConfig
 from cdtcodec.model import CDT
 from cdtcodec.overwrite import Overwrite, OutputRefused, confirm_output, refuse_inputs
@@ -132,3 +135,98 @@ def test_console_script_overwrite_flags(work, clip, encoded, toy):
     weights.write_bytes(b"x")
     one_error_line(script("convert", toy, "-o", weights), "already exists")
     one_error_line(script("convert", toy, "-o", toy, "-y"), "is the input")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. signals: nothing left behind, exit 128 + signal, one line
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (Linux: the SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(mask >> (signum - 1) & 1)
+
+
+def _spawn(args, tmp: Path, **popen):
+    from test_cli import SCRIPT, script_env
+
+    if not SCRIPT.exists():
+        pytest.skip(f"console script not installed at {SCRIPT}")
+    return subprocess.Popen([str(SCRIPT), *map(str, args)], stdout=popen.pop("stdout", subprocess.PIPE),
+                            stderr=subprocess.PIPE, env=script_env(TMPDIR=str(tmp)), **popen)
+
+
+def _finish(proc, timeout: float = 60):
+    try:
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:  # only ever the child this test started, by its own handle
+            proc.kill()
+            proc.wait()
+
+
+def _until(condition, proc, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the command ended before it could be interrupted"
+    assert condition(), "the command never got that far"
+
+
+@pytest.fixture(scope="module")
+def long_cdt(work, toy) -> Path:
+    """The bundled clip (33 frames of 256x256) at 4 sampling steps: a decode that lasts a few seconds."""
+    out = work / "long.cdt"
+    run = script("encode", REAL_CLIP, "-o", out, "--model", toy, "--steps", "4", "--threads", "1")
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_during_encode_leaves_nothing(tmp_path, toy, signum):
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    out.mkdir(), tmp.mkdir()
+    proc = _spawn(["encode", REAL_CLIP, "-o", out / "x.cdt", "--model", toy, "--threads", "1"], tmp)
+    _until(lambda: os.listdir(out), proc)  # the temporary appears once the model is loaded
+    proc.send_signal(signum)
+    stdout, stderr = _finish(proc)
+    line = one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr),
+                          "interrupted by", signal.Signals(signum).name, code=128 + signum)
+    assert os.listdir(out) == [] and os.listdir(tmp) == [] and stdout == b"", line
+
+
+def test_sigterm_during_png_decode_from_stdin_leaves_nothing(tmp_path, long_cdt, toy):
+    """Input on stdin (copied to a /tmp/cdtcodec-* folder) and a half-written PNG folder: both go."""
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    out.mkdir(), tmp.mkdir()
+    with open(long_cdt, "rb") as stdin:
+        proc = _spawn(["decode", "-", "-o", f"{out / 'frames'}/", "--model", toy, "--threads", "1"], tmp,
+                      stdin=stdin)
+        _until(lambda: any(os.listdir(out / d) for d in os.listdir(out)), proc)  # frames are being written
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = _finish(proc)
+    one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), "SIGTERM", code=143)
+    assert os.listdir(out) == [] and os.listdir(tmp) == []
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path, toy, clip):
+    """SIGINT as soon as the command line has its handlers, i.e. while torch and the model still load."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to see when the handlers are installed")
+    proc = _spawn(["encode", clip, "-o", tmp_path / "x.cdt", "--model", toy], tmp_path)
+    _until(lambda: _catches(proc.pid, signal.SIGTERM), proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = _finish(proc)
+    one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), "SIGINT", code=130)
+    assert os.listdir(tmp_path) == []
+
+
+def test_closed_stdout_pipe_exits_141(tmp_path, encoded, toy):
+    proc = _spawn(["decode", encoded, "-o", "-", "--model", toy, "--threads", "1", "--quiet"], tmp_path)
+    proc.stdout.close()  # the reader went away (`| head -c 0`)
+    _, stderr = _finish(proc)
+    one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, b"", stderr), "broken pipe", code=141)
+    assert os.listdir(tmp_path) == []
