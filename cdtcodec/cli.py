@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
+from bitstream.spec import MAX_SAMPLING_STEPS
 from cdtcodec import __version__
 from cdtcodec.config import DEFAULT_MODEL
 from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
@@ -61,7 +62,7 @@ def _user_errors() -> tuple[type, ...]:
     those can have raised one), so that reporting an early error never waits for torch to load."""
     found: list[type] = [BitstreamError, OutputRefused]
     for module, name in (("cdtcodec.codec", "CodecError"), ("cdtcodec.media.errors", "VideoError"),
-                         ("cdtcodec.weights", "WeightsError")):
+                         ("cdtcodec.weights", "WeightsError"), ("cdtcodec.limits", "MemoryLimitExceeded")):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))
     return tuple(found)
@@ -149,6 +150,12 @@ def _progress(enabled: bool, label: str):
                 bar.stop()
 
 
+def _memory(size: str | None) -> int | None:
+    from cdtcodec.limits import parse_size
+
+    return None if size is None else parse_size(size)
+
+
 def _set_threads(threads: int) -> None:
     import torch
 
@@ -228,6 +235,9 @@ THREADS = typer.Option(0, help="CPU threads for the model (0: torch's default, o
 DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
 AS_JSON = typer.Option(False, "--json", help="Print a machine-readable summary on stdout (on stderr with -o -).")
 QUIET = typer.Option(False, "--quiet", help="No progress, no summary.")
+MAX_MEMORY = typer.Option(None, "--max-memory", metavar="SIZE",
+                          help="Refuse work whose estimated memory exceeds SIZE (e.g. 16G; default: the machine's "
+                               "memory, or CDTCODEC_MAX_MEMORY).")
 YES = typer.Option(False, "-y", "--overwrite", help="Replace an existing output without asking.")
 NO = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing output (refuse at once).")
 
@@ -243,7 +253,7 @@ def encode(
     step: Optional[float] = typer.Option(None, help="Quantizer step size (overrides --quality)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Decoder noise seed, stored in the file."),
-    steps: int = typer.Option(1, min=1, max=1000, help="DDIM sampling steps used at decode, stored in the file."),
+    steps: int = typer.Option(1, min=1, max=MAX_SAMPLING_STEPS, help="DDIM sampling steps used at decode, stored in the file."),
     entropy: str = typer.Option(DEFAULT_CODER, help=f"Entropy coder: {', '.join(ENTROPY_CODERS)}."),
     start: float = typer.Option(0.0, min=0.0, help="Start time in seconds."),
     frames: Optional[int] = typer.Option(None, min=1, help="Encode at most this many frames."),
@@ -252,6 +262,7 @@ def encode(
     device: str = DEVICE,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
+    max_memory: Optional[str] = MAX_MEMORY,
     yes: bool = YES,
     no: bool = NO,
 ):
@@ -265,7 +276,7 @@ def encode(
             _progress(not (quiet or as_json), "encode") as progress:
         report = codec.encode(src, dst, model=model, quality=quality, step=step, seed=seed, steps=steps,
                               entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
-                              device=device, progress=progress)
+                              device=device, progress=progress, max_memory=_memory(max_memory))
     _summary("encode", report, output, as_json, quiet)
 
 
@@ -285,6 +296,7 @@ def decode(
     device: str = DEVICE,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
+    max_memory: Optional[str] = MAX_MEMORY,
     yes: bool = YES,
     no: bool = NO,
 ):
@@ -297,7 +309,8 @@ def decode(
     with _input_path(input, ".cdt") as src, _output_path(output, ".y4m") as dst, \
             _progress(not (quiet or as_json), "decode") as progress:
         report = codec.decode(src, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
-                              audio=not no_audio, device=device, progress=progress)
+                              audio=not no_audio, device=device, progress=progress,
+                              max_memory=_memory(max_memory))
     _summary("decode", report, output, as_json, quiet)
 
 

@@ -24,6 +24,7 @@ import torch
 from bitstream import spec
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
+from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
@@ -174,7 +175,7 @@ def _check_layout(h: Header, label: str) -> None:
 def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int = DEFAULT_QUALITY,
            step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = DEFAULT_CODER,
            start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None) -> Report:
+           progress: Progress | None = None, max_memory: int | None = None) -> Report:
     """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds."""
     started = time.time()
     if step is None:
@@ -203,6 +204,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         # frames the format holds and is restated with the true counts at close (the output is a file).
         bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal
         coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
+        check_memory(encode_bytes(net.cfg, coded_h, coded_w), f"{src}: encoding {info.width}x{info.height}", max_memory)
         header = Header(
             model_id=name, weights_hash=bytes.fromhex(digest), width=info.width, height=info.height,
             coded_width=coded_w, coded_height=coded_h, num_frames=bound, coded_frames=bound,
@@ -272,7 +274,7 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
 
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
            crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None, name: str | None = None) -> Report:
+           progress: Progress | None = None, name: str | None = None, max_memory: int | None = None) -> Report:
     """Decode a .cdt (path or seekable binary file) into a video file, a .y4m, or a folder of PNGs.
 
     Only the chunks up to the last requested frame are read (the index gives their places); nothing
@@ -293,6 +295,9 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
                                f"but {weights} has sha256 {digest}; pass --model PATH to the weights it was encoded with")
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
+        steps = h.sampling_steps or net.cfg.sample_steps
+        check_memory(decode_bytes(net.cfg, h.coded_height, h.coded_width, steps),
+                     f"{label}: decoding {h.width}x{h.height} at {steps} sampling step(s)", max_memory)
         qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)
         stream = StreamDecoder(net, seed=h.seed, steps=h.sampling_steps or None)
         fps = Fraction(h.fps_num, h.fps_den)

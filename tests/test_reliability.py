@@ -6,6 +6,7 @@ the path); the toy model and clips are those of test_cli, made again here at mod
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -13,14 +14,17 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from test_cli import REAL_CLIP, make_clip, script
-from cdtcodec.config import CDTConfig
+from bitstream import CdtWriter, fuzz, spec
+from cdtcodec.config import CDTConfig, get_config
+from cdtcodec.limits import MemoryLimitExceeded, check_memory, decode_bytes, encode_bytes, parse_size
 from cdtcodec.model import CDT
 from cdtcodec.overwrite import Overwrite, OutputRefused, confirm_output, refuse_inputs
-from cdtcodec.weights import save_model
+from cdtcodec.weights import save_model, shipped_weights
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -230,3 +234,72 @@ def test_closed_stdout_pipe_exits_141(tmp_path, encoded, toy):
     _, stderr = _finish(proc)
     one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, b"", stderr), "broken pipe", code=141)
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. work and memory bounded before anything is allocated
+
+def crafted_cdt(path: Path, **header) -> Path:
+    """A small valid .cdt for the shipped cdt-tiny weights (zero symbols), with header fields overridden."""
+    weights = shipped_weights("cdt-tiny")
+    h = fuzz.sample_header("range", model_id="cdt-tiny", weights_hash=hashlib.sha256(weights.read_bytes()).digest(),
+                           extensions={}, **header)
+    with CdtWriter(path, h) as writer:
+        for i in range(h.num_chunks):
+            writer.write_chunk(np.zeros(h.chunk_shape(i), np.int32))
+    return path
+
+
+def test_billions_of_sampling_steps_are_refused_at_the_header(tmp_path):
+    small = crafted_cdt(tmp_path / "ok.cdt").read_bytes()
+    hostile = tmp_path / "steps.cdt"
+    hostile.write_bytes(fuzz.with_field(small, spec.Tag.SAMPLING, spec.SAMPLING.pack(7, 4_000_000_000)))
+    one_error_line(script("decode", hostile, "-o", tmp_path / "x.mp4"), "sampling_steps", "1000")
+    usage = script("encode", REAL_CLIP, "-o", tmp_path / "x.cdt", "--steps", "1001")  # the same cap, at the option
+    assert usage.returncode == 2 and b"1000" in usage.stderr, usage.stderr
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_huge_frame_is_refused_before_it_is_allocated(tmp_path):
+    big = crafted_cdt(tmp_path / "big.cdt", width=8192, height=8192, coded_width=8192, coded_height=8192,
+                      latent_width=1024, latent_height=1024, quant_step=(0.5,))
+    assert big.stat().st_size < 4096
+    started = time.monotonic()
+    line = one_error_line(script("decode", big, "-o", tmp_path / "x.mp4"), "8192x8192", "GiB of memory",
+                          "--max-memory", "CDTCODEC_MAX_MEMORY")
+    assert time.monotonic() - started < 60, line  # start-up and the model load, no decode
+    assert os.listdir(tmp_path) == ["big.cdt"]
+
+
+def test_memory_limit_can_be_lowered_and_raised(tmp_path, clip, encoded, toy):
+    one_error_line(script("decode", encoded, "-o", tmp_path / "x.y4m", "--model", toy, CDTCODEC_MAX_MEMORY="100M"),
+                   "decoding 32x24", "0.1 GiB", "CDTCODEC_MAX_MEMORY")
+    one_error_line(script("encode", clip, "-o", tmp_path / "x.cdt", "--model", toy, "--max-memory", "100M"),
+                   "encoding 32x24", "--max-memory")
+    one_error_line(script("encode", clip, "-o", tmp_path / "x.cdt", "--model", toy, "--max-memory", "lots"),
+                   "invalid memory size")
+    run = script("decode", encoded, "-o", tmp_path / "x.y4m", "--model", toy, "--max-memory", "64G", "--quiet",
+                 CDTCODEC_MAX_MEMORY="100M")  # the option wins over the environment
+    assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(tmp_path)) == ["x.y4m"]
+
+
+def test_memory_estimates_grow_with_size_steps_and_width():
+    tiny, small = get_config("cdt-tiny"), get_config("cdt-small")
+    assert decode_bytes(tiny, 512, 512, 1) > decode_bytes(tiny, 256, 256, 1)
+    assert decode_bytes(tiny, 256, 256, 3) > decode_bytes(tiny, 256, 256, 1)
+    assert decode_bytes(small, 256, 256, 1) > decode_bytes(tiny, 256, 256, 1)
+    # measured peaks (limits.py): 1,433 MB decode at 512x512, 1 step; 759 MB encode at 512x512
+    assert 1433e6 < decode_bytes(tiny, 512, 512, 1) < 2 * 1433e6
+    assert 759e6 < encode_bytes(tiny, 512, 512) < 2 * 759e6
+    assert parse_size("16G") == 16 << 30 and parse_size("800M") == 800 << 20 and parse_size("1.5k") == 1536
+    with pytest.raises(MemoryLimitExceeded, match="raise it"):
+        check_memory(2 << 30, "x", explicit=1 << 30)
+
+
+def test_extreme_header_rates_give_a_clear_error(tmp_path):
+    u32 = (1 << 32) - 1
+    for name, fields in (("slow", dict(fps_num=1, fps_den=u32)), ("fast", dict(fps_num=u32, fps_den=1))):
+        cdt = crafted_cdt(tmp_path / f"{name}.cdt", **fields)
+        one_error_line(script("decode", cdt, "-o", tmp_path / f"{name}.mp4"), "frame rate", "cannot be written")
+        assert not (tmp_path / f"{name}.mp4").exists()
