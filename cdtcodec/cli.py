@@ -38,7 +38,9 @@ from cdtcodec.train.config import TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cdtcodec: a video codec built on CDT, the conditioned diffusion-based video tokenizer.")
-err = Console(stderr=True)
+# User text (file names, messages quoting them) is printed as it is: no emoji codes (`clip:fire:.mp4`, `3:-1`)
+# and, unless escaped, no markup ([bold]); see _fail for the one styled prefix.
+err = Console(stderr=True, emoji=False, highlight=False)
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -330,7 +332,7 @@ def info(
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    out = Console()
+    out = Console(emoji=False, highlight=False)
     table = Table(title=Text(input), show_header=False)
     for key, value in data["header"].items():
         table.add_row(key, Text(str(value)))
@@ -369,7 +371,7 @@ def convert(
     model = CDT(get_config(name))
     model.load_state_dict(state, strict=True)
     save_model(model, output, name, half=half, extra={"source": checkpoint.name})
-    err.print(f"converted {checkpoint} ({name}, {len(state)} tensors) -> {output}")
+    err.print(f"converted {checkpoint} ({name}, {len(state)} tensors) -> {output}", markup=False)
 
 
 _TRAIN = TrainConfig()  # the defaults live in TrainConfig; the options show them, never retype them

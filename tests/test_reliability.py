@@ -303,3 +303,20 @@ def test_extreme_header_rates_give_a_clear_error(tmp_path):
         cdt = crafted_cdt(tmp_path / f"{name}.cdt", **fields)
         one_error_line(script("decode", cdt, "-o", tmp_path / f"{name}.mp4"), "frame rate", "cannot be written")
         assert not (tmp_path / f"{name}.mp4").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. user text is never markup or emoji
+
+def test_file_names_are_printed_as_they_are(work, clip, toy):
+    odd = work / "clip:fire:[bold]x.mp4"
+    odd.write_bytes(clip.read_bytes())
+    out = work / "out:fire:[red].cdt"
+    run = script("encode", odd, "-o", out, "--model", toy, "--threads", "1")
+    summary = [line for line in run.stderr.decode().splitlines() if line.startswith("encode: ")]
+    assert run.returncode == 0 and len(summary) == 1, run.stderr
+    assert str(out) in summary[0] and "\N{FIRE}" not in run.stderr.decode()
+    line = one_error_line(script("decode", work / "gone:fire:[bold].cdt", "-o", work / "x.mp4"), "no such file")
+    assert "gone:fire:[bold].cdt" in line and "\N{FIRE}" not in line
+    line = one_error_line(script("decode", out, "-o", work / "x.mp4", "--model", toy, "--frames", "3:-1"), "3:-1")
+    assert "\N{THUMBS DOWN SIGN}" not in line
