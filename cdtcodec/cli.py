@@ -152,6 +152,10 @@ def _progress(enabled: bool, label: str):
                 bar.stop()
 
 
+def _warn(line: str) -> None:
+    err.print(f"warning: {' '.join(line.split())}", markup=False, soft_wrap=True)
+
+
 def _memory(size: str | None) -> int | None:
     from cdtcodec.limits import parse_size
 
@@ -170,8 +174,13 @@ def _device(name: str) -> str:
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"--device {name}: unknown device (use cpu, cuda, cuda:N or auto)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
     return name
 
 
@@ -233,7 +242,8 @@ def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
                   highlight=False, markup=False, soft_wrap=True)
 
 
-THREADS = typer.Option(0, help="CPU threads for the model (0: torch's default, one per core).")
+MAX_THREADS = 256
+THREADS = typer.Option(0, min=0, max=MAX_THREADS, help="CPU threads for the model (0: torch's default, one per core).")
 DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
 AS_JSON = typer.Option(False, "--json", help="Print a machine-readable summary on stdout (on stderr with -o -).")
 QUIET = typer.Option(False, "--quiet", help="No progress, no summary.")
@@ -278,7 +288,8 @@ def encode(
             _progress(not (quiet or as_json), "encode") as progress:
         report = codec.encode(src, dst, model=model, quality=quality, step=step, seed=seed, steps=steps,
                               entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
-                              device=device, progress=progress, max_memory=_memory(max_memory))
+                              device=device, progress=progress, max_memory=_memory(max_memory),
+                              notice=None if quiet else _warn)
     _summary("encode", report, output, as_json, quiet)
 
 

@@ -25,10 +25,11 @@ from bitstream import spec
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
 from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
-from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
+from cdtcodec.quantize import DEFAULT_QUALITY, MIN_STEP, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
+from cdtcodec.media.notes import input_reductions, missing_frames
 from cdtcodec.overwrite import refuse_inputs
 from cdtcodec.weights import WeightsError, load_model, shipped_weights
 
@@ -175,16 +176,19 @@ def _check_layout(h: Header, label: str) -> None:
 def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int = DEFAULT_QUALITY,
            step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = DEFAULT_CODER,
            start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None, max_memory: int | None = None) -> Report:
-    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds."""
+           progress: Progress | None = None, max_memory: int | None = None,
+           notice: Callable[[str], None] | None = None) -> Report:
+    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
+    `notice` receives warnings (alpha or deep samples reduced, frames missing), one line each."""
+    notice = notice or (lambda line: None)
     started = time.time()
     if step is None:
         try:
             step = step_for_quality(quality)
         except ValueError as e:
             raise CodecError(str(e)) from None
-    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
-        raise CodecError(f"--step must be a positive finite number, got {step!r}")
+    if not (isinstance(step, (int, float)) and math.isfinite(step) and step >= MIN_STEP):
+        raise CodecError(f"--step must be a finite number >= {MIN_STEP:g}, got {step!r}")
     if steps is not None and steps < 1:
         raise CodecError("--steps must be >= 1")
     if entropy not in ENTROPY_CODERS:
@@ -197,6 +201,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
     # before the (possibly large) model is loaded.
     with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
         info = reader.info
+        for note in input_reductions(info):
+            notice(note)
         net, name, digest = load_model(model, device)
         steps = steps or net.cfg.sample_steps
         timeline = Timeline.of(net.cfg)
@@ -242,6 +248,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                 done += batch.shape[0]
                 if progress:
                     progress(done, total)
+            if shortfall := missing_frames(info, done, start_s, max_frames):
+                notice(shortfall)
             writer.restate_frame_counts(replace(header, num_frames=done, coded_frames=timeline.coded_frames(done),
                                                 latent_frames=timeline.latent_frames(done)))
             write(encoder.finish())

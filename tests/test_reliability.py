@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from test_cli import REAL_CLIP, make_clip, script
+from PIL import Image
+from test_cli import REAL_CLIP, make_clip, pattern, script
 from bitstream import CdtWriter, fuzz, spec
 from cdtcodec.config import CDTConfig, get_config
 from cdtcodec.limits import MemoryLimitExceeded, check_memory, decode_bytes, encode_bytes, parse_size
 from cdtcodec.model import CDT
+from cdtcodec.quantize import quantize
 from cdtcodec.overwrite import Overwrite, OutputRefused, confirm_output, refuse_inputs
 from cdtcodec.weights import save_model, shipped_weights
 
@@ -320,3 +322,58 @@ def test_file_names_are_printed_as_they_are(work, clip, toy):
     assert "gone:fire:[bold].cdt" in line and "\N{FIRE}" not in line
     line = one_error_line(script("decode", out, "-o", work / "x.mp4", "--model", toy, "--frames", "3:-1"), "3:-1")
     assert "\N{THUMBS DOWN SIGN}" not in line
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 5. the smaller items
+
+def test_tiny_steps_are_refused(work, clip, toy):
+    one_error_line(script("encode", clip, "-o", work / "tiny.cdt", "--model", toy, "--step", "1e-30"), "--step")
+    assert not (work / "tiny.cdt").exists()
+    with pytest.raises(ValueError, match="32 bits"):
+        quantize(torch.full((1, 1, 1, 1), 5.0), 1e-9)
+
+
+def _coded(path: Path, frames, codec: str, pix_fmt: str, fps: int = 25, options: dict | None = None) -> Path:
+    import av
+
+    with av.open(str(path), "w", container_options=options or {}) as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format=pix_fmt)):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_alpha_and_deep_samples_are_reduced_with_one_warning(work, toy):
+    rgba = work / "alpha.png"
+    Image.fromarray(np.full((16, 24, 4), 128, np.uint8), "RGBA").save(rgba)
+    deep = _coded(work / "deep.mkv", [pattern(32, 24, i) for i in range(2)], "ffv1", "yuv420p10le")
+    for source, fragment in ((rgba, "alpha channel"), (deep, "10-bit samples")):
+        run = script("encode", source, "-o", work / f"{source.stem}.cdt", "--model", toy, "--threads", "1")
+        warnings = [line for line in run.stderr.decode().splitlines() if line.startswith("warning: ")]
+        assert run.returncode == 0 and len(warnings) == 1 and fragment in warnings[0], run.stderr
+
+
+def test_truncated_mp4_with_the_index_in_front_warns(work, toy):
+    whole = _coded(work / "front.mp4", [pattern(32, 24, i) for i in range(33)], "libx264", "yuv420p",
+                   options={"movflags": "+faststart"})
+    cut = work / "front_cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    run = script("encode", cut, "-o", work / "cut.cdt", "--model", toy, "--threads", "1")
+    warnings = [line for line in run.stderr.decode().splitlines() if line.startswith("warning: ")]
+    assert run.returncode == 0 and len(warnings) == 1, run.stderr
+    assert "declares 33 frames" in warnings[0]
+    quiet = script("encode", whole, "-o", work / "whole.cdt", "--model", toy, "--threads", "1")
+    assert quiet.returncode == 0 and b"warning" not in quiet.stderr, quiet.stderr
+
+
+def test_device_and_threads_are_checked(work, clip, toy):
+    one_error_line(script("encode", clip, "-o", work / "d.cdt", "--model", toy, "--device", "tpu"), "unknown device")
+    for threads in ("-5", "1000"):
+        run = script("encode", clip, "-o", work / "d.cdt", "--model", toy, "--threads", threads)
+        assert run.returncode == 2 and b"--threads" in run.stderr, run.stderr
+    assert not (work / "d.cdt").exists()
