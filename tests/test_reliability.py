@@ -20,10 +20,11 @@ import torch
 
 from PIL import Image
 from test_cli import REAL_CLIP, make_clip, pattern, script
-from bitstream import CdtWriter, fuzz, spec
+from bitstream import CdtReader, CdtWriter, fuzz, spec
 from cdtcodec.config import CDTConfig, get_config
 from cdtcodec.limits import MemoryLimitExceeded, check_memory, decode_bytes, encode_bytes, parse_size
 from cdtcodec.model import CDT
+from cdtcodec.media import read_png_frames
 from cdtcodec.quantize import quantize
 from cdtcodec.overwrite import Overwrite, OutputRefused, confirm_output, refuse_inputs
 from cdtcodec.weights import save_model, shipped_weights
@@ -377,3 +378,30 @@ def test_device_and_threads_are_checked(work, clip, toy):
         run = script("encode", clip, "-o", work / "d.cdt", "--model", toy, "--threads", threads)
         assert run.returncode == 2 and b"--threads" in run.stderr, run.stderr
     assert not (work / "d.cdt").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 6. what determinism means (README): same symbols everywhere; same frames for a given thread count;
+#    within one level across thread counts
+
+def test_decode_across_thread_counts(work):
+    """The shipped cdt-tiny on 5 frames of the bundled clip, decoded with 1, 2, 3 and again 1 thread."""
+    cdt = work / "real5.cdt"
+    run = script("encode", REAL_CLIP, "-o", cdt, "--frames", "5", "--threads", "1", "--quiet")
+    assert run.returncode == 0, run.stderr
+    frames = {}
+    for label, threads in (("1", 1), ("2", 2), ("3", 3), ("1 again", 1)):
+        folder = work / f"threads_{label.replace(' ', '_')}"
+        run = script("decode", cdt, "-o", f"{folder}/", "--threads", threads, "--quiet")
+        assert run.returncode == 0, run.stderr
+        frames[label] = read_png_frames(folder).astype(np.int16)
+    np.testing.assert_array_equal(frames["1"], frames["1 again"])  # bit-exact for a given thread count
+    for label in ("2", "3"):
+        assert np.abs(frames[label] - frames["1"]).max() <= 1, label  # within one level otherwise
+    symbols = {}
+    for threads in (1, 3):  # the entropy decoder is integer arithmetic: thread settings cannot touch it
+        torch.set_num_threads(threads)
+        with CdtReader(cdt) as reader:
+            symbols[threads] = [reader.read_chunk(i) for i in range(reader.num_chunks)]
+    torch.set_num_threads(1)
+    assert all(np.array_equal(a, b) for a, b in zip(symbols[1], symbols[3]))
