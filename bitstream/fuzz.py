@@ -226,3 +226,48 @@ def sample_file(coder: str = "range", seed: int = 0, audio: bool = True, **overr
                                              1024 * i, None if i % 2 else 1024 * i, 1024))
     w.close()
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------
+# crafted headers: every checksum right, every field in its own range, the values extreme
+# ------------------------------------------------------------------------------------------------
+def with_field(data: bytes, tag: int, value: bytes) -> bytes:
+    """`data` (a valid file) with header field `tag` holding `value` (same length) and the header CRC fixed."""
+    lay = layout(data)
+    b = bytearray(data)
+    pos = spec.PREAMBLE.size
+    while pos < lay.header_len - spec.CRC.size:
+        t, _, length = spec.FIELD_HEAD.unpack_from(b, pos)
+        pos += spec.FIELD_HEAD.size
+        if t == tag:
+            if len(value) != length:
+                raise ValueError(f"field {t} holds {length} bytes, not {len(value)}")
+            b[pos:pos + length] = value
+            fix_checksums(b, lay)
+            return bytes(b)
+        pos += length
+    raise ValueError(f"no header field {tag}")
+
+
+def crafted_cases(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Headers a hostile writer could make with valid checksums: billions of sampling steps, the largest
+    sizes and frame counts, extreme rationals. A reader must answer each quickly, allocating little."""
+    h = CdtReader(io.BytesIO(data)).header
+    u32 = (1 << 32) - 1
+    for steps in (spec.MAX_SAMPLING_STEPS, spec.MAX_SAMPLING_STEPS + 1, u32):
+        yield f"crafted-steps-{steps}", with_field(data, spec.Tag.SAMPLING, spec.SAMPLING.pack(h.seed, steps))
+    for side in (8192, spec.MAX_DIM):
+        lat = side // h.spatial_downsample
+        geometry = spec.GEOMETRY.pack(side, side, side, side, h.num_frames, h.coded_frames)
+        latent = spec.LATENT.pack(h.latent_channels, h.latent_frames, lat, lat, h.chunk_latent_frames,
+                                  h.spatial_downsample, h.temporal_downsample)
+        yield f"crafted-size-{side}", with_field(with_field(data, spec.Tag.GEOMETRY, geometry), spec.Tag.LATENT, latent)
+    latent_frames = (spec.MAX_FRAMES - 1) // h.temporal_downsample + 1
+    coded = 1 + (latent_frames - 1) * h.temporal_downsample
+    geometry = spec.GEOMETRY.pack(h.width, h.height, h.coded_width, h.coded_height, coded, coded)
+    latent = spec.LATENT.pack(h.latent_channels, latent_frames, h.latent_height, h.latent_width,
+                              h.chunk_latent_frames, h.spatial_downsample, h.temporal_downsample)
+    yield "crafted-frames-max", with_field(with_field(data, spec.Tag.GEOMETRY, geometry), spec.Tag.LATENT, latent)
+    for name, timing in (("fps-1/max", (1, u32, 1, u32)), ("fps-max/1", (u32, 1, u32, 1)),
+                         ("timebase-max/1", (h.fps_num, h.fps_den, u32, 1)), ("fps-max/max", (u32, u32, u32, u32))):
+        yield f"crafted-{name}", with_field(data, spec.Tag.TIMING, spec.TIMING.pack(*timing))

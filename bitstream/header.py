@@ -384,7 +384,7 @@ def validate_header(h: Header) -> None:
         if params["precision"] != spec.RANGE_PRECISION:
             raise UnsupportedFeature(f"header: range precision {params['precision']} (only {spec.RANGE_PRECISION})")
     _int_in(h.seed, "seed", 0, (1 << 64) - 1)
-    _int_in(h.sampling_steps, "sampling_steps", 0, u32)
+    _int_in(h.sampling_steps, "sampling_steps", 0, spec.MAX_SAMPLING_STEPS)
     for k, v in h.extensions.items():
         _ascii_ok(k, "extension key", allow_empty=False)
         if not isinstance(v, (bytes, bytearray)):

@@ -25,17 +25,23 @@ from rich.table import Table
 from rich.text import Text
 
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
+from bitstream.spec import MAX_SAMPLING_STEPS
 from cdtcodec import __version__
+from cdtcodec.config import DEFAULT_MODEL
 from cdtcodec.errors import ParamError
-from cdtcodec.interrupts import interrupt_on
+from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
+from cdtcodec.overwrite import OutputRefused, confirm_output, policy
 from cdtcodec.quantize import DEFAULT_QUALITY, QUALITY_STEPS
-from cdtcodec.media import VideoError
-from cdtcodec.train.loop import TrainConfig
-from cdtcodec.weights import DEFAULT_MODEL, WeightsError
+from cdtcodec.train.config import TrainConfig
+
+# Importing this module stays light (no torch, no PyAV): main() installs the signal handlers before anything
+# slow is loaded, so Ctrl-C in the first seconds is handled like any other.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="cdtcodec: a video codec built on CDT, the conditioned diffusion-based video tokenizer.")
-err = Console(stderr=True)
+# User text (file names, messages quoting them) is printed as it is: no emoji codes (`clip:fire:.mp4`, `3:-1`)
+# and, unless escaped, no markup ([bold]); see _fail for the one styled prefix.
+err = Console(stderr=True, emoji=False, highlight=False)
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -57,21 +63,50 @@ OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed":
            "crfs": "--crf", "size": "--size", "quick": "--quick"}
 
 
+SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it
+
+
+def _user_errors() -> tuple[type, ...]:
+    """The error types whose message is meant for the user. Looked up among the modules already loaded (only
+    those can have raised one), so that reporting an early error never waits for torch to load."""
+    found: list[type] = [BitstreamError, OutputRefused]
+    for module, name in (("cdtcodec.codec", "CodecError"), ("cdtcodec.media.errors", "VideoError"),
+                         ("cdtcodec.weights", "WeightsError"), ("cdtcodec.limits", "MemoryLimitExceeded")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
+def _silence_stdout() -> None:
+    """Nothing more can reach the reader of a closed pipe; keep the interpreter's final flush quiet."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def friendly_errors(fn):
     """Failures become one line on stderr and a non-zero exit code, never a traceback (set CDTCODEC_DEBUG=1
-    to see one for an unexpected error). Ctrl-C exits with 130; the writers have removed any partial output."""
+    to see one for an unexpected error). A signal that ends the process (INT, TERM, HUP) exits with 128 + its
+    number and a closed stdout pipe with 141; the writers have removed any partial output by then."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from cdtcodec.codec import CodecError
-
         try:
-            return fn(*args, **kwargs)
+            with signals_caught(*FATAL_SIGNALS):
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except Interrupted as e:
+            _fail(f"interrupted by {e.name}; no output was written", e.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; no output was written", 130)
+        except BrokenPipeError:
+            _silence_stdout()
+            _fail("standard output was closed before everything was written (broken pipe)", SIGPIPE_EXIT)
         except ParamError as e:  # the library names its parameter; the user set it with an option
             _fail(e.worded(OPTIONS.get(e.param, e.param)))
-        except (CodecError, VideoError, BitstreamError, WeightsError) as e:
+        except _user_errors() as e:
             _fail(str(e))
         except OSError as e:
             _fail(_os_error(e))
@@ -79,8 +114,6 @@ def friendly_errors(fn):
             _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
         except MemoryError:
             _fail("out of memory")
-        except KeyboardInterrupt:
-            _fail("interrupted; no output was written", 130)
         except Exception as e:
             if os.environ.get("CDTCODEC_DEBUG"):
                 raise
@@ -106,10 +139,10 @@ def _progress(enabled: bool, label: str):
     bar = Progress(*columns, console=err, transient=False)
     task = bar.add_task(label, total=None)
 
-    with interrupt_on(signal.SIGINT) as interrupted:
+    with interrupt_on(*FATAL_SIGNALS) as interrupted:
         def update(done: int, total: int | None) -> None:
             if interrupted:
-                raise KeyboardInterrupt
+                raise Interrupted(interrupted[0])
             if not enabled:
                 return
             if not bar.live.is_started:
@@ -119,13 +152,23 @@ def _progress(enabled: bool, label: str):
         try:
             yield update
             if interrupted:
-                raise KeyboardInterrupt
+                raise Interrupted(interrupted[0])
         except BaseException:
             bar.live.transient = True
             raise
         finally:
             if bar.live.is_started:
                 bar.stop()
+
+
+def _warn(line: str) -> None:
+    err.print(f"warning: {' '.join(line.split())}", markup=False, soft_wrap=True)
+
+
+def _memory(size: str | None) -> int | None:
+    from cdtcodec.limits import parse_size
+
+    return None if size is None else parse_size(size)
 
 
 def _set_threads(threads: int) -> None:
@@ -140,8 +183,13 @@ def _device(name: str) -> str:
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ValueError(f"--device {name}: unknown device (use cpu, cuda, cuda:N or auto)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
     return name
 
 
@@ -186,11 +234,8 @@ def _output_path(path: str, suffix: str):
                 shutil.copyfileobj(f, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         except BrokenPipeError:
-            try:  # nothing more can reach the reader; keep the interpreter's final flush quiet
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            except (OSError, ValueError):
-                pass
-            raise OSError("<stdout>: the reading end of the pipe closed before the whole output was written") from None
+            _silence_stdout()
+            raise
 
 
 def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
@@ -206,10 +251,16 @@ def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
                   highlight=False, markup=False, soft_wrap=True)
 
 
-THREADS = typer.Option(0, help="CPU threads for the model (0: torch's default, one per core).")
+MAX_THREADS = 256
+THREADS = typer.Option(0, min=0, max=MAX_THREADS, help="CPU threads for the model (0: torch's default, one per core).")
 DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
 AS_JSON = typer.Option(False, "--json", help="Print a machine-readable summary on stdout (on stderr with -o -).")
 QUIET = typer.Option(False, "--quiet", help="No progress, no summary.")
+MAX_MEMORY = typer.Option(None, "--max-memory", metavar="SIZE",
+                          help="Refuse work whose estimated memory exceeds SIZE (e.g. 16G; default: the machine's "
+                               "memory, or CDTCODEC_MAX_MEMORY).")
+YES = typer.Option(False, "-y", "--overwrite", help="Replace an existing output without asking.")
+NO = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing output (refuse at once).")
 
 
 @app.command()
@@ -223,7 +274,7 @@ def encode(
     step: Optional[float] = typer.Option(None, help="Quantizer step size (overrides --quality)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Decoder noise seed, stored in the file."),
-    steps: int = typer.Option(1, min=1, max=1000, help="DDIM sampling steps used at decode, stored in the file."),
+    steps: int = typer.Option(1, min=1, max=MAX_SAMPLING_STEPS, help="DDIM sampling steps used at decode, stored in the file."),
     entropy: str = typer.Option(DEFAULT_CODER, help=f"Entropy coder: {', '.join(ENTROPY_CODERS)}."),
     start: float = typer.Option(0.0, min=0.0, help="Start time in seconds."),
     frames: Optional[int] = typer.Option(None, min=1, help="Encode at most this many frames."),
@@ -232,17 +283,22 @@ def encode(
     device: str = DEVICE,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
+    max_memory: Optional[str] = MAX_MEMORY,
+    yes: bool = YES,
+    no: bool = NO,
 ):
     """Encode a video into a .cdt file."""
     from cdtcodec import codec
 
+    confirm_output(output, policy(yes, no), [input])
     _set_threads(threads)
     device = _device(device)
     with _input_path(input, ".video") as src, _output_path(output, ".cdt") as dst, \
             _progress(not (quiet or as_json), "encode") as progress:
         report = codec.encode(src, dst, model=model, quality=quality, step=step, seed=seed, steps=steps,
                               entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
-                              device=device, progress=progress)
+                              device=device, progress=progress, max_memory=_memory(max_memory),
+                              notice=None if quiet else _warn)
     _summary("encode", report, output, as_json, quiet)
 
 
@@ -262,16 +318,21 @@ def decode(
     device: str = DEVICE,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
+    max_memory: Optional[str] = MAX_MEMORY,
+    yes: bool = YES,
+    no: bool = NO,
 ):
     """Decode a .cdt file into a video."""
     from cdtcodec import codec
 
+    confirm_output(output, policy(yes, no), [input, *([model] if model else [])], folder=True)
     _set_threads(threads)
     device = _device(device)
     with _input_path(input, ".cdt") as src, _output_path(output, ".y4m") as dst, \
             _progress(not (quiet or as_json), "decode") as progress:
         report = codec.decode(src, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
-                              audio=not no_audio, device=device, progress=progress)
+                              audio=not no_audio, device=device, progress=progress,
+                              max_memory=_memory(max_memory))
     _summary("decode", report, output, as_json, quiet)
 
 
@@ -291,7 +352,7 @@ def info(
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    out = Console()
+    out = Console(emoji=False, highlight=False)
     table = Table(title=Text(input), show_header=False)
     for key, value in data["header"].items():
         table.add_row(key, Text(str(value)))
@@ -317,8 +378,11 @@ def convert(
     output: Path = typer.Option(..., "-o", "--output", help="Our .safetensors file to write."),
     preset: Optional[str] = typer.Option(None, help="cdt-base or cdt-small (detected from the shapes if omitted)."),
     half: bool = typer.Option(False, "--half", help="Store fp16 (the official evaluation ran through fp16 weights)."),
+    yes: bool = YES,
+    no: bool = NO,
 ):
     """Convert an official CDT-B / CDT-S checkpoint into a cdtcodec weights file."""
+    confirm_output(output, policy(yes, no), [checkpoint])
     from cdtcodec.config import get_config
     from cdtcodec.model import CDT
     from cdtcodec.weights import convert_official, save_model
@@ -327,7 +391,7 @@ def convert(
     model = CDT(get_config(name))
     model.load_state_dict(state, strict=True)
     save_model(model, output, name, half=half, extra={"source": checkpoint.name})
-    err.print(f"converted {checkpoint} ({name}, {len(state)} tensors) -> {output}")
+    err.print(f"converted {checkpoint} ({name}, {len(state)} tensors) -> {output}", markup=False)
 
 
 _TRAIN = TrainConfig()  # the defaults live in TrainConfig; the options show them, never retype them
@@ -356,8 +420,12 @@ def train(
     export: Optional[Path] = typer.Option(None, help="Write the EMA weights (fp16 safetensors) here at the end."),
     threads: int = THREADS,
     device: str = typer.Option(_TRAIN.device, help="cpu, cuda or auto."),
+    yes: bool = typer.Option(False, "-y", "--overwrite", help="Replace an existing --export file without asking."),
+    no: bool = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing --export file."),
 ):
     """Train (or fine-tune) a model; run under torchrun for several processes (DDP)."""
+    if export is not None:  # checked now, not after hours of training
+        confirm_output(export, policy(yes, no), [model, out / "checkpoint.pt"])
     from cdtcodec.timeline import CODEC_TIMELINE
     from cdtcodec.train.run import run_training
 
@@ -403,10 +471,13 @@ def bench(
     no_streams: bool = typer.Option(False, "--no-streams", help="Do not keep the encoded streams in OUT/streams."),
     threads: int = THREADS,
     device: str = DEVICE,
+    yes: bool = typer.Option(False, "-y", "--overwrite", help="Replace the results of an earlier run in OUT."),
+    no: bool = typer.Option(False, "-n", "--no-overwrite", help="Refuse when OUT holds an earlier run's results."),
 ):
     """Rate-distortion benchmark against x264/x265/SVT-AV1: results.json, results.csv, plots, summary.md."""
     from cdtcodec import bench as rd
 
+    confirm_output(out / "results.json", policy(yes, no), clips or [])  # an earlier run's results mark OUT as used
     cfg = rd.make_config(clips, codecs=codecs, qualities=qualities, presets=presets, crfs=crf, size=size,
                          frames=frames, out=out, model=model, device=_device(device), threads=threads, quick=quick,
                          keep_streams=not no_streams)
@@ -425,8 +496,20 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 def main() -> None:
-    from cdtcodec.allocator import keep_freed_memory
+    # First of all: from here on a fatal signal is recorded, and raises inside a command (friendly_errors).
+    # Outside one (argument parsing) it only records, since click would turn it into "Aborted!" and exit 1.
+    with signals_caught(*FATAL_SIGNALS, raising=False) as received:
+        from cdtcodec.allocator import keep_freed_memory
 
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    keep_freed_memory()  # the process's allocator, before the first large tensor (see cdtcodec/allocator.py)
-    app()
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+        keep_freed_memory()  # the process's allocator, before the first large tensor (see cdtcodec/allocator.py)
+        try:
+            app()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if received and code != 128 + received[0]:  # a signal no command reported
+            name = signal.Signals(received[0]).name
+            err.print(f"error: interrupted by {name}; no output was written", markup=False, highlight=False)
+            code = 128 + received[0]
+    sys.exit(code)

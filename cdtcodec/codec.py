@@ -25,10 +25,13 @@ from bitstream import spec
 from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
 from cdtcodec.errors import ParamError
-from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
+from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
+from cdtcodec.quantize import DEFAULT_QUALITY, MIN_STEP, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
+from cdtcodec.media.notes import input_reductions, missing_frames
+from cdtcodec.overwrite import refuse_inputs
 from cdtcodec.weights import WeightsError, load_model, shipped_weights
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
@@ -182,16 +185,19 @@ def _check_layout(h: Header, label: str) -> None:
 def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int = DEFAULT_QUALITY,
            step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = DEFAULT_CODER,
            start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None) -> Report:
-    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds."""
+           progress: Progress | None = None, max_memory: int | None = None,
+           notice: Callable[[str], None] | None = None) -> Report:
+    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
+    `notice` receives warnings (alpha or deep samples reduced, frames missing), one line each."""
+    notice = notice or (lambda line: None)
     started = time.time()
     if step is None:
         try:
             step = step_for_quality(quality)
         except ValueError as e:
             raise CodecError(str(e)) from None
-    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
-        raise BadArgument("step", f" must be a positive finite number, got {step!r}")
+    if not (isinstance(step, (int, float)) and math.isfinite(step) and step >= MIN_STEP):
+        raise BadArgument("step", f" must be a finite number >= {MIN_STEP:g}, got {step!r}")
     if steps is not None and steps < 1:
         raise BadArgument("steps", " must be >= 1")
     if entropy not in ENTROPY_CODERS:
@@ -199,10 +205,13 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
     if not 0 <= seed < 1 << 64:
         raise BadArgument("seed", " must be in 0 .. 2**64-1")
     check_cdt_output(dst)
+    refuse_inputs(dst, [src])  # never onto the source, whatever the caller's overwrite policy
     # Opening probes the input: missing, unreadable, not a video, zero frames, absurd size all fail here,
     # before the (possibly large) model is loaded.
     with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
         info = reader.info
+        for note in input_reductions(info):
+            notice(note)
         net, name, digest = load_model(model, device)
         steps = steps or net.cfg.sample_steps
         timeline = Timeline.of(net.cfg)
@@ -210,6 +219,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         # frames the format holds and is restated with the true counts at close (the output is a file).
         bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal
         coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
+        check_memory(encode_bytes(net.cfg, coded_h, coded_w), f"{src}: encoding {info.width}x{info.height}", max_memory)
         header = Header(
             model_id=name, weights_hash=bytes.fromhex(digest), width=info.width, height=info.height,
             coded_width=coded_w, coded_height=coded_h, num_frames=bound, coded_frames=bound,
@@ -247,6 +257,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                 done += batch.shape[0]
                 if progress:
                     progress(done, total)
+            if shortfall := missing_frames(info, done, start_s, max_frames):
+                notice(shortfall)
             writer.restate_frame_counts(replace(header, num_frames=done, coded_frames=timeline.coded_frames(done),
                                                 latent_frames=timeline.latent_frames(done)))
             write(encoder.finish())
@@ -279,7 +291,7 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
 
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
            crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None, name: str | None = None) -> Report:
+           progress: Progress | None = None, name: str | None = None, max_memory: int | None = None) -> Report:
     """Decode a .cdt (path or seekable binary file) into a video file, a .y4m, or a folder of PNGs.
 
     Only the chunks up to the last requested frame are read (the index gives their places); nothing
@@ -288,6 +300,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
     started = time.time()
     label = name or source_label(src)
     check_video_output(dst)
+    refuse_inputs(dst, [src, model], folder=True)
     with open_cdt(src, label) as reader, named_errors(label):
         h = reader.header
         _check_layout(h, label)
@@ -300,6 +313,9 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
                                "encoded with as ")
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
+        steps = h.sampling_steps or net.cfg.sample_steps
+        check_memory(decode_bytes(net.cfg, h.coded_height, h.coded_width, steps),
+                     f"{label}: decoding {h.width}x{h.height} at {steps} sampling step(s)", max_memory)
         qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)
         stream = StreamDecoder(net, seed=h.seed, steps=h.sampling_steps or None)
         fps = Fraction(h.fps_num, h.fps_den)

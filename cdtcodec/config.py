@@ -49,6 +49,8 @@ class CDTConfig:
             raise ValueError("the codec assumes /8 in space and /4 in time")
 
 
+DEFAULT_MODEL = "cdt-tiny"  # the preset whose weights ship with the package
+
 _SMALL = CDTConfig()
 
 PRESETS: dict[str, CDTConfig] = {

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cdtcodec import codec
@@ -46,5 +47,5 @@ def run_demo(sample: Path, output: Path, model: str, quality: int, console: Cons
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
-    console.print(f"decoded video left at [bold]{output}[/]")
+    console.print(f"decoded video left at [bold]{escape(str(output))}[/]")
     return metrics

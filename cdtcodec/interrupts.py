@@ -1,4 +1,11 @@
-"""Signals turned into KeyboardInterrupt, so `finally` blocks run (partial outputs removed, checkpoints written)."""
+"""Signals that end the process, turned into an exception so every `finally` runs (partial outputs and
+temporaries removed, checkpoints written) and the command exits 128 + the signal number with one line.
+
+One handler object per process holds what was received: the context managers nest (the command line's
+main(), a command, its progress bar), and an inner one that finds it installed shares its record instead of
+starting a new one. Only the first signal raises: a second Ctrl-C while the first one's clean-up runs is
+remembered, never allowed to cut that clean-up short.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +14,68 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+#: the signals a user, a terminal or a supervisor (timeout, docker stop, systemd, CI) ends a process with
+FATAL_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+                      if s is not None)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A fatal signal arrived. A KeyboardInterrupt, so that code which lets Ctrl-C through lets this through."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what a shell reports for a process the signal ended
+
+
+class _Handler:
+    def __init__(self):
+        self.received: list[int] = []
+        self.raising = False
+
+    def __call__(self, signum, frame):
+        first = not self.received
+        self.received.append(signum)
+        if self.raising and first:
+            raise Interrupted(signum)
+
 
 @contextmanager
-def interrupt_on(signum: int) -> Iterator[list[int]]:
-    """While inside, `signum` raises KeyboardInterrupt and is also remembered in the yielded list.
+def signals_caught(*signums: int, raising: bool = True) -> Iterator[list[int]]:
+    """While inside, the signals (default FATAL_SIGNALS) are recorded in the yielded list and, when
+    `raising`, the first one raises Interrupted; one already recorded by an enclosing block raises at once.
 
-    Remembering matters where a library can swallow the exception (PyAV does while FFmpeg is busy): the
+    Not raising (`raising=False`) suits code that cannot take an exception at any point (argument parsing
+    in a framework that turns KeyboardInterrupt into its own exit): the caller looks at the list instead.
+    Remembering also matters where a library swallows the exception (PyAV does while FFmpeg is busy): the
     caller can raise it again later. Signal handlers can only be set from the main thread; elsewhere this
-    changes nothing.
+    records nothing.
     """
-    seen: list[int] = []
+    signums = signums or FATAL_SIGNALS
     if threading.current_thread() is not threading.main_thread():
-        yield seen
+        yield []
         return
-
-    def handler(received, frame):
-        seen.append(received)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signum, handler)
+    current = signal.getsignal(signums[0])
+    handler = current if isinstance(current, _Handler) else _Handler()
+    previous = {s: signal.signal(s, handler) for s in signums}
+    was_raising, handler.raising = handler.raising, raising
     try:
-        yield seen
+        if raising and handler.received:
+            raise Interrupted(handler.received[0])
+        yield handler.received
     finally:
-        signal.signal(signum, previous)
+        handler.raising = was_raising
+        for s, p in previous.items():
+            signal.signal(s, p)
+
+
+def interrupt_on(*signums: int) -> Iterator[list[int]]:
+    """signals_caught(*signums), raising: the name the training loop and the progress bar use."""
+    return signals_caught(*signums, raising=True)

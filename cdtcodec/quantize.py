@@ -8,11 +8,14 @@ step per level, so each level roughly trades the same number of bits per latent 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 # quality 1 (smallest files) .. 8 (best quality); steps in latent units (latent std is about 1 to 3).
 QUALITY_STEPS: dict[int, float] = {q: round(2.0 * 2 ** (-(q - 1) / 2), 4) for q in range(1, 9)}
 DEFAULT_QUALITY = 5
+# Below this the symbols of ordinary latents (|z| up to ~100) leave the 32-bit range the format holds
+# (1e-30 once wrapped around silently); quantize() also checks each chunk, whatever the step.
+MIN_STEP = 1e-6
+SYMBOL_LIMIT = 2**31 - 1
 
 
 def step_for_quality(quality: int) -> float:
@@ -21,12 +24,23 @@ def step_for_quality(quality: int) -> float:
     return QUALITY_STEPS[quality]
 
 
-def quantize(latent: torch.Tensor, step: float) -> np.ndarray:
-    """(C, t, h, w) float latent -> int32 symbols."""
+# torch is imported where it is used, so the quality scale is readable without loading it (the CLI's options)
+
+
+def quantize(latent, step: float) -> np.ndarray:
+    """(C, t, h, w) float torch latent -> int32 symbols."""
+    import torch
+
     if not step > 0:
         raise ValueError("quantizer step must be > 0")
-    return torch.round(latent.float() / step).to(torch.int32).cpu().numpy()
+    q = torch.round(latent.float() / step)
+    if q.numel() and not (torch.isfinite(q).all() and q.abs().max() <= SYMBOL_LIMIT):
+        raise ValueError(f"quantizer step {step:g} is too small for these latents: symbols beyond 32 bits")
+    return q.to(torch.int32).cpu().numpy()
 
 
-def dequantize(symbols: np.ndarray, step: float) -> torch.Tensor:
+def dequantize(symbols: np.ndarray, step: float):
+    """int32 symbols -> float32 torch latent."""
+    import torch
+
     return torch.from_numpy(symbols.astype(np.float32)) * step

@@ -13,11 +13,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from bitstream.atomic import AtomicOutput
-from cdtcodec.config import PRESETS, CDTConfig, get_config
+from cdtcodec.config import DEFAULT_MODEL, PRESETS, CDTConfig, get_config
 from cdtcodec.model import CDT
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "assets" / "weights"  # package data: found after `pip install .`
-DEFAULT_MODEL = "cdt-tiny"
 
 
 class WeightsError(Exception):

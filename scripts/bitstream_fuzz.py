@@ -6,7 +6,8 @@
 Mutants of small generated files (both coders, with and without audio, several chunkings) and of
 any --files given: bit flips, insertions, deletions, truncations (random and at every record
 boundary), and "deep" mutants with all checksums recomputed so the parsers and entropy decoders
-see hostile content. Each must decode or raise a BitstreamError. The address space is capped
+see hostile content, and crafted headers (valid checksums, extreme values: billions of sampling steps,
+the largest sizes and frame counts, extreme rationals). Each must decode or raise a BitstreamError. The address space is capped
 (--max-memory-mb) so an absurd allocation fails loudly instead of swapping; any other exception,
 or a case slower than --time-limit seconds, stops the run with the mutant saved for replay.
 """
@@ -64,6 +65,7 @@ def main() -> int:
     def cases():
         for d in seeds:
             yield from fuzz.boundary_truncations(d)
+            yield from fuzz.crafted_cases(d)  # valid checksums, extreme values (huge steps, sizes, rationals)
         for _ in range(args.iterations):
             k = rng.randrange(len(seeds))
             yield fuzz.mutate(seeds[k], rng, lays[k])

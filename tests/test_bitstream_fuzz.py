@@ -5,6 +5,7 @@ hang or allocate absurdly. scripts/bitstream_fuzz.py runs the same thing for lon
 from __future__ import annotations
 
 import resource
+import time
 import tracemalloc
 
 import pytest
@@ -48,3 +49,27 @@ def test_fuzz_allocations_stay_small(seeds):
     finally:
         tracemalloc.stop()
     assert peak < 32 << 20, f"peak traced allocation {peak} bytes"
+
+
+def test_crafted_headers_are_answered_quickly_and_in_bounded_memory(seeds):
+    """Valid checksums, every field in range, extreme values: each case answers within 2 s, allocating at most
+    one declared chunk's symbols (8 bytes each, 128 MiB for 16 x 1024 x 1024) before the payload is judged."""
+    outcomes = {}
+    for data in seeds:
+        for name, mutant in fuzz.crafted_cases(data):
+            tracemalloc.start()
+            started = time.perf_counter()
+            try:
+                outcome = fuzz.exercise(mutant)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            seconds = time.perf_counter() - started
+            assert seconds < 2.0, (name, seconds)
+            assert peak < 160 << 20, (name, peak)
+            outcomes.setdefault(name, set()).add(outcome)
+    assert outcomes["crafted-steps-1000"] == {"ok"}
+    assert outcomes["crafted-steps-1001"] == outcomes["crafted-steps-4294967295"] == {"InconsistentHeader"}
+    assert outcomes["crafted-size-65536"] == {"LimitExceeded"}
+    assert all(o == {"ok"} for name, o in outcomes.items() if "fps" in name or "timebase" in name)
+    assert "ok" not in outcomes["crafted-size-8192"] | outcomes["crafted-frames-max"]

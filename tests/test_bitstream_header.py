@@ -42,7 +42,7 @@ ascii_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_siz
 @settings(max_examples=60, deadline=None)
 @given(w=st.integers(1, 4000), hgt=st.integers(1, 4000), lat_f=st.integers(1, 500),
        k=st.integers(1, 16), c=st.integers(1, 64), fps=st.tuples(st.integers(1, 2 ** 32 - 1), st.integers(1, 2 ** 32 - 1)),
-       seed=st.integers(0, 2 ** 64 - 1), steps=st.integers(0, 2 ** 32 - 1), strs=st.lists(ascii_text, min_size=5, max_size=5),
+       seed=st.integers(0, 2 ** 64 - 1), steps=st.integers(0, spec.MAX_SAMPLING_STEPS), strs=st.lists(ascii_text, min_size=5, max_size=5),
        model=ascii_text.filter(bool), global_q=st.booleans(), coder=st.sampled_from(["zstd", "range"]),
        ext=st.dictionaries(ascii_text.filter(bool), st.binary(max_size=50), max_size=3))
 def test_header_roundtrip_property(w, hgt, lat_f, k, c, fps, seed, steps, strs, model, global_q, coder, ext):
@@ -189,3 +189,10 @@ def test_header_accepts_numpy_ints_and_none_strings_and_hashes():
     assert out == h.with_defaults()
     assert hash(out) == hash(h.with_defaults())
     assert len({out, h.with_defaults()}) == 1
+
+
+def test_sampling_steps_limit():
+    """Each sampling step is a network pass with its own cache: a header may not ask for more than 1,000."""
+    encode_header(sample_header(sampling_steps=spec.MAX_SAMPLING_STEPS))
+    with pytest.raises(InconsistentHeader, match="sampling_steps"):
+        encode_header(sample_header(sampling_steps=spec.MAX_SAMPLING_STEPS + 1))

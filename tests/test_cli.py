@@ -35,7 +35,8 @@ from cdtcodec.weights import save_model
 
 FPS = Fraction(30000, 1001)
 SCRIPT = Path(sys.executable).with_name("cdtcodec")
-REAL_CLIP = Path(__file__).resolve().parent.parent / "cdtcodec" / "assets" / "sample.mp4"
+REPO = Path(__file__).resolve().parent.parent
+REAL_CLIP = REPO / "cdtcodec" / "assets" / "sample.mp4"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -454,11 +455,18 @@ def test_ctrl_c_leaves_nothing(tmp_path, clip, encoded, toy, monkeypatch):
 # ---------------------------------------------------------------------------------------------------------
 # the installed console script
 
-def script(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment for the console script: the checkout under test first on the path, so the script of
+    the environment the tests run in imports this code (an editable install may point at another checkout)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "CDT_TEST_THREADS": "2", "OMP_NUM_THREADS": "2", "PYTHONPATH": path, **extra}
+
+
+def script(*args, cwd: Path | None = None, input: bytes | None = None, **env: str) -> subprocess.CompletedProcess:
     if not SCRIPT.exists():
         pytest.skip(f"console script not installed at {SCRIPT}")
-    env = {**os.environ, "CDT_TEST_THREADS": "2", "OMP_NUM_THREADS": "2"}
-    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, cwd=cwd, env=env, timeout=120)
+    return subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, cwd=cwd, env=script_env(**env),
+                          input=input if input is not None else b"", timeout=120)
 
 
 def test_console_script_round_trip(work, toy):
@@ -500,7 +508,7 @@ def test_console_script_sigint(tmp_path, toy):
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen([str(SCRIPT), "encode", str(REAL_CLIP), "-o", str(out / "x.cdt"), "--model", str(toy),
-                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env())
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and not os.listdir(out) and time.monotonic() < deadline:

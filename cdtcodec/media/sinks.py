@@ -43,6 +43,8 @@ from cdtcodec.media.formats import (MAX_SIDE, _AVCOL_RANGE_MPEG, _AVCOL_SPC_BT70
                                     _ODD_SIZE_SUBSAMPLED_OK, _SVT_PRESETS, _VPX_CPU_USED, output_kind)
 
 AUDIO_LEAD = Fraction(1, 2)  # audio is muxed up to this far past the video written so far
+MIN_FPS, MAX_FPS = Fraction(1, 3600), Fraction(1000)  # one frame an hour .. a high-speed camera
+_AV_INT_MAX = (1 << 31) - 1
 
 
 def _as_fraction(value, what: str) -> Fraction:
@@ -72,8 +74,10 @@ class Sink:
                 f"{self.path}: unsupported frame size {self.width}x{self.height} (each side must be 1..{MAX_SIDE})"
             )
         self.fps = _as_fraction(fps, "frame rate")
-        if self.fps <= 0 or self.fps > 1000:
-            raise VideoError(f"{self.path}: invalid frame rate {fps!r}")
+        if not (MIN_FPS <= self.fps <= MAX_FPS) or max(self.fps.numerator, self.fps.denominator) > _AV_INT_MAX:
+            # FFmpeg keeps rates and time bases as 32-bit signed rationals; beyond them it overflows
+            raise VideoError(f"{self.path}: frame rate {self.fps} cannot be written (a video file holds "
+                             f"{MIN_FPS}..{MAX_FPS} fps, numerator and denominator below 2^31)")
         self.audio = audio
         self.audio_skipped_reason: str | None = None
         self.frames_written = 0

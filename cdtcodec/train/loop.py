@@ -13,7 +13,6 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,42 +27,9 @@ from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
 from cdtcodec.sampling import frame_noise
-from cdtcodec.train.losses import LossWeights, Objective
+from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
+from cdtcodec.train.losses import Objective
 from cdtcodec.weights import load_model, save_model
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    model: str = "cdt-tiny"  # preset to train from scratch, or a weights file (ours or official) to fine-tune
-    data: str = "data"  # built by scripts/build_dataset.py: data/train/*.mp4, data/val/*.mp4
-    out: str = "runs/cdt-tiny"  # run directory; an existing checkpoint there is resumed
-    steps: int = 20000  # total optimizer steps (a resumed run continues up to this)
-    batch: int = 2  # clips per process per step
-    frames: int = 9  # frames per clip (1 + 4k)
-    crop: int = 64  # square crop size
-    # share of samples per kind of footage (data/manifest.json); kinds not named are not drawn; none present:
-    # every segment by its number of windows
-    kind_mix: tuple[tuple[str, float], ...] = (("animation", 0.4), ("camera", 0.3), ("photo", 0.25),
-                                               ("screen", 0.05))
-    lr: float = 3e-4  # peak AdamW learning rate
-    warmup: int = 100  # linear warm-up steps
-    final_lr_ratio: float = 0.1  # cosine decay ends at lr * this
-    grad_clip: float = 1.0
-    ema: float = 0.999  # EMA decay of the weights that get shipped
-    kl_weight: float = LossWeights.kl
-    lpips_weight: float = LossWeights.lpips
-    inference_share: float = LossWeights.inference_share
-    seed: int = 0
-    log_every: int = 10
-    val_every: int = 250
-    val_clips: int = 8  # shared evenly between the kinds of footage in the validation split
-    val_size: int = 128
-    val_frames: int = 9
-    ckpt_every: int = 100
-    workers: int = 1  # DataLoader worker processes per rank (video decoding overlaps the step)
-    device: str = "auto"  # auto: cuda when available, else cpu
-    threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
-    precision: str = "fp32"  # or "bf16": the forward under bfloat16 autocast (a GPU's fast path), fp32 weights
 
 
 def _distributed() -> tuple[int, int]:

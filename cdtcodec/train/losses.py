@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cdtcodec.sampling import q_sample
+from cdtcodec.train.config import LossWeights  # noqa: F401 (re-exported: its old home)
 from cdtcodec.model.encoder import split_moments
 from cdtcodec.model import CDT
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    kl: float = 1e-4  # on the per-element mean KL; small, as in the CPU probes (larger starves the latent)
-    lpips: float = 0.1  # LPIPS-alex on the predicted x0, per frame
-    inference_share: float = 0.5  # share of samples at the one-step decode point (t = N-1, noise * 0.8)
 
 
 def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

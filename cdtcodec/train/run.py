@@ -48,7 +48,7 @@ def run_training(cfg: TrainConfig, export: Path | None = None, console: Console 
     try:
         val = validation_set(cfg.data, frames=cfg.val_frames, size=cfg.val_size, count=cfg.val_clips)
     except ValueError as e:
-        console.print(f"no validation clips ({e}); training without validation")
+        console.print(f"no validation clips ({e}); training without validation", markup=False)
         val = []
     trainer = Trainer(cfg, make_batches(cfg), [c.video for c in val], console=console,
                       val_kinds=[c.kind for c in val])
@@ -64,5 +64,5 @@ def run_training(cfg: TrainConfig, export: Path | None = None, console: Console 
             console.print("final " + " ".join(f"{k} {v:.4f}" for k, v in result.items() if "/" not in k))
         if export:
             trainer.export(export)
-            console.print(f"EMA weights -> {export}")
+            console.print(f"EMA weights -> {export}", markup=False)
     return trainer
