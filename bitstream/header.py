@@ -17,7 +17,7 @@ import numbers
 from dataclasses import dataclass, field, fields, replace
 from typing import BinaryIO, Iterable, Mapping
 
-from . import spec
+from . import coder_params, spec
 from .errors import (
     BadMagic,
     BitstreamError,
@@ -31,7 +31,7 @@ from .errors import (
 
 ENTROPY_CODERS_NAMES = tuple(spec.CODER_IDS)  # ("zstd", "range")
 DEFAULT_CODER = "range"  # fewer real bytes than zstd on every input we measured (docs/bitstream.md)
-DEFAULT_ZSTD_LEVEL = 19
+DEFAULT_ZSTD_LEVEL = coder_params.DEFAULT_ZSTD_LEVEL
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,12 +121,7 @@ class Header:
 
     def full_entropy_params(self) -> dict[str, int]:
         """entropy_params with the coder's defaults filled in."""
-        if self.entropy_coder == "zstd":
-            return {"level": DEFAULT_ZSTD_LEVEL, **self.entropy_params}
-        if self.entropy_coder == "range":
-            return {"model": spec.RANGE_MODEL_CHANNEL_V1, "precision": spec.RANGE_PRECISION,
-                    **self.entropy_params}
-        return dict(self.entropy_params)
+        return coder_params.defaults(self.entropy_coder, self.entropy_params)
 
     def with_defaults(self) -> "Header":
         """This header as a reader will return it (entropy params made explicit)."""
@@ -205,19 +200,7 @@ def validate_header(h: Header) -> None:
             raise InconsistentHeader(f"header: quant_step {q!r} is not a positive finite number")
     if h.entropy_coder not in spec.CODER_IDS:
         raise InconsistentHeader(f"header: unknown entropy coder {h.entropy_coder!r}")
-    params = h.full_entropy_params()
-    if h.entropy_coder == "zstd":
-        if set(params) != {"level"}:
-            raise InconsistentHeader(f"header: zstd parameters must be {{'level'}}, got {sorted(params)}")
-        _int_in(params["level"], "zstd level", -7, 22)
-    else:
-        if set(params) != {"model", "precision"}:
-            raise InconsistentHeader(
-                f"header: range parameters must be {{'model', 'precision'}}, got {sorted(params)}")
-        if params["model"] != spec.RANGE_MODEL_CHANNEL_V1:
-            raise UnsupportedFeature(f"header: unknown range model id {params['model']}")
-        if params["precision"] != spec.RANGE_PRECISION:
-            raise UnsupportedFeature(f"header: range precision {params['precision']} (only {spec.RANGE_PRECISION})")
+    coder_params.validate(h.entropy_coder, h.full_entropy_params(), qs)
     _int_in(h.seed, "seed", 0, (1 << 64) - 1)
     _int_in(h.sampling_steps, "sampling_steps", 0, u32)
     for k, v in h.extensions.items():
@@ -243,11 +226,7 @@ def encode_header(h: Header, extra_fields: Iterable[tuple[int, bool, bytes]] = (
     """The header's bytes: preamble, fields, CRC. extra_fields (tag, required, value) are
     appended verbatim (for testing forward compatibility)."""
     validate_header(h)
-    params = h.full_entropy_params()
-    if h.entropy_coder == "zstd":
-        pbytes = spec.ZSTD_PARAMS.pack(params["level"])
-    else:
-        pbytes = spec.RANGE_PARAMS.pack(params["model"], params["precision"])
+    pbytes = coder_params.pack(h.entropy_coder, h.full_entropy_params())
     parts = [
         _field(spec.Tag.MODEL_ID, h.model_id.encode("ascii")),
         _field(spec.Tag.WEIGHTS_HASH, h.weights_hash),
@@ -271,7 +250,7 @@ def encode_header(h: Header, extra_fields: Iterable[tuple[int, bool, bytes]] = (
     body = b"".join(parts)
     if len(body) > spec.MAX_HEADER_BYTES:
         raise LimitExceeded(f"header: {len(body)} bytes exceeds {spec.MAX_HEADER_BYTES}")
-    pre = spec.PREAMBLE.pack(spec.MAGIC, spec.FORMAT_MAJOR, spec.FORMAT_MINOR, len(body))
+    pre = spec.PREAMBLE.pack(spec.MAGIC, *coder_params.version(h.entropy_coder), len(body))
     return pre + body + spec.CRC.pack(zlib.crc32(pre + body))
 
 
@@ -371,12 +350,7 @@ def parse_header_fields(body: bytes) -> Header:
     if cid not in spec.CODER_NAMES:
         raise UnsupportedFeature(f"header: unknown entropy coder id {cid}")
     coder = spec.CODER_NAMES[cid]
-    if coder == "zstd":
-        (level,) = c.unpack(spec.ZSTD_PARAMS)
-        params = {"level": level}
-    else:
-        model, precision = c.unpack(spec.RANGE_PARAMS)
-        params = {"model": model, "precision": precision}
+    params = coder_params.unpack(coder, c.unpack)
     c.done()
     seed, steps_n = fixed(spec.Tag.SAMPLING, spec.SAMPLING, "sampling")
     h = Header(
@@ -413,9 +387,9 @@ def read_header(f: BinaryIO, file_size: int) -> tuple[Header, int]:
     if len(head) < spec.PREAMBLE.size:
         raise Truncated(f"header: file ends after {len(head)} bytes")
     _, major, minor, flen = spec.PREAMBLE.unpack(head)
-    if major != spec.FORMAT_MAJOR:
-        raise UnsupportedVersion(
-            f"format version {major}.{minor} not supported (this reader reads {spec.FORMAT_MAJOR}.x)")
+    if major not in spec.READ_MAJORS:
+        raise UnsupportedVersion(f"format version {major}.{minor} not supported "
+                                 f"(this reader reads {', '.join(f'{m}.x' for m in spec.READ_MAJORS)})")
     if flen > spec.MAX_HEADER_BYTES:
         raise LimitExceeded(f"header: field area of {flen} bytes exceeds {spec.MAX_HEADER_BYTES}")
     if spec.PREAMBLE.size + flen + spec.CRC.size > file_size:
@@ -430,4 +404,5 @@ def read_header(f: BinaryIO, file_size: int) -> tuple[Header, int]:
         raise
     except Exception as e:  # last line of defence: never let a parse bug escape untyped
         raise InconsistentHeader(f"header: unparseable ({type(e).__name__}: {e})") from None
+    coder_params.check_version(h.entropy_coder, major, minor)
     return h, spec.PREAMBLE.size + flen + spec.CRC.size
