@@ -550,6 +550,11 @@ class CdtReader:
             raise CorruptRecord(f"{what}: holds {t} latent frames, header implies {self.header.chunk_frames(i)}")
         return payload[spec.CHUNK_PREFIX.size:]
 
+    def use_prior(self, prior) -> None:
+        """Give the prior weights (PriorWeights or a path) a prior-coded file is decoded with (after opening:
+        which prior is needed is known from the header)."""
+        self._prior, self._coder = prior, None
+
     def read_chunk(self, i: int) -> np.ndarray:
         """Symbols of chunk i, int32 of shape (C, t, h, w)."""
         if self._coder is None:  # on first use: a prior file's header is readable without its prior

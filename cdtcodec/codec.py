@@ -22,13 +22,14 @@ from typing import Callable
 import torch
 
 from bitstream import spec
-from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
+from bitstream import BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
+from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT, EntropyChoiceError, plan_encode, prior_for_decode
 from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
-from cdtcodec.weights import WeightsError, load_model, shipped_weights
+from cdtcodec.weights import WeightsError, load_model, shipped_weights, weights_path
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
 
@@ -48,6 +49,8 @@ class Report:
     file_bytes: int
     seconds: float
     audio: str  # "carried", "none", or why it was dropped
+    entropy: str = ""  # the file's entropy coder
+    note: str = ""  # one line worth telling the user (e.g. why the default coder fell back to range)
 
     @property
     def bpp(self) -> float:
@@ -61,7 +64,8 @@ class Report:
     def as_dict(self) -> dict:
         return {"frames": self.frames, "width": self.width, "height": self.height, "fps": str(self.fps),
                 "bytes": self.file_bytes, "bpp": self.bpp, "kbps": self.kbps, "seconds": self.seconds,
-                "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio}
+                "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio,
+                **({"entropy": self.entropy} if self.entropy else {}), **({"note": self.note} if self.note else {})}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -171,7 +175,7 @@ def _check_layout(h: Header, label: str) -> None:
 # encode / decode
 
 def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int = DEFAULT_QUALITY,
-           step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = DEFAULT_CODER,
+           step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = ENTROPY_DEFAULT,
            start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
            progress: Progress | None = None) -> Report:
     """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds."""
@@ -185,8 +189,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         raise CodecError(f"--step must be a positive finite number, got {step!r}")
     if steps is not None and steps < 1:
         raise CodecError("--steps must be >= 1")
-    if entropy not in ENTROPY_CODERS:
-        raise CodecError(f"--entropy must be one of {', '.join(ENTROPY_CODERS)}, got {entropy!r}")
+    if entropy not in ENTROPY_CHOICES:
+        raise CodecError(f"--entropy must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
     if not 0 <= seed < 1 << 64:
         raise CodecError("--seed must be in 0 .. 2**64-1")
     check_cdt_output(dst)
@@ -195,6 +199,10 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
     with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
         info = reader.info
         net, name, digest = load_model(model, device)
+        try:
+            plan = plan_encode(entropy, weights_path(model), (float(step),), net.cfg.latent_dim)
+        except EntropyChoiceError as e:
+            raise CodecError(str(e)) from None
         steps = steps or net.cfg.sample_steps
         timeline = Timeline.of(net.cfg)
         # One pass over the input: its length is known only at its end, so the header starts with the most
@@ -210,14 +218,14 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
             color_primaries=info.color_primaries, color_trc=info.color_trc,
             latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
             latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
-            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=entropy,
+            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=plan.coder, entropy_params=plan.params,
             seed=seed, sampling_steps=steps, extensions={},
         )
         encoder = StreamEncoder(net)
         carry = audio and info.audio is not None
         done = 0
         try:
-            writer = CdtWriter(dst, header)
+            writer = CdtWriter(dst, header, prior=plan.prior)
         except OSError as e:
             raise CodecError(f"{dst}: cannot write: {e.strerror or e}") from None
         with writer:
@@ -246,7 +254,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                     writer.write_audio_packet(packet)
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
-    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state)
+    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note)
 
 
 def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
@@ -290,6 +298,10 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
                                f"but {weights} has sha256 {digest}; pass --model PATH to the weights it was encoded with")
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
+        try:
+            reader.use_prior(prior_for_decode(h, weights, label))
+        except EntropyChoiceError as e:
+            raise WeightsError(str(e)) from None
         qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)
         stream = StreamDecoder(net, seed=h.seed, steps=h.sampling_steps or None)
         fps = Fraction(h.fps_num, h.fps_den)
@@ -332,4 +344,4 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         state = "dropped (frame range)"
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
-    return Report(written, h.width, h.height, fps, size, time.time() - started, state)
+    return Report(written, h.width, h.height, fps, size, time.time() - started, state, h.entropy_coder)
