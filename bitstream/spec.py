@@ -21,8 +21,8 @@ MAGIC = b"\x89CDT\r\n\x1a\n"
 #: Last 4 bytes of every complete .cdt file (end of the trailer).
 END_MAGIC = b"CDTe"
 
-#: A reader accepts files whose major version equals FORMAT_MAJOR and any minor version:
-#: minor bumps only add optional things that older readers skip.
+#: The newest format version. A reader accepts files whose major version is in READ_MAJORS and any minor
+#: version: minor bumps only add optional things that older readers skip.
 FORMAT_MAJOR = 2
 FORMAT_MINOR = 0
 #: major versions this reader reads. Version 1: coders zstd and range (chunks independent); version 2 adds the
