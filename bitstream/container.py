@@ -32,7 +32,7 @@ import numpy as np
 from . import spec
 from .atomic import AtomicOutput
 from .audio import AudioPacket, AudioTrack
-from .entropy import make_coder
+from .chunk_coding import chunk_coder
 from .errors import (
     BitstreamError,
     ChecksumMismatch,
@@ -141,12 +141,13 @@ class CdtWriter:
     `dest` is a path (written via a temporary in the same directory, fsync'd and renamed on
     successful close; removed on error) or a writable binary file object (written in place,
     never seeked, so pipes work). Use as a context manager or call close()/abort().
+    `prior` (PriorWeights or the path of its file) is needed for the coder `prior` (chunk_coding.py).
     """
 
-    def __init__(self, dest, header: Header):
+    def __init__(self, dest, header: Header, *, prior=None):
         self.header = header.with_defaults()
         head = encode_header(self.header)  # validates
-        self._coder = make_coder(self.header.entropy_coder, self.header.full_entropy_params())
+        self._coder = chunk_coder(self.header, prior)
         self._output: AtomicOutput | None = None
         if isinstance(dest, (str, os.PathLike)):
             self._output = AtomicOutput(dest)
@@ -206,7 +207,7 @@ class CdtWriter:
         expect = self.header.chunk_shape(i)
         if a.shape != expect:
             raise ValueError(f"chunk {i}: shape {a.shape}, expected {expect}")
-        payload = spec.CHUNK_PREFIX.pack(i, expect[1]) + self._coder.encode(a)
+        payload = spec.CHUNK_PREFIX.pack(i, expect[1]) + self._coder.encode(i, a)
         offset, length = self._record(spec.RecordType.CHUNK, payload)
         self._index.write(spec.INDEX_ENTRY.pack(offset, length))
         self._chunks += 1
@@ -346,9 +347,15 @@ class CdtReader:
     With salvage=True a file whose trailer or index is missing or damaged (e.g. truncated) is
     still opened: its records are scanned from the start and the readable leading chunks are
     served (num_chunks may then be smaller than header.num_chunks).
+    A file coded with the prior needs `prior` (PriorWeights or the path of its file) to decode chunks;
+    header, index, stats and audio are read without it. Its chunk i depends on the chunks before it back to
+    the last context reset (chunk_coding.py): read_chunk(i) decodes those first, and a damaged chunk makes the
+    ones after it unreadable up to the next reset.
     """
 
-    def __init__(self, src, *, salvage: bool = False):
+    def __init__(self, src, *, salvage: bool = False, prior=None):
+        self._prior = prior
+        self._coder = None
         self._own = isinstance(src, (str, os.PathLike))
         if not self._own:
             try:
@@ -376,7 +383,6 @@ class CdtReader:
         self._size = f.tell() - self._base
         f.seek(self._base)
         self.header, self._header_len = read_header(f, self._size)
-        self._coder = make_coder(self.header.entropy_coder, self.header.full_entropy_params())
         self._salvaged: list[tuple[int, int]] | None = None
         self._n_audio = 0
         self._audio_track_offset = 0
@@ -544,18 +550,16 @@ class CdtReader:
             raise CorruptRecord(f"{what}: holds {t} latent frames, header implies {self.header.chunk_frames(i)}")
         return payload[spec.CHUNK_PREFIX.size:]
 
+    def use_prior(self, prior) -> None:
+        """Give the prior weights (PriorWeights or a path) a prior-coded file is decoded with (after opening:
+        which prior is needed is known from the header)."""
+        self._prior, self._coder = prior, None
+
     def read_chunk(self, i: int) -> np.ndarray:
         """Symbols of chunk i, int32 of shape (C, t, h, w)."""
-        payload = self.chunk_payload(i)
-        what = f"chunk {i}"
-        try:
-            return self._coder.decode(payload, self.header.chunk_shape(i), what=what)
-        except BitstreamError:
-            raise
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as e:  # never let a decoder bug escape untyped
-            raise CorruptRecord(f"{what}: undecodable ({type(e).__name__}: {e})") from None
+        if self._coder is None:  # on first use: a prior file's header is readable without its prior
+            self._coder = chunk_coder(self.header, self._prior)
+        return self._coder.decode(i, self.chunk_payload)
 
     def chunks(self) -> Iterator[np.ndarray]:
         """All chunks in order, one at a time."""

@@ -10,12 +10,14 @@ content directly.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 import struct
 import time
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator
 
 from . import spec
@@ -126,11 +128,12 @@ def mutate(data: bytes, rng: random.Random, lay: Layout | None = None) -> tuple[
     return name, bytes(b)
 
 
-def exercise(data: bytes, salvage: bool = False) -> str:
+def exercise(data: bytes, salvage: bool = False, prior=None) -> str:
     """Read everything a decoder would read. Returns "ok" or the BitstreamError class name;
-    any other exception propagates (that is a bug)."""
+    any other exception propagates (that is a bug). Prior-coded files are read with `prior`
+    (default: sample_prior(), the weights sample_file codes with)."""
     try:
-        with CdtReader(io.BytesIO(data), salvage=salvage) as r:
+        with CdtReader(io.BytesIO(data), salvage=salvage, prior=prior or sample_prior()) as r:
             r.header
             r.audio_track
             for _ in r.chunks():
@@ -188,9 +191,32 @@ def run(seed_files: list[bytes], iterations: int, seed: int = 0, time_limit: flo
 # ------------------------------------------------------------------------------------------------
 # small valid files to start from
 # ------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def sample_prior():
+    """Small integer prior weights (16 channels, hidden 8, 2 channel groups) from a fixed seed."""
+    import math
+
+    import numpy as np
+
+    from .prior import PriorArch, PriorWeights
+
+    arch = PriorArch(channels=16, hidden=8, channel_groups=2)
+    rng = np.random.default_rng(5)
+    tensors = {}
+    for name, (k, cin, cout) in arch.layers().items():
+        lim = 4096 // math.isqrt(k * k * cin)
+        tensors[f"{name}.weight"] = rng.integers(-lim, lim + 1, size=(k * k * cin, cout))
+        tensors[f"{name}.bias"] = rng.integers(-(1 << 14), 1 << 14, size=cout)
+    tensors["trunk1.condition"] = rng.integers(-512, 513, size=(arch.conditions, arch.hidden))
+    return PriorWeights(arch, tensors, sha256=hashlib.sha256(b"bitstream.fuzz.sample_prior v1").hexdigest())
+
+
 def sample_header(coder: str = "range", **overrides):
     from .header import Header
 
+    if coder == "prior":
+        overrides = {"quant_step": (0.5,),
+                     "entropy_params": {"prior_sha256": sample_prior().sha256, "reset_interval": 2}, **overrides}
     fields = dict(
         model_id="cdt-tiny", weights_hash=bytes(range(32)), width=50, height=38,
         coded_width=56, coded_height=40, num_frames=6, coded_frames=9,
@@ -214,7 +240,7 @@ def sample_file(coder: str = "range", seed: int = 0, audio: bool = True, **overr
     h = sample_header(coder, **overrides)
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
-    w = CdtWriter(buf, h)
+    w = CdtWriter(buf, h, prior=sample_prior() if coder == "prior" else None)
     if audio:
         w.set_audio_track(AudioTrack("aac", 48000, 2, "stereo", 1, 48000, 128000, b"\x11\x90"))
     for i in range(h.num_chunks):

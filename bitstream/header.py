@@ -21,7 +21,7 @@ import numbers
 from dataclasses import dataclass, field, fields, replace
 from typing import BinaryIO, Iterable, Mapping
 
-from . import spec
+from . import coder_params, spec
 from .errors import (
     BadMagic,
     BitstreamError,
@@ -35,7 +35,7 @@ from .errors import (
 
 ENTROPY_CODERS_NAMES = tuple(spec.CODER_IDS)  # ("zstd", "range")
 DEFAULT_CODER = "range"  # fewer real bytes than zstd on every input we measured (docs/bitstream.md)
-DEFAULT_ZSTD_LEVEL = 19
+DEFAULT_ZSTD_LEVEL = coder_params.DEFAULT_ZSTD_LEVEL
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,12 +125,7 @@ class Header:
 
     def full_entropy_params(self) -> dict[str, int]:
         """entropy_params with the coder's defaults filled in."""
-        if self.entropy_coder == "zstd":
-            return {"level": DEFAULT_ZSTD_LEVEL, **self.entropy_params}
-        if self.entropy_coder == "range":
-            return {"model": spec.RANGE_MODEL_CHANNEL_V1, "precision": spec.RANGE_PRECISION,
-                    **self.entropy_params}
-        return dict(self.entropy_params)
+        return coder_params.defaults(self.entropy_coder, self.entropy_params)
 
     def with_defaults(self) -> "Header":
         """This header as a reader will return it (entropy params made explicit)."""
@@ -244,26 +239,19 @@ class _Steps:
         return (tuple(c.unpack(spec.QUANT_STEP)[0] for _ in range(n)),)
 
 
-#: each coder's parameters, the bytes after its id in the ENTROPY field: their struct and the names of its
-#: positions (the keys of Header.entropy_params)
-CODER_PARAMS = {"zstd": (spec.ZSTD_PARAMS, ("level",)), "range": (spec.RANGE_PARAMS, ("model", "precision"))}
-
-
 class _Coder:
-    """The coder's u8 id, then its parameters laid out by CODER_PARAMS: (entropy_coder, entropy_params)."""
+    """The coder's u8 id, then its parameters as coder_params lays them out: (entropy_coder, entropy_params)."""
 
     def write(self, values) -> bytes:
         coder, params = values
-        st, keys = CODER_PARAMS[coder]
-        return spec.ENTROPY_ID.pack(spec.CODER_IDS[coder]) + st.pack(*(params[k] for k in keys))
+        return spec.ENTROPY_ID.pack(spec.CODER_IDS[coder]) + coder_params.pack(coder, params)
 
     def read(self, c: _Cursor, names) -> tuple:
         (cid,) = c.unpack(spec.ENTROPY_ID)
         if cid not in spec.CODER_NAMES:
             raise UnsupportedFeature(f"header: unknown entropy coder id {cid}")
         coder = spec.CODER_NAMES[cid]
-        st, keys = CODER_PARAMS[coder]
-        return coder, dict(zip(keys, c.unpack(st)))
+        return coder, coder_params.unpack(coder, c.unpack)
 
 
 @dataclass(frozen=True)
@@ -301,7 +289,7 @@ FIELDS: tuple[_Field, ...] = (
 _BY_TAG = {f.tag: f for f in FIELDS}
 # The table covers the header: every attribute but the extensions (a repeatable field of their own) once.
 assert sorted(n for f in FIELDS for n in f.names) == sorted(f.name for f in fields(Header) if f.name != "extensions")
-assert tuple(_BY_TAG) == spec.REQUIRED_TAGS and set(CODER_PARAMS) == set(spec.CODER_IDS)
+assert tuple(_BY_TAG) == spec.REQUIRED_TAGS
 _INT_FIELDS = tuple(n for f in FIELDS if isinstance(f.layout, _Packed) for n in f.names)
 _STR_FIELDS = tuple(n for f in FIELDS if isinstance(f.layout, _Strings) for n in f.names)
 
@@ -371,18 +359,7 @@ def validate_header(h: Header) -> None:
             raise InconsistentHeader(f"header: quant_step {q!r} is not a positive finite number")
     if h.entropy_coder not in spec.CODER_IDS:
         raise InconsistentHeader(f"header: unknown entropy coder {h.entropy_coder!r}")
-    params = h.full_entropy_params()
-    keys = CODER_PARAMS[h.entropy_coder][1]
-    if set(params) != set(keys):
-        raise InconsistentHeader(f"header: {h.entropy_coder} parameters must be {{{', '.join(map(repr, keys))}}}, "
-                                 f"got {sorted(params)}")
-    if h.entropy_coder == "zstd":
-        _int_in(params["level"], "zstd level", -7, 22)
-    else:
-        if params["model"] != spec.RANGE_MODEL_CHANNEL_V1:
-            raise UnsupportedFeature(f"header: unknown range model id {params['model']}")
-        if params["precision"] != spec.RANGE_PRECISION:
-            raise UnsupportedFeature(f"header: range precision {params['precision']} (only {spec.RANGE_PRECISION})")
+    coder_params.validate(h.entropy_coder, h.full_entropy_params(), qs)
     _int_in(h.seed, "seed", 0, (1 << 64) - 1)
     _int_in(h.sampling_steps, "sampling_steps", 0, spec.MAX_SAMPLING_STEPS)
     for k, v in h.extensions.items():
@@ -412,7 +389,7 @@ def encode_header(h: Header, extra_fields: Iterable[tuple[int, bool, bytes]] = (
     body = b"".join(parts)
     if len(body) > spec.MAX_HEADER_BYTES:
         raise LimitExceeded(f"header: {len(body)} bytes exceeds {spec.MAX_HEADER_BYTES}")
-    pre = spec.PREAMBLE.pack(spec.MAGIC, spec.FORMAT_MAJOR, spec.FORMAT_MINOR, len(body))
+    pre = spec.PREAMBLE.pack(spec.MAGIC, *coder_params.version(h.entropy_coder), len(body))
     return pre + body + spec.CRC.pack(zlib.crc32(pre + body))
 
 
@@ -473,9 +450,9 @@ def read_header(f: BinaryIO, file_size: int) -> tuple[Header, int]:
     if len(head) < spec.PREAMBLE.size:
         raise Truncated(f"header: file ends after {len(head)} bytes")
     _, major, minor, flen = spec.PREAMBLE.unpack(head)
-    if major != spec.FORMAT_MAJOR:
-        raise UnsupportedVersion(
-            f"format version {major}.{minor} not supported (this reader reads {spec.FORMAT_MAJOR}.x)")
+    if major not in spec.READ_MAJORS:
+        raise UnsupportedVersion(f"format version {major}.{minor} not supported "
+                                 f"(this reader reads {', '.join(f'{m}.x' for m in spec.READ_MAJORS)})")
     if flen > spec.MAX_HEADER_BYTES:
         raise LimitExceeded(f"header: field area of {flen} bytes exceeds {spec.MAX_HEADER_BYTES}")
     if spec.PREAMBLE.size + flen + spec.CRC.size > file_size:
@@ -490,4 +467,5 @@ def read_header(f: BinaryIO, file_size: int) -> tuple[Header, int]:
         raise
     except Exception as e:  # last line of defence: never let a parse bug escape untyped
         raise InconsistentHeader(f"header: unparseable ({type(e).__name__}: {e})") from None
+    coder_params.check_version(h.entropy_coder, major, minor)
     return h, spec.PREAMBLE.size + flen + spec.CRC.size

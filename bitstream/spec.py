@@ -21,10 +21,14 @@ MAGIC = b"\x89CDT\r\n\x1a\n"
 #: Last 4 bytes of every complete .cdt file (end of the trailer).
 END_MAGIC = b"CDTe"
 
-#: A reader accepts files whose major version equals FORMAT_MAJOR and any minor version:
-#: minor bumps only add optional things that older readers skip.
-FORMAT_MAJOR = 1
+#: The newest format version. A reader accepts files whose major version is in READ_MAJORS and any minor
+#: version: minor bumps only add optional things that older readers skip.
+FORMAT_MAJOR = 2
 FORMAT_MINOR = 0
+#: major versions this reader reads. Version 1: coders zstd and range (chunks independent); version 2 adds the
+#: coder `prior` (chunk i conditioned on chunk i-1). A writer uses the lowest major its coder needs, so
+#: `zstd` and `range` files stay version 1.0 and readers of version 1 keep reading them.
+READ_MAJORS = (1, 2)
 
 # --------------------------------------------------------------------------------------------
 # Struct layouts
@@ -123,9 +127,12 @@ class CoderId:
 
     ZSTD = 1
     RANGE = 2
+    PRIOR = 3  # format version 2
 
 
-CODER_NAMES = {CoderId.ZSTD: "zstd", CoderId.RANGE: "range"}
+CODER_NAMES = {CoderId.ZSTD: "zstd", CoderId.RANGE: "range", CoderId.PRIOR: "prior"}
+#: (major, minor) a file coded with each coder is written as
+CODER_VERSION = {"zstd": (1, 0), "range": (1, 0), "prior": (2, 0)}
 CODER_IDS = {v: k for k, v in CODER_NAMES.items()}
 
 
@@ -153,6 +160,16 @@ RANGE_HALF_WIDTH_FACTOR = {Family.LAPLACE: 32.0, Family.GAUSS: 6.0, Family.CAUCH
 #: per-channel parameters inside a range chunk payload: mean, scale as IEEE float16
 RANGE_CHANNEL_PARAMS = struct.Struct("<ee")
 RANGE_WORDS = struct.Struct("<I")  # number of 32-bit range coder words that follow
+#: prior: layout id (PRIOR_LAYOUT_V1), probability precision (RANGE_PRECISION), SHA-256 of the prior weights
+#: file, context reset interval N (chunk i is coded without the chunks before it when i mod N = 0; 0: only
+#: chunk 0)
+PRIOR_PARAMS = struct.Struct("<BB32sI")
+PRIOR_LAYOUT_V1 = 1
+#: first byte of a prior chunk payload: flags; bit 0 = context reset (no previous latent frame)
+PRIOR_CHUNK_FLAGS = struct.Struct("<B")
+PRIOR_FLAG_RESET = 0x01
+#: the writer's default reset interval: about 5 s of 24 fps video at 4 video frames per chunk
+DEFAULT_PRIOR_RESET_INTERVAL = 32
 #: zstd chunk payload: bytes per symbol of the zigzag-packed array (1, 2 or 4)
 ZSTD_WIDTH = struct.Struct("<B")
 

@@ -24,10 +24,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError
+from bitstream import BitstreamError
 from bitstream.spec import MAX_SAMPLING_STEPS
 from cdtcodec import __version__
 from cdtcodec.config import DEFAULT_MODEL
+from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT
 from cdtcodec.errors import ParamError
 from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
 from cdtcodec.overwrite import OutputRefused, confirm_output, policy
@@ -247,8 +248,11 @@ def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
         d = report.as_dict()
         err.print(f"{kind}: {d['frames']} frames {d['width']}x{d['height']} @ {d['fps']} fps -> {out}: "
                   f"{d['bytes']:,} bytes, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbps, {d['seconds']:.1f} s "
-                  f"({d['fps_processed']:.2f} frames/s), audio {d['audio']}",
+                  f"({d['fps_processed']:.2f} frames/s), audio {d['audio']}"
+                  + (f", entropy {d['entropy']}" if d.get("entropy") else ""),
                   highlight=False, markup=False, soft_wrap=True)
+        if d.get("note"):
+            err.print(f"note: {d['note']}", highlight=False, markup=False, soft_wrap=True)
 
 
 MAX_THREADS = 256
@@ -275,7 +279,8 @@ def encode(
     model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Decoder noise seed, stored in the file."),
     steps: int = typer.Option(1, min=1, max=MAX_SAMPLING_STEPS, help="DDIM sampling steps used at decode, stored in the file."),
-    entropy: str = typer.Option(DEFAULT_CODER, help=f"Entropy coder: {', '.join(ENTROPY_CODERS)}."),
+    entropy: str = typer.Option(ENTROPY_DEFAULT, help=f"Entropy coder: {', '.join(ENTROPY_CHOICES)} (auto: the "
+                                                      "model's prior, format 2, if it has one; else range, format 1)."),
     start: float = typer.Option(0.0, min=0.0, help="Start time in seconds."),
     frames: Optional[int] = typer.Option(None, min=1, help="Encode at most this many frames."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not carry the source audio."),
@@ -343,12 +348,13 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     verify: bool = typer.Option(False, "--verify", help="Also check every chunk's and audio packet's CRC and "
                                                         "entropy coding (fast: no neural decode)."),
+    model: Optional[str] = typer.Option(None, help="Weights whose prior --verify uses (default: those the file names)."),
 ):
     """Show a .cdt file's header, sizes, rate and chunk table."""
     from cdtcodec.info import describe
 
     with _input_path(input, ".cdt") as src:
-        data = describe(src, verify=verify)
+        data = describe(src, verify=verify, model=model)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return

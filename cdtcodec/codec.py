@@ -22,8 +22,9 @@ from typing import Callable
 import torch
 
 from bitstream import spec
-from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, CdtReader, CdtWriter, Header
+from bitstream import BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
+from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT, EntropyChoiceError, plan_encode, prior_for_decode
 from cdtcodec.errors import ParamError
 from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
 from cdtcodec.quantize import DEFAULT_QUALITY, MIN_STEP, dequantize, quantize, step_for_quality
@@ -32,7 +33,7 @@ from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
 from cdtcodec.media.notes import input_reductions, missing_frames
 from cdtcodec.overwrite import refuse_inputs
-from cdtcodec.weights import WeightsError, load_model, shipped_weights
+from cdtcodec.weights import WeightsError, load_model, shipped_weights, weights_path
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
 
@@ -60,6 +61,8 @@ class Report:
     file_bytes: int
     seconds: float
     audio: str  # "carried", "none", or why it was dropped
+    entropy: str = ""  # the file's entropy coder
+    note: str = ""  # one line worth telling the user (e.g. why the default coder fell back to range)
 
     @property
     def bpp(self) -> float:
@@ -73,7 +76,8 @@ class Report:
     def as_dict(self) -> dict:
         return {"frames": self.frames, "width": self.width, "height": self.height, "fps": str(self.fps),
                 "bytes": self.file_bytes, "bpp": self.bpp, "kbps": self.kbps, "seconds": self.seconds,
-                "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio}
+                "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio,
+                **({"entropy": self.entropy} if self.entropy else {}), **({"note": self.note} if self.note else {})}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,7 +187,7 @@ def _check_layout(h: Header, label: str) -> None:
 # encode / decode
 
 def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int = DEFAULT_QUALITY,
-           step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = DEFAULT_CODER,
+           step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = ENTROPY_DEFAULT,
            start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
            progress: Progress | None = None, max_memory: int | None = None,
            notice: Callable[[str], None] | None = None) -> Report:
@@ -200,8 +204,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         raise BadArgument("step", f" must be a finite number >= {MIN_STEP:g}, got {step!r}")
     if steps is not None and steps < 1:
         raise BadArgument("steps", " must be >= 1")
-    if entropy not in ENTROPY_CODERS:
-        raise BadArgument("entropy", f" must be one of {', '.join(ENTROPY_CODERS)}, got {entropy!r}")
+    if entropy not in ENTROPY_CHOICES:
+        raise BadArgument("entropy", f" must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
     if not 0 <= seed < 1 << 64:
         raise BadArgument("seed", " must be in 0 .. 2**64-1")
     check_cdt_output(dst)
@@ -213,6 +217,10 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         for note in input_reductions(info):
             notice(note)
         net, name, digest = load_model(model, device)
+        try:
+            plan = plan_encode(entropy, weights_path(model), (float(step),), net.cfg.latent_dim)
+        except EntropyChoiceError as e:
+            raise CodecError(str(e)) from None
         steps = steps or net.cfg.sample_steps
         timeline = Timeline.of(net.cfg)
         # One pass over the input: its length is known only at its end, so the header starts with the most
@@ -229,14 +237,14 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
             color_primaries=info.color_primaries, color_trc=info.color_trc,
             latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
             latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
-            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=entropy,
+            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=plan.coder, entropy_params=plan.params,
             seed=seed, sampling_steps=steps, extensions={},
         )
         encoder = StreamEncoder(net)
         carry = audio and info.audio is not None
         done = 0
         try:
-            writer = CdtWriter(dst, header)
+            writer = CdtWriter(dst, header, prior=plan.prior)
         except OSError as e:
             raise CodecError(f"{dst}: cannot write: {e.strerror or e}") from None
         with writer:
@@ -267,7 +275,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                     writer.write_audio_packet(packet)
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
-    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state)
+    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note)
 
 
 def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
@@ -316,6 +324,10 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         steps = h.sampling_steps or net.cfg.sample_steps
         check_memory(decode_bytes(net.cfg, h.coded_height, h.coded_width, steps),
                      f"{label}: decoding {h.width}x{h.height} at {steps} sampling step(s)", max_memory)
+        try:
+            reader.use_prior(prior_for_decode(h, weights, label))
+        except EntropyChoiceError as e:
+            raise WeightsError(str(e)) from None
         qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)
         stream = StreamDecoder(net, seed=h.seed, steps=h.sampling_steps or None)
         fps = Fraction(h.fps_num, h.fps_den)
@@ -358,4 +370,4 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         state = "dropped (frame range)"
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
-    return Report(written, h.width, h.height, fps, size, time.time() - started, state)
+    return Report(written, h.width, h.height, fps, size, time.time() - started, state, h.entropy_coder)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
-from cdtcodec.codec import named_errors, source_label, open_cdt
+from cdtcodec.codec import decoder_weights, named_errors, source_label, open_cdt
+from cdtcodec.entropy_choice import prior_for_decode
 from cdtcodec.timeline import CODEC_TIMELINE
 
 
-def describe(path, label: str | None = None, verify: bool = False) -> dict:
+def describe(path, label: str | None = None, verify: bool = False, model=None) -> dict:
     """Header fields, byte accounting, rate (bpp, kbps) and the per-chunk table, as plain JSON-able data.
 
     The byte counts add up: file_bytes = header_bytes + index_bytes + payload_bytes + framing_bytes
@@ -39,6 +40,8 @@ def describe(path, label: str | None = None, verify: bool = False) -> dict:
             count = max(0, min(count, h.num_frames - start))  # the padded tail is not shown
             chunks.append({"index": i, "first_frame": start, "frames": count, "bytes": payload,
                            "bpp": 8 * payload / max(1, count * pixels)})
+        if verify and h.entropy_coder == "prior":  # the prior beside the weights (default: those the file names)
+            reader.use_prior(prior_for_decode(h, decoder_weights(h, model, label), label))
         verified = ({"chunks": sum(1 for _ in reader.chunks()),
                      "audio_packets": sum(1 for _ in reader.audio_packets())} if verify else None)
     return {

@@ -153,11 +153,8 @@ def shipped_weights(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[CDT, str, str]:
-    """A preset name (its shipped weights in weights/), our .safetensors, or an official checkpoint.
-
-    Returns (model in eval mode, model name, sha256 of the weights file).
-    """
+def weights_path(spec: str | Path | None = None) -> Path:
+    """The file load_model(spec) reads: a preset's shipped weights, or the path itself."""
     spec = str(spec or DEFAULT_MODEL)
     path = Path(spec)
     if spec in PRESETS and not path.exists():
@@ -165,6 +162,15 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
         if path is None:
             raise WeightsError(f"no shipped weights for {spec} (expected {WEIGHTS_DIR / spec}.safetensors); "
                                "convert a checkpoint with `cdtcodec convert`")
+    return path
+
+
+def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[CDT, str, str]:
+    """A preset name (its shipped weights in weights/), our .safetensors, or an official checkpoint.
+
+    Returns (model in eval mode, model name, sha256 of the weights file).
+    """
+    path = weights_path(spec)
     name, cfg, state = _read_any(path)
     model = CDT(cfg)
     problems = _mismatch(model, state)

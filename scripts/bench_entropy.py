@@ -115,11 +115,14 @@ def main() -> None:
     ap.add_argument("--npy", nargs="*", default=[], help="float latents (C,T,h,w) .npy, quantized with --step")
     ap.add_argument("--step", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prior", default=str(Path(__file__).resolve().parents[1] / "cdtcodec" / "assets" / "weights"
+                                           / "cdt-tiny.prior.safetensors"),
+                    help="prior weights for --cdt files coded with the prior (format 2)")
     args = ap.parse_args()
 
     print(HEAD)
     for path in args.cdt:
-        with CdtReader(path) as r:
+        with CdtReader(path, prior=args.prior) as r:
             chunks = [c.astype(np.int64) for c in r.chunks()]
         print(row(Path(path).name, measure_chunks(chunks)))
     for path in args.npy:

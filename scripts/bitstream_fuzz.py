@@ -34,6 +34,9 @@ def seed_files() -> list[bytes]:
                          chunk_latent_frames=2),
         fuzz.sample_file("zstd", seed=4, audio=True, latent_frames=5, coded_frames=17, num_frames=15,
                          chunk_latent_frames=3, quant_step=(0.25,)),
+        fuzz.sample_file("prior", seed=5),
+        fuzz.sample_file("prior", seed=6, audio=False, latent_frames=5, coded_frames=17, num_frames=17,
+                         chunk_latent_frames=2),
     ]
 
 

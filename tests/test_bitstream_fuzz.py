@@ -17,7 +17,10 @@ from bitstream import fuzz
 def seeds():
     return [fuzz.sample_file("range", seed=1), fuzz.sample_file("zstd", seed=2),
             fuzz.sample_file("range", seed=3, audio=False, latent_frames=4, coded_frames=13,
-                             num_frames=13, chunk_latent_frames=2)]
+                             num_frames=13, chunk_latent_frames=2),
+            fuzz.sample_file("prior", seed=4),
+            fuzz.sample_file("prior", seed=5, audio=False, latent_frames=4, coded_frames=13, num_frames=13,
+                             chunk_latent_frames=2)]
 
 
 def test_valid_seed_files_decode(seeds):

@@ -3,7 +3,9 @@
 Their content is regenerated here from a fixed seed with integer-only arithmetic (no float
 maths, no numpy distribution methods whose streams may change), and compared with what the
 reader decodes. Files are named golden_v<major>.<minor>_<coder>.cdt; every one found is
-checked, so files of older format versions keep being tested after a version bump.
+checked, so files of older format versions keep being tested after a version bump. A `prior` file
+has its prior weights beside it (golden_v<major>.<minor>_prior.prior.safetensors: small integer
+weights, also regenerated here from the seed), so a retrained shipped prior never orphans it.
 
 To add the files for a new format version: bump spec.FORMAT_MINOR/FORMAT_MAJOR, then run
     CDT_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_bitstream_golden.py
@@ -14,19 +16,45 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
+
+import math
 
 import numpy as np
 import pytest
 
 from bitstream import AudioPacket, AudioTrack, CdtReader, CdtWriter, Header, spec
+from bitstream.prior import PriorArch, PriorWeights, load_prior, save_prior
 
 GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
-CODERS = ("range", "zstd")
+CODERS = ("range", "zstd", "prior")
 SEED = 20240611
+PRIOR_ARCH = PriorArch(channels=16, hidden=8, channel_groups=2)
 
 
-def golden_header(coder: str) -> Header:
+def golden_prior() -> PriorWeights:
+    """Integer prior weights from PCG64 raw bits: each layer's weights uniform in +-4096/sqrt(fan-in)."""
+    tensors = {}
+    shapes = {f"{n}.weight": (k * k * cin, cout) for n, (k, cin, cout) in PRIOR_ARCH.layers().items()}
+    shapes.update({f"{n}.bias": (cout,) for n, (k, cin, cout) in PRIOR_ARCH.layers().items()})
+    shapes["trunk1.condition"] = (PRIOR_ARCH.conditions, PRIOR_ARCH.hidden)
+    for n, key in enumerate(sorted(shapes)):
+        size = int(np.prod(shapes[key]))
+        raw = np.random.PCG64(SEED + 1000 + n).random_raw(size).astype(np.uint64)
+        lim = 4096 // math.isqrt(shapes[key][0]) if key.endswith(".weight") else 1 << 14
+        tensors[key] = ((raw % np.uint64(2 * lim + 1)).astype(np.int64) - lim).reshape(shapes[key])
+    return PriorWeights(PRIOR_ARCH, tensors)
+
+
+def prior_path(cdt: Path) -> Path:
+    return cdt.with_name(cdt.name.removesuffix(".cdt") + ".prior.safetensors")
+
+
+def golden_header(coder: str, prior_sha256: str | None = None) -> Header:
+    if coder == "prior":
+        return replace(golden_header("range"), quant_step=(0.5,), entropy_coder="prior",
+                       entropy_params={"prior_sha256": prior_sha256, "reset_interval": 2}).with_defaults()
     return Header(
         model_id="cdt-golden", weights_hash=bytes((7 * i + 3) % 256 for i in range(32)),
         width=42, height=30, coded_width=48, coded_height=32, num_frames=11, coded_frames=13,
@@ -67,9 +95,13 @@ def golden_packets():
 
 
 def write_golden(path: Path, coder: str) -> None:
-    h = golden_header(coder)
+    prior = None
+    if coder == "prior":
+        save_prior(golden_prior(), prior_path(path))
+        prior = load_prior(prior_path(path))
+    h = golden_header(coder, prior.sha256 if prior else None)
     packets = golden_packets()
-    with CdtWriter(path, h) as w:
+    with CdtWriter(path, h, prior=prior) as w:
         w.set_audio_track(GOLDEN_TRACK)
         for i in range(h.num_chunks):
             w.write_chunk(golden_symbols(h, i))
@@ -79,7 +111,8 @@ def write_golden(path: Path, coder: str) -> None:
 
 
 def current_name(coder: str) -> str:
-    return f"golden_v{spec.FORMAT_MAJOR}.{spec.FORMAT_MINOR}_{coder}.cdt"
+    major, minor = spec.CODER_VERSION[coder]  # range and zstd files stay version 1
+    return f"golden_v{major}.{minor}_{coder}.cdt"
 
 
 def test_regenerate_only_on_request():
@@ -92,9 +125,8 @@ def test_regenerate_only_on_request():
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
     for coder in CODERS:
         path = GOLDEN_DIR / current_name(coder)
-        if path.exists():
-            pytest.fail(f"{path.name} exists: golden files are never rewritten; bump the format version")
-        write_golden(path, coder)
+        if not path.exists():  # golden files are never rewritten: a change of content needs a version bump
+            write_golden(path, coder)
 
 
 def golden_files():
@@ -107,8 +139,13 @@ def test_golden_file_still_decodes(path):
     assert m, path.name
     coder = m.group(3)
     assert path.stat().st_size < 8192  # stays small
-    with CdtReader(path) as r:
-        assert r.header == golden_header(coder)
+    prior = None
+    if coder == "prior":
+        prior = load_prior(prior_path(path))
+        for key, value in golden_prior().tensors.items():
+            np.testing.assert_array_equal(prior[key], value)
+    with CdtReader(path, prior=prior) as r:
+        assert r.header == golden_header(coder, prior.sha256 if prior else None)
         assert r.num_chunks == 3
         for i, got in enumerate(r.chunks()):
             np.testing.assert_array_equal(got, golden_symbols(r.header, i))
@@ -125,6 +162,7 @@ def test_golden_files_exist_for_both_coders():
 def test_reencoding_golden_content_roundtrips(tmp_path):
     for coder in CODERS:
         write_golden(tmp_path / f"{coder}.cdt", coder)
-        with CdtReader(tmp_path / f"{coder}.cdt") as r:
+        prior = prior_path(tmp_path / f"{coder}.cdt") if coder == "prior" else None
+        with CdtReader(tmp_path / f"{coder}.cdt", prior=prior) as r:
             for i, got in enumerate(r.chunks()):
                 np.testing.assert_array_equal(got, golden_symbols(r.header, i))

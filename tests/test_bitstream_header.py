@@ -133,7 +133,8 @@ def test_refusals_are_typed_and_one_line():
         (b[:5], Truncated, None),
         (b[:20], Truncated, None),
         (b[:-1], Truncated, None),
-        (_damage(b, 8, struct.pack("<H", 2)), UnsupportedVersion, "version 2.0"),
+        (_damage(b, 8, struct.pack("<H", 3)), UnsupportedVersion, "version 3.0"),
+        (_damage(b, 8, struct.pack("<H", 2)), InconsistentHeader, "coder range in a version 2.0 file"),
         (_damage(b, 12, struct.pack("<I", 1 << 30), fix_crc=False), LimitExceeded, None),
         (_damage(b, 40, b"\xff", fix_crc=False), ChecksumMismatch, "header: checksum mismatch"),
     ]

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import zstandard
 
-GOLDEN = sorted((Path(__file__).parent / "data" / "golden").glob("golden_v1.*_*.cdt"))
+GOLDEN = sorted((Path(__file__).parent / "data" / "golden").glob("golden_v*_*.cdt"))
+SHIPPED_PRIOR = Path(__file__).resolve().parents[1] / "cdtcodec" / "assets" / "weights" / "cdt-tiny.prior.safetensors"
 M64 = (1 << 64) - 1
 
 
@@ -121,6 +122,184 @@ def decode_zstd(payload, C, N):
     return out
 
 
+# ------------------------------------------------------------------------------------------------
+# coder `prior` (format version 2), from "Chunk payload, coder prior"
+# ------------------------------------------------------------------------------------------------
+def read_prior_file(path):
+    """A safetensors file read by hand: u64 header length, JSON header, raw little-endian tensors."""
+    import json
+
+    raw = Path(path).read_bytes()
+    (n,) = struct.unpack_from("<Q", raw, 0)
+    head = json.loads(raw[8:8 + n])
+    meta = head.pop("__metadata__")
+    assert meta["format"] == "cdtcodec-prior"
+    tensors = {}
+    for name, t in head.items():
+        a, b = t["data_offsets"]
+        dtype = {"I32": "<i4", "I64": "<i8"}[t["dtype"]]
+        tensors[name] = np.frombuffer(raw[8 + n + a: 8 + n + b], dtype=dtype).astype(np.int64).reshape(t["shape"])
+    import hashlib
+
+    return json.loads(meta["arch"]), tensors, hashlib.sha256(raw).hexdigest()
+
+
+def log2q(sq, A):
+    e = sq.bit_length() - 1
+    m = (sq << 62) >> e
+    r = e - 16
+    for _ in range(A):
+        m = (m * m) >> 62
+        r *= 2
+        if m >= 1 << 63:
+            m >>= 1
+            r += 1
+    return r
+
+
+def layer(x, W, b, k, B, relu):
+    """x (h, w, in) int64 -> (h, w, out): a sum over the kernel offsets (no im2col, unlike bitstream/)."""
+    h, w, cin = x.shape
+    acc = np.zeros((h, w, W.shape[1]), dtype=np.int64) + b
+    r = k // 2
+    p = np.zeros((h + 2 * r, w + 2 * r, cin), dtype=np.int64)
+    p[r:r + h, r:r + w] = x
+    for dy in range(k):
+        for dx in range(k):
+            rows = W[(dy * k + dx) * cin:(dy * k + dx + 1) * cin]
+            acc += np.einsum("hwc,co->hwo", p[dy:dy + h, dx:dx + w], rows)
+    y = (acc + (1 << (B - 1))) >> B
+    if relu:
+        y = np.maximum(y, 0)
+    return np.clip(y, -(1 << 20), 1 << 20)
+
+
+_PRIOR_TABLES = {}
+
+
+def prior_table(family, tid):
+    if (family, tid) in _PRIOR_TABLES:
+        return _PRIOR_TABLES[family, tid]
+    k, o = divmod(tid, 8)
+    assert 0 <= k <= 80
+    mant = 1 << 30 if k % 8 == 0 else 2 * EXP2[256 - 32 * (k % 8)]
+    s = math.ldexp(float(mant), -4 + k // 8 - 30)
+    mo = (o - 4) / 8
+    H = max(2, math.ceil((6 if family == 0 else 14) * s) + 1)
+    w = []
+    for j in range(-H, H + 1):
+        wj = 0
+        for r in range(16):
+            d = j + (2 * r + 1 - 16) / 32
+            u = abs(d - mo) / s
+            t = (u * u) * 0.7213475204444817 if family == 0 else u * 1.4426950408889634
+            tq = math.floor(min(t, 64.0) * 256.0)
+            wj += EXP2[tq % 256] >> min(tq // 256, 40)
+        w.append(wj)
+    n = len(w)
+    free = (1 << 24) - n
+    q = [x * free // sum(w) for x in w]
+    f = [x + 1 for x in q]
+    f[w.index(max(w))] += free - sum(q)
+    cum = [0]
+    for x in f:
+        cum.append(cum[-1] + x)
+    _PRIOR_TABLES[family, tid] = (H, f, cum)
+    return _PRIOR_TABLES[family, tid]
+
+
+class RangeDecoder:
+    def __init__(self, words):
+        self.words, self.wi = words, 0
+        self.lower, self.rng = 0, M64
+        self.point = (self.word() << 32) | self.word()
+
+    def word(self):
+        self.wi += 1
+        return self.words[self.wi - 1] if self.wi - 1 < len(self.words) else 0
+
+    def decode(self, f, cum):
+        scale = self.rng >> 24
+        q = ((self.point - self.lower) & M64) // scale
+        assert q < 1 << 24
+        j = bisect.bisect_right(cum, q) - 1
+        self.lower = (self.lower + scale * cum[j]) & M64
+        self.rng = scale * f[j]
+        if self.rng < 1 << 32:
+            self.rng = (self.rng << 32) & M64
+            self.lower = (self.lower << 32) & M64
+            self.point = ((self.point << 32) & M64) | self.word()
+        return j
+
+
+def decode_prior_chunk(payload, is_reset, shape, step, history, prior):
+    """Symbols (C, t, h, w) of one chunk; `history`: the previous frames (C, h, w), oldest first."""
+    arch, Wt, _ = prior
+    A, B, P, G = arch["act_bits"], arch["weight_bits"], arch["prev_frames"], arch["channel_groups"]
+    C, T, h, w = shape
+    g = C // G
+    assert payload[0] == (1 if is_reset else 0)
+    (M,) = struct.unpack_from("<I", payload, 1)
+    dec = RangeDecoder(list(struct.unpack_from(f"<{M}I", payload, 5)))
+    pos = 5 + 4 * M
+    sq = round(step * 65536)
+    L = log2q(sq, A)
+
+    def deq(v):  # (C, h, w) symbols -> (h, w, C)
+        return np.clip((v.astype(np.int64) * sq + (1 << (15 - A))) >> (16 - A), -(1 << 20), 1 << 20).transpose(1, 2, 0)
+
+    def lay(name, x, relu, extra=0):
+        return layer(x, Wt[name + ".weight"], Wt[name + ".bias"] + extra, 3 if name in ("trunk1", "trunk2", "context1") else 1, B, relu)
+
+    out = np.zeros(shape, dtype=np.int64)
+    hist = [] if is_reset else list(history)[-P:]
+    for t in range(T):
+        prev = [deq(f) for f in hist[::-1]] + [np.zeros((h, w, C), np.int64)] * (P - len(hist))
+        cond = [L] + [(1 << A) if i < len(hist) else 0 for i in range(P)]
+        extra = np.array(cond, dtype=np.int64) @ Wt["trunk1.condition"]
+        F = lay("trunk2", lay("trunk1", np.concatenate(prev, axis=2), True, extra), True)
+        frame = np.zeros((C, h, w), dtype=np.int64)
+        passes = ([lambda y, x: (y + x) % 2 == 0, lambda y, x: (y + x) % 2 == 1] if arch["checkerboard"]
+                  else [lambda y, x: True])
+        for s, inside in enumerate(passes):
+            where = [(y, x) for y in range(h) for x in range(w) if inside(y, x)]
+            if s == 0:
+                base = F
+            else:
+                anchors = deq(np.where(np.add.outer(np.arange(h), np.arange(w)) % 2 == 0, frame, 0))
+                base = lay("context1", np.concatenate([F, anchors], axis=2), True)
+            for j in range(G):
+                known = deq(frame)
+                known[:, :, j * g:] = 0
+                x = np.concatenate([base, prev[0], known], axis=2)
+                o = lay(f"pass{s}{j}.out", lay(f"pass{s}{j}.hidden", x, True), False)
+                items = []  # (table id, channel, y, x, centre)
+                for c in range(g):
+                    for (y, xx) in where:
+                        mu, ls = int(o[y, xx, c]), int(o[y, xx, g + c])
+                        m8 = (2 * (mu << (19 - A)) + sq) // (2 * sq)
+                        cen = (m8 + 4) >> 3
+                        off = m8 - 8 * cen + 4
+                        cen = max(-(1 << 30), min(1 << 30, cen))
+                        k = max(0, min(80, (ls - L + 4 * (1 << A) + (1 << A) // 16) // ((1 << A) // 8)))
+                        items.append((8 * k + off, c, y, xx, cen))
+                items.sort(key=lambda it: it[0])  # stable: (channel, y, x) order kept inside a table id
+                esc = []
+                for tid, c, y, xx, cen in items:
+                    H, f, cum = prior_table(arch["family"], tid)
+                    jj = dec.decode(f, cum)
+                    frame[j * g + c, y, xx] = cen - H + jj
+                    if jj in (0, 2 * H):
+                        esc.append((j * g + c, y, xx, -1 if jj == 0 else 1))
+                for c, y, xx, sign in esc:  # escapes of this group, in coding order
+                    e, pos = leb128(payload, pos)
+                    frame[c, y, xx] += sign * e
+        out[:, t] = frame
+        hist = (hist + [frame])[-P:]
+    assert pos == len(payload)
+    return out, hist
+
+
 def record(data, off):
     rtype, P = struct.unpack_from("<BI", data, off)
     payload = data[off + 5: off + 5 + P]
@@ -129,10 +308,10 @@ def record(data, off):
     return rtype, payload
 
 
-def read_cdt(data: bytes):
+def read_cdt(data: bytes, prior_path=None):
     assert data[:8] == b"\x89CDT\r\n\x1a\n"
     major, minor, L = struct.unpack_from("<HHI", data, 8)
-    assert major == 1
+    assert major in (1, 2)
     assert struct.unpack_from("<I", data, 16 + L)[0] == zlib.crc32(data[:16 + L])
     fields, pos = {}, 16
     while pos < 16 + L:
@@ -141,6 +320,15 @@ def read_cdt(data: bytes):
         pos += 7 + n
     C, T, h, w, K, S, D = struct.unpack("<7I", fields[6])
     coder = fields[8][0]
+    assert (coder == 3) == (major == 2)
+    (nq,) = struct.unpack_from("<H", fields[7], 0)
+    steps = struct.unpack_from(f"<{nq}d", fields[7], 2)
+    if coder == 3:
+        layout_id, precision, sha, N = struct.unpack("<BB32sI", fields[8][1:])
+        assert (layout_id, precision, nq) == (1, 24, 1)
+        prior = read_prior_file(prior_path)
+        assert prior[2] == sha.hex() and prior[0]["channels"] == C
+        history = []
     # trailer and index
     ioff, ilen, tcrc = struct.unpack_from("<QII", data, len(data) - 20)
     assert data[-4:] == b"CDTe" and tcrc == zlib.crc32(data[len(data) - 20: len(data) - 8])
@@ -155,6 +343,11 @@ def read_cdt(data: bytes):
         idx, t = struct.unpack_from("<II", p, 0)
         assert rtype == 1 and idx == i and len(p) + 9 == ln
         assert t == (1 if i == 0 else min(K, T - (1 + (i - 1) * K)))
+        if coder == 3:
+            sym, history = decode_prior_chunk(p[8:], i == 0 or (N > 0 and i % N == 0), (C, t, h, w), steps[0],
+                                              history, prior)
+            chunks.append(sym)
+            continue
         sym = (decode_range if coder == 2 else decode_zstd)(p[8:], C, t * h * w)
         chunks.append(np.array(sym, dtype=np.int64).reshape(C, t, h, w))
     packets = []
@@ -170,15 +363,20 @@ def read_cdt(data: bytes):
 
 
 def test_golden_files_are_present():
-    assert {p.name.split("_")[-1] for p in GOLDEN} >= {"range.cdt", "zstd.cdt"}
+    assert {p.name.split("_")[-1] for p in GOLDEN} >= {"range.cdt", "zstd.cdt", "prior.cdt"}
+
+
+def _beside(path):
+    return path.with_name(path.name.removesuffix(".cdt") + ".prior.safetensors")
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
 def test_reference_decoder_reads_golden_files(path):
     from bitstream import CdtReader
 
-    chunks, packets = read_cdt(path.read_bytes())
-    with CdtReader(path) as r:
+    prior = _beside(path) if path.name.endswith("_prior.cdt") else None
+    chunks, packets = read_cdt(path.read_bytes(), prior)
+    with CdtReader(path, prior=prior) as r:
         assert len(chunks) == r.num_chunks
         for i, c in enumerate(chunks):
             np.testing.assert_array_equal(c, r.read_chunk(i))
@@ -210,3 +408,34 @@ def test_reference_tables_equal_implementation_tables():
         lo, f = model_table(fam, m, s)
         rlo, rf = table(fam, m, s)
         assert lo == rlo and f.tolist() == rf
+
+
+@pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped prior")
+@pytest.mark.parametrize("reset_interval", [0, 2])
+def test_reference_decoder_reads_fresh_prior_files(reset_interval):
+    """The shipped prior (real weights: checkerboard, 4 channel groups) on smooth, correlated latents."""
+    import io
+
+    from bitstream import CdtReader, CdtWriter, fuzz
+
+    h = fuzz.sample_header("prior", latent_frames=5, coded_frames=17, num_frames=17, chunk_latent_frames=2,
+                           latent_height=4, latent_width=6, coded_height=32, coded_width=48, width=45, height=30,
+                           quant_step=(0.7071,),
+                           entropy_params={"prior_sha256": read_prior_file(SHIPPED_PRIOR)[2],
+                                           "reset_interval": reset_interval})
+    rng = np.random.default_rng(reset_interval)
+    base = rng.normal(0, 2.5, size=(16, 1, 4, 6))
+    buf = io.BytesIO()
+    written = []
+    with CdtWriter(buf, h, prior=SHIPPED_PRIOR) as w:
+        for i in range(h.num_chunks):
+            c = np.round(base + rng.normal(0, 0.7, size=h.chunk_shape(i))).astype(np.int64)
+            c[0, 0, 0, 0] = 5000 * (1 - 2 * (i % 2))  # escapes, both signs
+            w.write_chunk(c)
+            written.append(c)
+    chunks, _ = read_cdt(buf.getvalue(), SHIPPED_PRIOR)
+    r = CdtReader(io.BytesIO(buf.getvalue()), prior=SHIPPED_PRIOR)
+    assert len(chunks) == r.num_chunks == 3
+    for i, c in enumerate(chunks):
+        np.testing.assert_array_equal(c, written[i])
+        np.testing.assert_array_equal(c, r.read_chunk(i))

@@ -120,9 +120,9 @@ def _setting_text(setting: dict) -> str:
 
 
 def _default_entropy() -> str:
-    from bitstream import DEFAULT_CODER
+    from cdtcodec.entropy_choice import ENTROPY_DEFAULT
 
-    return DEFAULT_CODER
+    return ENTROPY_DEFAULT
 
 
 def run(cfg: BenchConfig, console=None) -> BenchResults:
