@@ -416,6 +416,8 @@ def train(
     lr: float = typer.Option(_TRAIN.lr),
     kl_weight: float = typer.Option(_TRAIN.kl_weight),
     lpips_weight: float = typer.Option(_TRAIN.lpips_weight),
+    rate_weight: float = typer.Option(_TRAIN.rate_weight, min=0.0,
+                                      help="Weight of the rate (bpp under the model's prior): rate-distortion."),
     inference_share: float = typer.Option(_TRAIN.inference_share, min=0.0, max=1.0,
                                           help="Share of samples at the one-step decode point."),
     ema: float = typer.Option(_TRAIN.ema),
@@ -440,7 +442,8 @@ def train(
     if crop % 16:
         raise ValueError("--crop must be a multiple of 16")
     cfg = TrainConfig(model=model, data=str(data), out=str(out), steps=steps, batch=batch, frames=frames, crop=crop,
-                      lr=lr, kl_weight=kl_weight, lpips_weight=lpips_weight, inference_share=inference_share,
+                      lr=lr, kl_weight=kl_weight, lpips_weight=lpips_weight, rate_weight=rate_weight,
+                      inference_share=inference_share,
                       ema=ema, seed=seed, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
                       device=device, threads=threads)
     run_training(cfg, export=export, console=err)

@@ -164,3 +164,28 @@ def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] >= 10
+
+
+def test_rate_term_adds_the_priors_bits_and_reaches_the_encoder():
+    from cdtcodec.entropy_model import ConditionalPrior
+    from cdtcodec.train.losses import LossWeights, Objective
+
+    torch.manual_seed(0)
+    model = CDT(CDTConfig(context_dim=8, unet_dim=4))
+    prior = ConditionalPrior()
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    with pytest.raises(ValueError, match="prior"):
+        Objective(model, LossWeights(lpips=0.0, rate=0.1), None)
+    grads = []
+    for rate in (0.0, 0.1):
+        model.zero_grad()
+        out = Objective(model, LossWeights(lpips=0.0, rate=rate), None, prior if rate else None)(
+            video, torch.Generator().manual_seed(1))
+        out["loss"].backward()
+        grads.append(next(model.encoder.parameters()).grad.clone())
+        if rate:
+            assert out["bpp"].item() > 0
+            assert out["loss"].item() == pytest.approx(out["mse"].item() + 1e-4 * out["kl"].item()
+                                                       + rate * out["bpp"].item(), rel=1e-5)
+    assert not torch.allclose(grads[0], grads[1])  # the rate's gradient reaches the encoder
+    assert all(p.grad is None for p in prior.parameters())  # the prior stays frozen

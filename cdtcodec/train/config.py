@@ -10,6 +10,9 @@ class LossWeights:
     kl: float = 1e-4  # on the per-element mean KL; small, as in the CPU probes (larger starves the latent)
     lpips: float = 0.1  # LPIPS-alex on the predicted x0, per frame
     inference_share: float = 0.5  # share of samples at the one-step decode point (t = N-1, noise * 0.8)
+    # bits per pixel of the posterior mean under the model's conditional prior (frozen), at a quantizer step
+    # drawn log-uniformly over the quality scale: rate-distortion fine-tuning; 0 leaves the rate out
+    rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class TrainConfig:
     kl_weight: float = LossWeights.kl
     lpips_weight: float = LossWeights.lpips
     inference_share: float = LossWeights.inference_share
+    rate_weight: float = LossWeights.rate  # > 0 needs the prior beside the weights: <stem>.prior.safetensors
     seed: int = 0
     log_every: int = 10
     val_every: int = 250

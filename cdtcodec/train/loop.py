@@ -51,6 +51,20 @@ def _initial_model(spec: str) -> tuple[CDT, str]:
     return model.train(), name
 
 
+def _frozen_prior(spec: str, device: torch.device) -> nn.Module:
+    """The torch twin of the conditional prior beside the starting weights, for the rate term."""
+    from bitstream.prior import load_prior
+    from cdtcodec.entropy_choice import prior_path
+    from cdtcodec.entropy_model import from_integer
+
+    from cdtcodec.weights import shipped_weights
+
+    path = prior_path(spec if Path(spec).exists() else (shipped_weights(spec) or spec))
+    if not Path(path).is_file():
+        raise ValueError(f"the rate term needs the model's prior, {path}: not found (scripts/train_prior.py makes it)")
+    return from_integer(load_prior(path)).to(device).eval()
+
+
 @torch.no_grad()
 def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
@@ -111,8 +125,9 @@ class Trainer:
         self.model.to(self.device).train()
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.lpips = LPIPS.from_file().to(self.device) if (cfg.lpips_weight > 0 or val_clips) else None
-        weights = LossWeights(cfg.kl_weight, cfg.lpips_weight, cfg.inference_share)
-        objective = Objective(self.model, weights, self.lpips if cfg.lpips_weight > 0 else None)
+        weights = LossWeights(cfg.kl_weight, cfg.lpips_weight, cfg.inference_share, cfg.rate_weight)
+        objective = Objective(self.model, weights, self.lpips if cfg.lpips_weight > 0 else None,
+                              _frozen_prior(cfg.model, self.device) if cfg.rate_weight > 0 else None)
         self.objective = (nn.parallel.DistributedDataParallel(objective) if self.world > 1 else objective)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)

@@ -1,4 +1,5 @@
-"""The training objective: x0-prediction diffusion MSE + KL on the posterior + LPIPS on the predicted video."""
+"""The training objective: x0-prediction diffusion MSE + KL on the posterior + LPIPS on the predicted video,
+and optionally the rate of the quantized posterior mean under the conditional prior."""
 
 from __future__ import annotations
 
@@ -27,11 +28,18 @@ class Objective(nn.Module):
     is all the codec ever runs.
     """
 
-    def __init__(self, model: CDT, weights: LossWeights, lpips: nn.Module | None):
+    def __init__(self, model: CDT, weights: LossWeights, lpips: nn.Module | None, prior: nn.Module | None = None,
+                 rate_steps: tuple[float, float] = (0.177, 2.0)):
+        """prior: the frozen torch twin of the model's conditional prior (entropy_model.ConditionalPrior), needed
+        when weights.rate > 0; rate_steps: the quantizer steps the rate is taken at (log-uniform)."""
         super().__init__()
+        if weights.rate > 0 and prior is None:
+            raise ValueError("a rate weight needs the model's prior")
         self.model = model
         self.weights = weights
         self.lpips = lpips
+        self.prior = prior.requires_grad_(False) if prior is not None else None
+        self.rate_steps = rate_steps
 
     def forward(self, video: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """video (B, 3, T, H, W) in [-1, 1], T = 1 + 4k. Returns the losses and a few diagnostics."""
@@ -61,5 +69,14 @@ class Objective(nn.Module):
             perceptual = self.lpips(frames(x0), frames(video)).mean()
             loss = loss + self.weights.lpips * perceptual
             out["lpips"] = perceptual.detach()
+        if self.prior is not None and self.weights.rate > 0:
+            from cdtcodec.entropy_model import rate_bits
+
+            lo, hi = (torch.log(torch.tensor(s)) for s in self.rate_steps)
+            step = torch.exp(lo + (hi - lo) * torch.rand(b, generator=generator)).to(mean)
+            pixels = b * video.shape[2] * video.shape[3] * video.shape[4]
+            bpp = rate_bits(self.prior, mean, step) / pixels
+            loss = loss + self.weights.rate * bpp
+            out["bpp"] = bpp.detach()
         out["loss"] = loss
         return out
