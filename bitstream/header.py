@@ -360,6 +360,9 @@ def validate_header(h: Header) -> None:
     if h.entropy_coder not in spec.CODER_IDS:
         raise InconsistentHeader(f"header: unknown entropy coder {h.entropy_coder!r}")
     coder_params.validate(h.entropy_coder, h.full_entropy_params(), qs)
+    if h.entropy_coder == "prior" and h.latent_height * h.latent_width > spec.PRIOR_MAX_LATENT_PIXELS:
+        raise LimitExceeded(f"header: the prior coder takes latent frames of at most {spec.PRIOR_MAX_LATENT_PIXELS} "
+                            f"positions, this one has {h.latent_height}x{h.latent_width}")
     _int_in(h.seed, "seed", 0, (1 << 64) - 1)
     _int_in(h.sampling_steps, "sampling_steps", 0, spec.MAX_SAMPLING_STEPS)
     for k, v in h.extensions.items():

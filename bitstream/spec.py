@@ -185,6 +185,10 @@ MAX_CHANNELS = 4096
 #: ask for more than the encoder ever writes (cdtcodec caps --steps here too)
 MAX_SAMPLING_STEPS = 1000
 MAX_CHUNK_SYMBOLS = 1 << 27  # symbols in one chunk record (512 MiB as int32)
+# The prior coder evaluates a network at every latent position before it knows whether the payload holds them;
+# its files are bounded to latent frames of at most this many positions (a 2048x2048 video at /8), so a
+# crafted header cannot buy minutes of work and gigabytes of activations with a few bytes.
+PRIOR_MAX_LATENT_PIXELS = 1 << 16
 MAX_RECORD_PAYLOAD = (1 << 32) - 1
 MAX_AUDIO_PACKET = 1 << 24
 MAX_EXTRADATA = 1 << 20

@@ -217,12 +217,13 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         for note in input_reductions(info):
             notice(note)
         net, name, digest = load_model(model, device)
+        timeline = Timeline.of(net.cfg)
+        latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
         try:
-            plan = plan_encode(entropy, weights_path(model), (float(step),), net.cfg.latent_dim)
+            plan = plan_encode(entropy, weights_path(model), (float(step),), net.cfg.latent_dim, latent_pixels)
         except EntropyChoiceError as e:
             raise CodecError(str(e)) from None
         steps = steps or net.cfg.sample_steps
-        timeline = Timeline.of(net.cfg)
         # One pass over the input: its length is known only at its end, so the header starts with the most
         # frames the format holds and is restated with the true counts at close (the output is a file).
         bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal

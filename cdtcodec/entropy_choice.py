@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitstream import Header
+from bitstream.spec import PRIOR_MAX_LATENT_PIXELS
 from bitstream.prior import STEP_BITS, STEP_Q_MAX, STEP_Q_MIN, PriorWeights, load_prior
 
 ENTROPY_DEFAULT = "auto"
@@ -48,8 +49,10 @@ def step_in_prior_range(step: float) -> bool:
     return STEP_Q_MIN <= round(float(step) * (1 << STEP_BITS)) <= STEP_Q_MAX
 
 
-def plan_encode(entropy: str, weights: str | Path, steps: tuple[float, ...], channels: int) -> EntropyPlan:
-    """The coder for an encode with these weights, quantizer step(s) (one, or one per channel) and latent channels."""
+def plan_encode(entropy: str, weights: str | Path, steps: tuple[float, ...], channels: int,
+                latent_pixels: int = 0) -> EntropyPlan:
+    """The coder for an encode with these weights, quantizer step(s) (one, or one per channel), latent channels
+    and latent positions per frame."""
     if entropy not in ENTROPY_CHOICES:
         raise EntropyChoiceError(f"--entropy must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
     if entropy in ("range", "zstd"):
@@ -60,6 +63,8 @@ def plan_encode(entropy: str, weights: str | Path, steps: tuple[float, ...], cha
         reason = f"the model {Path(weights).name} has no prior weights ({path.name})"
     elif len(steps) != 1:
         reason = "the prior codes one global quantizer step, not one per channel"
+    elif latent_pixels > PRIOR_MAX_LATENT_PIXELS:
+        reason = f"frames of {latent_pixels} latent positions exceed the prior's {PRIOR_MAX_LATENT_PIXELS}"
     elif not step_in_prior_range(steps[0]):
         reason = f"step {steps[0]} is outside the prior's range 2^-12 .. 2^12"
     else:

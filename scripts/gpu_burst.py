@@ -5,8 +5,9 @@ The GPU machine reaches nothing outside it and has PyTorch but not PyAV, so ever
 with the working tree (64 MiB in all, the tree's own ~38 MB included):
 
     python scripts/gpu_burst.py prepare --weights W.safetensors --data data --out gpu_inputs [--mbytes 14]
-        (here, on the CPU) picks training segments across kinds of footage up to --mbytes, re-encoded to fit
-        (libx264 CRF 17), copies the starting weights, and stores a small fixed validation set as uint8.
+        (here, on the CPU) picks training segments across kinds of footage up to --mbytes or what the call's
+        64 MiB leaves beside the tracked tree, re-encoded to fit (libx264 CRF 17), copies the starting
+        weights, and stores a small fixed validation set as uint8.
     python scripts/gpu_burst.py train --inputs gpu_inputs --out OUT --minutes 7
         (there) decodes the segments once (PyAV, or OpenCV where PyAV is missing) into GPU memory, picks the
         largest batch of 17 x 256 x 256 clips that fits, trains under bf16 autocast with the project's
@@ -57,6 +58,26 @@ def _reencode(src: Path, dst: Path, crf: int) -> int:
     return n
 
 
+CALL_LIMIT = 64 * 2**20  # what one device call carries: the tracked tree, untracked files, carried paths
+
+
+def _tracked_bytes() -> int:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout.split(b"\0")
+    return sum((root / n.decode()).stat().st_size for n in names if n and (root / n.decode()).is_file())
+
+
+def _segment_budget(args) -> float:
+    """--mbytes, or less where the tree, the weights and the validation set leave less of the call's 64 MiB
+    (with 1 MiB to spare)."""
+    room = CALL_LIMIT - 2**20 - _tracked_bytes() - Path(args.weights).stat().st_size - 2 * 2**20
+    if room <= 0:
+        raise SystemExit(f"the tracked tree and the weights already fill the {CALL_LIMIT >> 20} MiB a call carries")
+    return min(args.mbytes * 1e6, room)
+
+
 def prepare(args) -> None:
     from cdtcodec.train.data import list_segments, validation_set
 
@@ -71,7 +92,7 @@ def prepare(args) -> None:
     # ratio steps), so a few picks already spread over the whole film rather than its first minutes.
     spread = lambda v: [v[i] for i in np.argsort((np.arange(len(v)) * 0.6180339887) % 1.0, kind="stable")]
     queues = {k: spread(v) for k, v in by_kind.items()}
-    budget, used, picked = args.mbytes * 1e6, 0, []
+    budget, used, picked = _segment_budget(args), 0, []
     while any(queues.values()) and used < budget:
         for kind in sorted(queues, key=rank):
             if not queues[kind] or used >= budget:
@@ -94,7 +115,8 @@ def prepare(args) -> None:
                                                  "crf": args.crf, "val": [c.kind for c in val]}, indent=1))
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{out}: {len(picked)} segments ({sum(p['frames'] for p in picked)} frames, {used / 1e6:.1f} MB), "
-          f"{len(val)} validation clips, weights; {total / 1e6:.1f} MB in all")
+          f"{len(val)} validation clips, weights; {total / 1e6:.1f} MB in all, "
+          f"{(total + _tracked_bytes()) / 2**20:.1f} MiB with the tree (a call carries {CALL_LIMIT >> 20})")
 
 
 # ------------------------------------------------------------------------------------------- train (GPU)
