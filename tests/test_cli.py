@@ -124,26 +124,13 @@ def fails(args: list, *fragments: str, code: int = 1, input: bytes | None = None
 # fixtures
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The toy model is far too small to gain from threads, and on a shared machine two threads contending
-    with other work made it 25 times slower; restored afterwards for the other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Toy models: one thread (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cli")
-
-
-@pytest.fixture(scope="module")
-def toy(work) -> Path:
-    torch.manual_seed(0)
-    path = work / "toy.safetensors"
-    save_model(CDT(CDTConfig(context_dim=8, unet_dim=4)), path, name="toy")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -31,11 +31,8 @@ pytestmark = pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped 
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Toy models: one thread (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

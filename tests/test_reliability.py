@@ -27,28 +27,18 @@ from cdtcodec.model import CDT
 from cdtcodec.media import read_png_frames
 from cdtcodec.quantize import quantize
 from cdtcodec.overwrite import Overwrite, OutputRefused, confirm_output, refuse_inputs
+from cdtcodec.entropy_choice import prior_path
 from cdtcodec.weights import save_model, shipped_weights
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Toy models: one thread (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("reliability")
-
-
-@pytest.fixture(scope="module")
-def toy(work) -> Path:
-    torch.manual_seed(0)
-    path = work / "toy.safetensors"
-    save_model(CDT(CDTConfig(context_dim=8, unet_dim=4)), path, name="toy")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -401,7 +391,7 @@ def test_decode_across_thread_counts(work):
     symbols = {}
     for threads in (1, 3):  # the entropy decoder is integer arithmetic: thread settings cannot touch it
         torch.set_num_threads(threads)
-        with CdtReader(cdt) as reader:
+        with CdtReader(cdt, prior=prior_path(shipped_weights("cdt-tiny"))) as reader:  # format 2: the prior
             symbols[threads] = [reader.read_chunk(i) for i in range(reader.num_chunks)]
     torch.set_num_threads(1)
     assert all(np.array_equal(a, b) for a, b in zip(symbols[1], symbols[3]))
