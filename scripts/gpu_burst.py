@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cdtcodec.train.data import draw_window
+
 KINDS_ORDER = ("camera", "photo", "animation", "screen", "credits")  # what users compress first
 
 
@@ -143,8 +145,8 @@ def decode_all(path: Path) -> np.ndarray:
 
 
 class DeviceClips:
-    """Training clips held on the device as uint8; random windows, downscale (up to 2x), crop and flip there,
-    as ClipDataset does from files."""
+    """Training clips held on the device as uint8; the windows ClipDataset draws (draw_window: downscale up to
+    2x, crop, flip), cut and resized there."""
 
     def __init__(self, root: Path, device: torch.device):
         self.videos = [torch.from_numpy(decode_all(p)).to(device) for p in sorted(root.glob("*.mp4"))]
@@ -160,13 +162,9 @@ class DeviceClips:
         out = []
         for _ in range(batch):
             v = usable[int(rng.choice(len(usable), p=weights / weights.sum()))]
-            start = int(rng.integers(0, v.shape[0] - frames + 1))
-            short = min(v.shape[1:3])
-            lo = max(0.5, size / short)
-            crop = min(short, max(size, int(round(size / float(rng.uniform(lo, 1.0))))))
-            y0, x0 = int(rng.integers(0, v.shape[1] - crop + 1)), int(rng.integers(0, v.shape[2] - crop + 1))
+            start, y0, x0, crop, flip = draw_window(rng, *v.shape[:3], frames, size, min_scale=0.5, flip=0.5)
             clip = v[start:start + frames, y0:y0 + crop, x0:x0 + crop].permute(0, 3, 1, 2).float()
-            if rng.random() < 0.5:
+            if flip:
                 clip = clip.flip(-1)
             if crop != size:
                 clip = F.interpolate(clip, size=(size, size), mode="bilinear", align_corners=False, antialias=True)

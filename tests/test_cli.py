@@ -123,9 +123,8 @@ def fails(args: list, *fragments: str, code: int = 1, input: bytes | None = None
 # ---------------------------------------------------------------------------------------------------------
 # fixtures
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    """Toy models: one thread (conftest.one_thread)."""
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)
 
 
 @pytest.fixture(scope="module")

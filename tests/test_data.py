@@ -145,17 +145,25 @@ def test_validation_clips_fixed_center_crops(data_root):
     assert starts == [0, 10, 25, 35]
 
 
-def test_validation_set_shares_the_count_between_kinds(data_root, tmp_path):
-    """Kinds from the manifest: each gets its share of the clips, whatever its share of the frames."""
+def _tagged_root(data_root: Path, root: Path, split: str, kinds: dict[str, str]) -> Path:
+    """A data root holding links to data_root's `split` files, tagged in its manifest with the given kinds."""
     import json
 
-    root = tmp_path / "kinds"
-    (root / "val").mkdir(parents=True)
-    for name in ("v_000.mp4", "v_001.mp4"):
-        (root / "val" / name).symlink_to(data_root / "val" / name)
-    segments = [{"path": "val/v_000.mp4", "frames": 40, "width": 64, "height": 48, "fps": [FPS, 1], "kind": "film"},
-                {"path": "val/v_001.mp4", "frames": 12, "width": 48, "height": 64, "fps": [FPS, 1], "kind": "photo"}]
+    (root / split).mkdir(parents=True)
+    found = {Path(seg.path).name: seg for seg in list_segments(data_root, split)}
+    segments = []
+    for name, kind in kinds.items():
+        (root / split / name).symlink_to(data_root / split / name)
+        seg = found[name]
+        segments.append({"path": f"{split}/{name}", "frames": seg.frames, "width": seg.width, "height": seg.height,
+                         "fps": [FPS, 1], "kind": kind})
     (root / "manifest.json").write_text(json.dumps({"sources": [{"clips": [{"segments": segments}]}]}))
+    return root
+
+
+def test_validation_set_shares_the_count_between_kinds(data_root, tmp_path):
+    """Kinds from the manifest: each gets its share of the clips, whatever its share of the frames."""
+    root = _tagged_root(data_root, tmp_path / "kinds", "val", {"v_000.mp4": "film", "v_001.mp4": "photo"})
     clips = validation_set(root, frames=5, size=32, count=4)
     # 8 film windows and 2 photo windows: 2 clips each, spread over each kind's own windows
     assert [(c.kind, Path(c.path).name, c.start) for c in clips] == [
@@ -164,15 +172,7 @@ def test_validation_set_shares_the_count_between_kinds(data_root, tmp_path):
 
 
 def test_kind_mix_sets_each_kinds_share_of_samples(data_root, tmp_path):
-    import json
-
-    root = tmp_path / "mix"
-    (root / "train").mkdir(parents=True)
-    for name in ("a_000.mp4", "b_000.mp4"):
-        (root / "train" / name).symlink_to(data_root / "train" / name)
-    segments = [{"path": "train/a_000.mp4", "frames": 30, "width": 64, "height": 48, "fps": [FPS, 1], "kind": "film"},
-                {"path": "train/b_000.mp4", "frames": 21, "width": 48, "height": 40, "fps": [FPS, 1], "kind": "camera"}]
-    (root / "manifest.json").write_text(json.dumps({"sources": [{"clips": [{"segments": segments}]}]}))
+    root = _tagged_root(data_root, tmp_path / "mix", "train", {"a_000.mp4": "film", "b_000.mp4": "camera"})
     by_windows = ClipDataset(root, frames=5, size=32)
     np.testing.assert_allclose(by_windows.weights, [26 / 43, 17 / 43])
     even = ClipDataset(root, frames=5, size=32, kind_mix={"film": 1.0, "camera": 1.0, "photo": 5.0})

@@ -27,12 +27,9 @@ from cdtcodec.weights import WEIGHTS_DIR, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_PRIOR = WEIGHTS_DIR / "cdt-tiny.prior.safetensors"
-pytestmark = pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped prior")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped prior")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    """Toy models: one thread (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,8 @@ from cdtcodec.entropy_choice import prior_path
 from cdtcodec.weights import save_model, shipped_weights
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    """Toy models: one thread (conftest.one_thread)."""
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)
 
 
 @pytest.fixture(scope="module")

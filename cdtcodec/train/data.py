@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from cdtcodec.pixels import from_uint8
 from cdtcodec.timeline import CODEC_TIMELINE
 
-__all__ = ["ClipDataset", "Segment", "ValidationClip", "list_segments", "read_frames", "validation_clips",
-           "validation_set"]
+__all__ = ["ClipDataset", "Segment", "ValidationClip", "draw_window", "list_segments", "read_frames",
+           "validation_clips", "validation_set"]
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,21 @@ def _check_frames(frames: int) -> None:
         raise ValueError(f"frames must be 1 + {CODEC_TIMELINE.temporal}k, got {frames}")
 
 
+def draw_window(rng: np.random.Generator, length: int, height: int, width: int, frames: int, size: int,
+                min_scale: float, flip: float) -> tuple[int, int, int, int, bool]:
+    """A random training window of a (length, height, width) video: (first frame, top, left, square crop side
+    in source pixels, horizontal flip). The crop is `size` / scale with scale uniform in [min_scale, 1] (never
+    below `size` on the source), so a resize to `size` is a random downscale of up to 1 / min_scale."""
+    start = int(rng.integers(0, length - frames + 1))
+    short = min(width, height)
+    lo = max(min_scale, size / short)
+    scale = float(rng.uniform(lo, 1.0)) if lo < 1.0 else 1.0
+    crop = min(short, max(size, int(round(size / scale))))
+    y0 = int(rng.integers(0, height - crop + 1))
+    x0 = int(rng.integers(0, width - crop + 1))
+    return start, y0, x0, crop, bool(rng.random() < flip)
+
+
 class ClipDataset(torch.utils.data.IterableDataset):
     """Endless (or ``num_samples``-long) stream of random training clips.
 
@@ -225,14 +240,8 @@ class ClipDataset(torch.utils.data.IterableDataset):
     def sample(self, rng: np.random.Generator) -> torch.Tensor:
         """Draw one clip with the given generator."""
         seg = self.segments[int(rng.choice(len(self.segments), p=self.weights))]
-        start = int(rng.integers(0, seg.frames - self.frames + 1))
-        short = min(seg.width, seg.height)
-        lo = max(self.min_scale, self.size / short)
-        scale = float(rng.uniform(lo, 1.0)) if lo < 1.0 else 1.0
-        crop = min(short, max(self.size, int(round(self.size / scale))))  # crop side in source px
-        y0 = int(rng.integers(0, seg.height - crop + 1))
-        x0 = int(rng.integers(0, seg.width - crop + 1))
-        flip = bool(rng.random() < self.flip)
+        start, y0, x0, crop, flip = draw_window(rng, seg.frames, seg.height, seg.width, self.frames, self.size,
+                                                self.min_scale, self.flip)
         frames = read_frames(seg.path, start, self.frames)[:, y0:y0 + crop, x0:x0 + crop]
         if flip:
             frames = frames[:, :, ::-1]
