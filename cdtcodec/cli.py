@@ -93,9 +93,17 @@ def friendly_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        received: list[int] = []
         try:
-            with signals_caught(*FATAL_SIGNALS):
-                return fn(*args, **kwargs)
+            try:
+                with signals_caught(*FATAL_SIGNALS) as received:
+                    return fn(*args, **kwargs)
+            except Exception:
+                if not received:
+                    raise
+                # The signal's exception cut a library object short (rich's live display, say) and its clean-up
+                # failed in turn: that error is the signal's doing, and the signal is what to report.
+                raise Interrupted(received[0]) from None
         except (typer.Exit, typer.Abort):
             raise
         except Interrupted as e:
