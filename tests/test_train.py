@@ -79,8 +79,11 @@ def test_resume_is_exact(data_dir, toy_weights, tmp_path):
     first = Trainer(cfg_b, make_batches(cfg_b), [])
     first.run(stop_after=2)
     assert first.step == 2
+    spent = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["cpu_seconds"]
+    assert spent > 0
     resumed = Trainer(cfg_b, make_batches(cfg_b), [])  # picks up runs/b/checkpoint.pt
     assert resumed.step == 2
+    assert resumed.cpu_seconds >= spent  # CPU time carries across sessions, for probes per CPU-hour
     resumed.run()
     assert resumed.step == straight.step == 4
     end_a, end_b = _params(straight), _params(resumed)

@@ -134,6 +134,8 @@ class Trainer:
         self.step = 0
         self.started = time.time()
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
+        self.cpu_started = time.process_time()
+        self.cpu_before = 0.0  # CPU seconds (all threads of this process) of earlier sessions
         self._resume()
 
     # -- checkpoints -------------------------------------------------------------------------------------
@@ -152,6 +154,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
         self.elapsed_before = state.get("elapsed", 0.0)
+        self.cpu_before = state.get("cpu_seconds", 0.0)
         self.generator.set_state(state["generators"][self.rank])
         torch.set_rng_state(state["torch_rng"])
         self._say(f"resumed {self.checkpoint_path} at step {self.step}")
@@ -181,7 +184,7 @@ class Trainer:
         state = {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "step": self.step, "generators": states,
                  "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(self.cfg),
-                 "elapsed": self.elapsed}
+                 "elapsed": self.elapsed, "cpu_seconds": self.cpu_seconds}
         with AtomicOutput(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
 
@@ -189,8 +192,15 @@ class Trainer:
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.started
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the training process across its sessions (data-loader workers not included): what
+        recipe probes compare, since wall time depends on what else the machine runs."""
+        return self.cpu_before + time.process_time() - self.cpu_started
+
     def export(self, path: str | Path, half: bool = True, extra: dict | None = None) -> None:
-        info = {"steps": self.step, "train_seconds": round(self.elapsed), "world_size": self.world,
+        info = {"steps": self.step, "train_seconds": round(self.elapsed),
+                "cpu_seconds": round(self.cpu_seconds), "world_size": self.world,
                 "train_config": json.dumps(dataclasses.asdict(self.cfg))}
         info.update(extra or {})
         save_model(self.ema.cpu(), path, self.name, half=half, extra=info)
@@ -227,7 +237,7 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         result = evaluate(self.ema, self.val_clips, self.lpips, kinds=self.val_kinds)
-        self._log({"step": self.step, **result})
+        self._log({"step": self.step, **result, "cpu_seconds": round(self.cpu_seconds, 1)})
         return result
 
     def run(self, progress=None, stop_after: int | None = None) -> None:
@@ -250,6 +260,7 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == last:
                     mean = {k: sum(s[k] for s in window) / len(window) for k in window[0]}
                     mean["sec_per_step"] = (time.time() - t0) / len(window)
+                    mean["cpu_seconds"] = round(self.cpu_seconds, 1)
                     self._log({"step": self.step, **mean})
                     if task is not None:
                         progress.update(task, completed=self.step,
