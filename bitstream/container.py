@@ -30,7 +30,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from . import spec
-from .atomic import AtomicOutput
+from .atomic import AtomicOutput, deferred_signals
 from .audio import AudioPacket, AudioTrack
 from .chunk_coding import chunk_coder
 from .errors import (
@@ -149,20 +149,25 @@ class CdtWriter:
         head = encode_header(self.header)  # validates
         self._coder = chunk_coder(self.header, prior)
         self._output: AtomicOutput | None = None
-        if isinstance(dest, (str, os.PathLike)):
-            self._output = AtomicOutput(dest)
-            self._f: BinaryIO = open(self._output.path, "wb")
-        else:
-            self._f = dest
-        self._start = self._f.tell() if self._f.seekable() else 0
+        self._f: BinaryIO | None = None
+        self._index = None
         self._restated = False
         self._pos = 0
-        self._index = tempfile.SpooledTemporaryFile(max_size=1 << 20)
         self._chunks = 0
         self._audio_track_offset = 0
         self._audio_packets = 0
         self._done = False
         try:
+            # The resources are made whole or not at all: a signal meanwhile is held back until they exist
+            # (a SpooledTemporaryFile cut short in its __init__ fails in its __del__), then abort() undoes them.
+            with deferred_signals():
+                if isinstance(dest, (str, os.PathLike)):
+                    self._output = AtomicOutput(dest)
+                    self._f = open(self._output.path, "wb")
+                else:
+                    self._f = dest
+                self._index = tempfile.SpooledTemporaryFile(max_size=1 << 20)
+            self._start = self._f.tell() if self._f.seekable() else 0
             self._write(head)
         except BaseException:
             self.abort()
@@ -287,13 +292,15 @@ class CdtWriter:
     def abort(self) -> None:
         """Stop writing; for a path, remove the temporary (nothing appears at the final name)."""
         self._done = True
-        try:
-            self._index.close()
-        except Exception:
-            pass
+        if self._index is not None:
+            try:
+                self._index.close()
+            except Exception:
+                pass
         if self._output is not None:
             try:
-                self._f.close()
+                if self._f is not None:
+                    self._f.close()
             finally:
                 self._output.discard()
 
@@ -306,6 +313,14 @@ class CdtWriter:
         else:
             self.close()
         return False
+
+    def __del__(self):
+        # A writer dropped unfinished (say a signal between construction and `with`) leaves no temporary.
+        try:
+            if not self._done:
+                self.abort()
+        except Exception:
+            pass
 
 
 # ------------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def _os_error(e: OSError) -> str:
 #: How the command line spells the library parameters that errors name (ParamError): the option that sets each.
 OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed": "--seed", "frames": "--frames",
            "model": "--model PATH", "codecs": "--codecs", "qualities": "--qualities", "presets": "--presets",
-           "crfs": "--crf", "size": "--size", "quick": "--quick"}
+           "crfs": "--crf", "size": "--size", "quick": "--quick", "max_memory": "--max-memory SIZE"}
 
 
 SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it

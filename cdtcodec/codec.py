@@ -24,7 +24,8 @@ import torch
 from bitstream import spec
 from bitstream import BitstreamError, CdtReader, CdtWriter, Header
 from cdtcodec.config import PRESETS
-from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT, EntropyChoiceError, plan_encode, prior_for_decode
+from cdtcodec.entropy_choice import (ENTROPY_CHOICES, ENTROPY_DEFAULT, BadEntropy, EntropyChoiceError, plan_encode,
+                                     prior_for_decode)
 from cdtcodec.errors import ParamError
 from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
 from cdtcodec.quantize import DEFAULT_QUALITY, MIN_STEP, dequantize, quantize, step_for_quality
@@ -221,6 +222,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
         try:
             plan = plan_encode(entropy, weights_path(model), (float(step),), net.cfg.latent_dim, latent_pixels)
+        except BadEntropy as e:  # names its parameter: the caller words it (--entropy on the command line)
+            raise BadArgument(e.param, e.after, e.before) from None
         except EntropyChoiceError as e:
             raise CodecError(str(e)) from None
         steps = steps or net.cfg.sample_steps
