@@ -115,6 +115,16 @@ def checked_records(header, records: Iterable[tuple[int, list[int]]], what: str 
         yield first, ticks
 
 
+def end_time(header, records: Iterable[tuple[int, list[int]]]) -> tuple[int, int, int]:
+    """(t_N, records, times recorded) from checked records, in closed form: when the last frame ends."""
+    grid = Grid.of(header)
+    last, t_last, count, recorded = 0, 0, 0, 0
+    for first, ticks in records:
+        last, t_last = first + len(ticks) - 1, ticks[-1]
+        count, recorded = count + 1, recorded + len(ticks)
+    return t_last + grid(header.num_frames) - grid(last), count, recorded
+
+
 def boundary_times(header, records: Iterable[tuple[int, list[int]]]) -> Iterator[int]:
     """t_0 .. t_N, lazily, from checked records (see checked_records): one record in memory at a time."""
     grid = Grid.of(header)
