@@ -61,7 +61,7 @@ def _os_error(e: OSError) -> str:
 #: How the command line spells the library parameters that errors name (ParamError): the option that sets each.
 OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed": "--seed", "frames": "--frames",
            "model": "--model PATH", "codecs": "--codecs", "qualities": "--qualities", "presets": "--presets",
-           "crfs": "--crf", "size": "--size", "quick": "--quick"}
+           "crfs": "--crf", "size": "--size", "quick": "--quick", "max_memory": "--max-memory SIZE"}
 
 
 SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it
@@ -368,10 +368,18 @@ def info(
         return
     out = Console(emoji=False, highlight=False)
     table = Table(title=Text(input), show_header=False)
+    table.add_row("format version", data["version"])
     for key, value in data["header"].items():
         table.add_row(key, Text(str(value)))
-    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "payload_bytes", "framing_bytes",
-                "other_bytes", "bpp", "kbps"):
+    display = data["display"]
+    table.add_row("rotation", f"{display['rotation']:g} degrees counter-clockwise"
+                  + (", mirrored" if display["mirrored"] else ""))
+    times = data["frame_times"]
+    table.add_row("frame times", "on the frame-rate grid" if times is None else
+                  f"{times['recorded']:,} recorded off the grid in {times['records']:,} record(s); "
+                  f"the last frame ends at {times['end_s']:.6g} s")
+    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "frame_times_bytes", "payload_bytes",
+                "framing_bytes", "other_bytes", "bpp", "kbps"):
         value = data[key]
         table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
     out.print(table)

@@ -1,9 +1,10 @@
 """Video file <-> .cdt file: the codec's whole data flow, streaming chunk by chunk.
 
 encode: frames (uint8) -> pad to the model's stride -> StreamEncoder (the timeline's chunks) -> posterior mean
-        -> quantize -> one chunk record per latent frame -> .cdt (+ the source audio packets)
+        -> quantize -> one chunk record per latent frame -> .cdt (+ the source audio packets, the frame times
+        off the frame-rate grid, the display matrix and sample aspect ratio)
 decode: .cdt -> chunk records -> dequantize -> StreamDecoder (one latent frame per pass) -> crop, trim
-        -> frames (uint8) -> video file (+ the audio packets)
+        -> frames (uint8) -> video file (+ the audio packets, each frame at its time, the display facts)
 
 Nothing here prints: progress goes through a callback, so the CLI owns the progress bar.
 """
@@ -23,8 +24,10 @@ import torch
 
 from bitstream import spec
 from bitstream import BitstreamError, CdtReader, CdtWriter, Header
+from bitstream.frame_times import Grid
 from cdtcodec.config import PRESETS
-from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT, EntropyChoiceError, plan_encode, prior_for_decode
+from cdtcodec.entropy_choice import (ENTROPY_CHOICES, ENTROPY_DEFAULT, BadEntropy, EntropyChoiceError, plan_encode,
+                                     prior_for_decode)
 from cdtcodec.errors import ParamError
 from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
 from cdtcodec.quantize import DEFAULT_QUALITY, MIN_STEP, dequantize, quantize, step_for_quality
@@ -174,6 +177,34 @@ def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
     return path
 
 
+def _display_facts(info, notice: Callable[[str], None]) -> dict:
+    """The header's DISPLAY attributes from what the source says (nothing when it shows the frames as coded)."""
+    facts = {}
+    m = info.display_matrix
+    if m is not None and tuple(m) != spec.IDENTITY_MATRIX:
+        if len(m) == 9 and m[2] == m[5] == 0 and m[8] == 1 << 30 and m[0] * m[4] - m[1] * m[3] != 0:
+            facts["display_matrix"] = tuple(m)
+        else:
+            notice(f"{info.path}: its display matrix {tuple(m)} is not a 2-D transform; not kept")
+    sar = info.sample_aspect
+    if sar is not None and max(sar.numerator, sar.denominator) <= spec.MAX_ASPECT:
+        facts.update(sample_aspect_num=sar.numerator, sample_aspect_den=sar.denominator)
+    return facts
+
+
+def _frame_stamps(times, first: int, end: int):
+    """(pts, duration) of frames first .. end - 1 from the boundary times t_0 .. (a file's frame_times()), pts
+    counted from frame `first`."""
+    previous = origin = None
+    for i, t in enumerate(times):
+        if i > end:
+            return
+        if i - 1 >= first:
+            origin = previous if origin is None else origin
+            yield previous - origin, t - previous
+        previous = t
+
+
 def _check_layout(h: Header, label: str) -> None:
     t = CODEC_TIMELINE
     if (h.spatial_downsample, h.temporal_downsample) != (t.spatial, t.temporal):
@@ -221,6 +252,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
         try:
             plan = plan_encode(entropy, weights_path(model), (float(step),), net.cfg.latent_dim, latent_pixels)
+        except BadEntropy as e:  # names its parameter: the caller words it (--entropy on the command line)
+            raise BadArgument(e.param, e.after, e.before) from None
         except EntropyChoiceError as e:
             raise CodecError(str(e)) from None
         steps = steps or net.cfg.sample_steps
@@ -239,8 +272,13 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
             latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
             latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
             chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=plan.coder, entropy_params=plan.params,
-            seed=seed, sampling_steps=steps, extensions={},
+            seed=seed, sampling_steps=steps, extensions={}, **_display_facts(info, notice),
         )
+        # Frame times: the source's, where they leave the frame-rate grid (a still image has none worth keeping)
+        keep_times = not info.is_image and Grid.of(header).holds_frame_times
+        if not info.is_image and not keep_times:
+            notice(f"{src}: its time base {info.time_base} is coarser than a frame at {info.fps} fps; the frames are "
+                   "given the frame rate's times")
         encoder = StreamEncoder(net)
         carry = audio and info.audio is not None
         done = 0
@@ -261,13 +299,17 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
             total = reader.expected_frames  # for the progress bar only
             if progress:
                 progress(0, total)
-            for batch in reader.batches(timeline.chunk_sizes()):
+            for batch, starts in reader.timed_batches(timeline.chunk_sizes()):
                 write(encoder.push(timeline.to_model(batch).to(device)))
+                if keep_times:  # boundary i >= 1 is the start of frame i (frame 0 starts at 0)
+                    writer.write_frame_times(starts if done else starts[1:])
                 done += batch.shape[0]
                 if progress:
                     progress(done, total)
             if shortfall := missing_frames(info, done, start_s, max_frames):
                 notice(shortfall)
+            if keep_times:
+                writer.write_frame_times([reader.end_tick])  # boundary N: where the last frame ends
             writer.restate_frame_counts(replace(header, num_frames=done, coded_frames=timeline.coded_frames(done),
                                                 latent_frames=timeline.latent_frames(done)))
             write(encoder.finish())
@@ -314,6 +356,10 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         h = reader.header
         _check_layout(h, label)
         first, end = parse_frame_range(frames, h.num_frames)
+        timed = reader.has_frame_times
+        if timed:
+            for _ in reader.frame_time_records():  # a damaged one fails now, not after minutes of decoding
+                pass
         weights = decoder_weights(h, model, label)
         net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
         if digest != h.weights_hash.hex():
@@ -336,7 +382,18 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         whole = first == 0 and end == h.num_frames
         track = source_audio if audio and whole else None
         written = 0
-        with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
+        facts = dict(color_range=h.color_range, color_space=h.color_space, color_primaries=h.color_primaries,
+                     color_trc=h.color_trc)
+        if timed:
+            facts["time_base"] = Fraction(h.time_base_num, h.time_base_den)
+        if h.display_matrix != spec.IDENTITY_MATRIX:
+            facts["display_matrix"] = h.display_matrix
+        if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
+            facts["sample_aspect"] = Fraction(h.sample_aspect_num, h.sample_aspect_den)
+        with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track,
+                       **facts) as out:
+            note = _facts_lost(h, timed, out, os.fspath(dst))
+            stamps = _frame_stamps(reader.frame_times(), first, end) if timed and out.keeps_frame_times else None
             if track is not None:
                 out.follow_audio(reader.audio_packets())  # pulled as far as the frames written, no further
             position = 0  # video frame index of the next decoded frame
@@ -353,7 +410,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
                     video = stream.timeline.to_frames(x, h.height, h.width)
                     lo, hi = max(first, position), min(end, position + len(video))
                     for frame in video[max(0, lo - position) : max(0, hi - position)]:
-                        out.write(frame)
+                        out.write(frame, *(next(stamps) if stamps else ()))
                         written += 1
                     position += len(video)
                 if progress:
@@ -371,4 +428,20 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         state = "dropped (frame range)"
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
-    return Report(written, h.width, h.height, fps, size, time.time() - started, state, h.entropy_coder)
+    return Report(written, h.width, h.height, fps, size, time.time() - started, state, h.entropy_coder, note)
+
+
+def _facts_lost(h: Header, timed: bool, out, dst: str) -> str:
+    """One line on what of the file's media facts the output cannot hold ("" when it holds them all)."""
+    lost = []
+    if timed and not out.keeps_frame_times:
+        lost.append("frame times (variable frame rate: frames are written 1/fps apart)")
+    if not out.keeps_display:
+        if h.display_matrix != spec.IDENTITY_MATRIX:
+            lost.append(f"display matrix (rotation {h.rotation:g} degrees{', mirrored' if h.mirrored else ''})")
+        if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
+            lost.append(f"sample aspect ratio {h.sample_aspect_num}:{h.sample_aspect_den}")
+    parts = [f"{dst}: this output holds no {', no '.join(lost)}; decode to .mp4 or .mkv to keep them"] if lost else []
+    if getattr(out, "facts_lost", None):
+        parts.append(f"{dst}: not written: {'; '.join(out.facts_lost)}")
+    return "; ".join(parts)
