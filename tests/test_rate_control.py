@@ -33,26 +33,53 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("rate_control")
 
 
-def _clip(path: Path, width=64, height=64, frames=13) -> Path:
-    """Smooth moving gradients with some texture: latents that code to a few hundred bytes per chunk."""
+def _clip(path: Path, width=64, height=64, frames=13, kind=0, audio=False) -> Path:
+    """A few hundred bytes per chunk of toy latents: moving gradients (kinds 0, 1) or a panned block texture (2);
+    with `audio`, a mono AAC tone as long as the video."""
     import av
 
+    rng = np.random.default_rng(1)
+    blocks = rng.integers(0, 256, (height // 4 + 1, width // 4 + 1, 3))
     with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=24, options={"preset": "ultrafast", "crf": "10"})
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+        a = c.add_stream("aac", rate=44100, layout="mono") if audio else None
         y, x = np.mgrid[0:height, 0:width]
         for i in range(frames):
-            img = np.stack([(x * 3 + i * 5) % 256, (y * 4 + 2 * i) % 256, ((x * y) // 7 + 9 * i) % 256], -1)
+            if kind == 0:
+                img = np.stack([(x * 3 + i * 5) % 256, (y * 4 + 2 * i) % 256, ((x * y) // 7 + 9 * i) % 256], -1)
+            elif kind == 1:
+                img = np.stack([(x * 5 + i * 7) % 256, (y * 6 + i * 3) % 256, (x + y + 64) % 256], -1)
+            else:
+                img = np.roll(np.kron(blocks, np.ones((4, 4, 1)))[:height, :width], i, axis=1)
             for p in v.encode(av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")):
                 c.mux(p)
         for p in v.encode():
             c.mux(p)
+        if a is not None:
+            n = 44100 * frames // 24
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 44100)).astype(np.float32)[None]
+            for start in range(0, n, 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
+                                                   layout="mono")
+                frame.sample_rate, frame.pts = 44100, start
+                for p in a.encode(frame):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
     return path
 
 
 @pytest.fixture(scope="module")
 def clip(work) -> Path:
     return _clip(work / "clip.mp4")
+
+
+@pytest.fixture(scope="module")
+def clips(work, clip) -> dict[str, Path]:
+    """Three clips of other sizes, lengths and content."""
+    return {"64x64x13": clip, "48x40x9": _clip(work / "c1.mp4", 48, 40, 9, kind=1),
+            "80x48x5": _clip(work / "c2.mp4", 80, 48, 5, kind=2)}
 
 
 @pytest.fixture(scope="module")
@@ -170,20 +197,40 @@ def test_file_sizer_gives_the_size_of_the_file_written(work, clip, toy):
 # ---------------------------------------------------------------------------------------------------------
 # encode with a target
 
-@pytest.mark.parametrize("target", [RateTarget("kbps", 60.0), RateTarget("bpp", 0.3)])
-def test_encode_meets_the_target_within_5_percent(work, clip, toy, target):
+@pytest.mark.parametrize("name,target", [("64x64x13", RateTarget("kbps", 60.0)), ("64x64x13", RateTarget("bpp", 0.3)),
+                                         ("48x40x9", RateTarget("kbps", 25.0)), ("80x48x5", RateTarget("bpp", 0.5))])
+def test_encode_meets_the_target_within_5_percent(work, clips, toy, name, target):
+    clip = clips[name]
     trials = []
-    out = work / f"target_{target.unit}.cdt"
+    out = work / f"target_{name}_{target.unit}.cdt"
     report = codec.encode(clip, out, model=str(toy), target=target, rate_progress=trials.append)
     assert report.file_bytes == out.stat().st_size and report.target == str(target)
     assert abs(_rate(report, target) / target.value - 1) <= 0.05, (report.as_dict(), trials)
     assert 2 <= len(trials) <= 12 and all(t.whole for t in trials)
     # rate control chose a step; the file is the one an encode at that step writes
-    again = work / f"step_{target.unit}.cdt"
+    again = work / f"step_{name}_{target.unit}.cdt"
     codec.encode(clip, again, model=str(toy), step=report.step)
     assert again.read_bytes() == out.read_bytes()
     with CdtReader(out) as r:
         assert r.header.quant_step == (report.step,) and r.header.entropy_coder == "prior"
+
+
+def test_the_target_counts_the_audio(work, toy):
+    """The whole file meets the target, its audio records included; audio alone above it is out of reach."""
+    clip = _clip(work / "audio.mp4", audio=True)
+    target = RateTarget("kbps", 90.0)
+    out = work / "audio.cdt"
+    report = codec.encode(clip, out, model=str(toy), target=target)
+    with CdtReader(out) as r:
+        audio = r.stats.audio_bytes
+        assert r.audio_track is not None and audio > 1000
+    assert report.audio == "carried" and abs(report.kbps / 90 - 1) <= 0.05
+    silent = codec.encode(clip, work / "silent.cdt", model=str(toy), step=report.step, audio=False)
+    assert silent.file_bytes == report.file_bytes - audio  # the video got what the audio left
+    notes = []
+    codec.encode(clip, work / "audio_low.cdt", model=str(toy), target=RateTarget("bpp", 8 * audio / (13 * 64 * 64) / 2),
+                 notice=notes.append)
+    assert len(notes) == 1 and "is below the lowest rate this video reaches" in notes[0]
 
 
 def test_a_long_video_is_searched_on_a_sample_of_chunks_first(work, clip, toy, monkeypatch):
