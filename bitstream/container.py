@@ -352,6 +352,31 @@ class CdtWriter:
 
 
 # ------------------------------------------------------------------------------------------------
+# sizes without writing (rate control sizes a file at many quantizer steps; tests check them against
+# the writer)
+# ------------------------------------------------------------------------------------------------
+def chunk_record_bytes(payload_bytes: int) -> int:
+    """File bytes of a chunk record whose coder payload (chunk_coder(...).payload) has `payload_bytes`."""
+    return spec.RECORD_OVERHEAD + spec.CHUNK_PREFIX.size + payload_bytes
+
+
+def audio_record_bytes(track: AudioTrack | None, packets=()) -> int:
+    """File bytes of the audio records CdtWriter writes for `track` and `packets` (0 without a track)."""
+    if track is None:
+        return 0
+    return (spec.RECORD_OVERHEAD + len(encode_audio_track(track))
+            + sum(spec.RECORD_OVERHEAD + len(encode_audio_packet(p)) for p in packets))
+
+
+def file_bytes(header: Header, chunk_records: int, audio_records: int = 0) -> int:
+    """The size of the file CdtWriter writes for `header` (its final frame counts), with chunk records of
+    `chunk_records` bytes in all (chunk_record_bytes) and audio records of `audio_records` bytes."""
+    h = header.with_defaults()
+    index = spec.RECORD_OVERHEAD + spec.INDEX_HEAD.size + h.num_chunks * spec.INDEX_ENTRY.size
+    return len(encode_header(h)) + chunk_records + audio_records + index + spec.TRAILER.size
+
+
+# ------------------------------------------------------------------------------------------------
 # reader
 # ------------------------------------------------------------------------------------------------
 @dataclass
