@@ -257,7 +257,8 @@ def test_targets_out_of_reach_encode_at_the_bound_and_say_so(work, clip, toy):
     assert f"{low.bpp:.4g} bpp" in notes[0]
     smallest = codec.encode(clip, work / "max_step.cdt", model=str(toy), step=rate_control.STEP_RANGE[1])
     assert low.file_bytes == smallest.file_bytes  # nothing smaller exists
-    assert high.file_bytes > 4 * codec.encode(clip, work / "q8.cdt", model=str(toy), quality=8).file_bytes
+    # the bound lies beyond the quality scale's finest level
+    assert high.file_bytes > codec.encode(clip, work / "q8.cdt", model=str(toy), quality=8).file_bytes
 
 
 def test_the_library_refuses_a_target_with_a_step_or_quality(work, clip, toy):
