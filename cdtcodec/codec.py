@@ -508,6 +508,6 @@ def _facts_lost(h: Header, timed: bool, out, dst: str) -> str:
         if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
             lost.append(f"sample aspect ratio {h.sample_aspect_num}:{h.sample_aspect_den}")
     parts = [f"{dst}: this output holds no {', no '.join(lost)}; decode to .mp4 or .mkv to keep them"] if lost else []
-    if getattr(out, "facts_lost", None):
+    if out.facts_lost:
         parts.append(f"{dst}: not written: {'; '.join(out.facts_lost)}")
     return "; ".join(parts)

@@ -61,7 +61,7 @@ _COLOR_SPACE_VALUES = {v: k for k, v in _COLOR_SPACE_NAMES.items()}
 _SWS_MATRICES = {"bt709": "ITU709", "smpte170m": "SMPTE170M", "bt470bg": "ITU601", "fcc": "FCC",
                  "smpte240m": "SMPTE240M", "bt2020nc": "BT2020"}
 
-# What PyAV 18.1 (FFmpeg 8.1) cannot write, found by writing outputs and reading them back (README, "Media facts"):
+# What PyAV 18.1 (FFmpeg 8.1) cannot write, found by writing outputs and reading them back (README, media facts):
 # Matroska and WebM take the sample aspect ratio from the AVStream, which PyAV cannot set (it sets the codec
 # context's): only codecs that carry it in their own bitstream keep it there. mp4 / mov write it from the codec.
 _ASPECT_IN_BITSTREAM = frozenset({"libx264", "libx265"})

@@ -4,10 +4,10 @@
   libx264, CRF 12, preset medium, yuv420p). RGB is converted with the source's matrix and range when they are
   known and swscale has the matrix (bt709, smpte170m, bt470bg, fcc, smpte240m, bt2020nc), else with BT.709,
   limited range, and the stream is tagged with what was used; primaries and transfer are tagged as the source
-  had them. The display matrix (rotation) and sample aspect ratio go to the container. **Odd sizes**: H.264/HEVC cannot code an odd width or height in 4:2:0 (x264
-  even refuses odd SPS crops in 4:2:0), so for those encoders an odd size switches the pixel format to
-  yuv444p, which keeps the exact size with no padding or cropping flags. AV1 (libsvtav1, libaom) and VP9
-  code odd sizes natively in 4:2:0 and keep yuv420p.
+  had them. The display matrix (rotation) and sample aspect ratio go to the container. **Odd sizes**:
+  H.264/HEVC cannot code an odd width or height in 4:2:0 (x264 even refuses odd SPS crops in 4:2:0), so for
+  those encoders an odd size switches the pixel format to yuv444p, which keeps the exact size with no padding
+  or cropping flags. AV1 (libsvtav1, libaom) and VP9 code odd sizes natively in 4:2:0 and keep yuv420p.
 * ``.y4m`` (Y4mSink): raw yuv4mpegpipe, yuv444p (no chroma subsampling, any size), limited range with the
   BT.601 matrix, which is what y4m readers assume since the format cannot tag a matrix. The round trip
   RGB -> y4m -> RGB is off by at most 2 levels per channel.
@@ -17,8 +17,9 @@
 Frame ``i`` gets pts ``i`` in the time base ``1/fps`` so the output frame rate is exactly the rational
 ``fps`` (e.g. 30000/1001); given a ``time_base``, an encoded output takes each frame's pts and duration from
 the caller instead (variable frame rate), and every packet carries its frame's duration, so the last frame
-ends where it should (mp4's edit list and Matroska's durations both read it). Output goes to a temporary beside the final name (bitstream.atomic) and is
-renamed over it only when everything succeeded; any exception (KeyboardInterrupt included) removes it.
+ends where it should (mp4's edit list and Matroska's durations both read it). Output goes to a temporary
+beside the final name (bitstream.atomic) and is renamed over it only when everything succeeded; any exception
+(KeyboardInterrupt included) removes it.
 
 Audio packets are remuxed untouched when the output container can hold the codec (e.g. AAC in mp4/mov/mkv,
 Opus in mkv/mp4, Vorbis in mkv/webm); otherwise they are dropped and ``audio_skipped_reason`` says why.
@@ -95,6 +96,8 @@ class Sink:
                              "positive ones with numerator and denominator below 2^31)")
         self._video_end = Fraction(0)  # seconds of video written so far
         self._last_pts: int | None = None
+        #: the facts given that this output could not write as they were, one phrase each (formats.py says why)
+        self.facts_lost: list[str] = []
         self.audio = audio
         self.audio_skipped_reason: str | None = None
         self.frames_written = 0
@@ -273,8 +276,6 @@ class ContainerSink(Sink):
         self._stream = None
         self._durations: dict[int, int] = {}  # pts -> duration of the frames inside the encoder
         self.range_name, self.range_value = "MPEG", _AVCOL_RANGE_MPEG
-        #: the source's facts this output could not write as they were, one phrase each (formats.py says why)
-        self.facts_lost: list[str] = []
         if self.keeps_colour:
             if color_range == "pc":
                 self.range_name, self.range_value = "JPEG", _AVCOL_RANGE_JPEG
