@@ -320,6 +320,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                 done += batch.shape[0]
                 if progress:
                     progress(done, total)
+            if progress and done != total:  # the estimate was off (a VFR clip's duration x fps): close at the count
+                progress(done, done)
             if shortfall := missing_frames(info, done, start_s, max_frames):
                 notice(shortfall)
             if keep_times:
