@@ -511,7 +511,7 @@ def demo(
 @friendly_errors
 def bench(
     clips: Optional[list[str]] = typer.Argument(None, help="Video files (default with --quick: the bundled sample)."),
-    codecs: Optional[str] = typer.Option(None, help="Comma-separated: cdt, x264, x265, svtav1 (default: all)."),
+    codecs: Optional[str] = typer.Option(None, help="Comma-separated: cdt, cdt-range (the same model, version-1 range coder), x264, x265, svtav1 (default: all)."),
     qualities: Optional[str] = typer.Option(None, help="cdt qualities, comma-separated (default: all)."),
     presets: Optional[str] = typer.Option(None, help="Reference encoder presets: medium, slow (default: both)."),
     crf: Optional[list[str]] = typer.Option(None, "--crf", help="CRF grid of a reference: CODEC=CRF,CRF,... (repeatable)."),

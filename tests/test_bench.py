@@ -195,3 +195,33 @@ def test_quick_bench_end_to_end(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "BD-rate" in summary and "x264 medium" in summary and "| cdt | quality 2 |" in summary
     assert not (out / "work").exists() and not (out / "runs.partial.jsonl").exists()
+
+
+def test_the_range_coder_curve_is_the_same_frames_in_other_bytes(tmp_path):
+    """`cdt-range`: the same model and qualities coded with the version-1 range coder, the anchor of the default
+    coder's BD-rate. A toy model with an (untrained) prior beside it: cdt writes format 2, cdt-range format 1, and
+    the decoded frames, the same symbols, score the same."""
+    from bitstream.prior import PriorArch, save_prior
+    from cdtcodec.entropy_model import ConditionalPrior, to_integer
+
+    clip = tmp_path / "moving.mp4"
+    _moving_clip(clip)
+    torch.manual_seed(0)
+    toy = tmp_path / "toy.safetensors"
+    save_model(CDT(CDTConfig(context_dim=8, unet_dim=4)), toy, "toy")
+    save_prior(to_integer(ConditionalPrior(PriorArch())), tmp_path / "toy.prior.safetensors")
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["bench", str(clip), "--quick", "--codecs", "cdt,cdt-range", "--model", str(toy),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    runs = {(r["curve"], r["setting"]["quality"]): r for r in data["runs"]}
+    assert sorted(runs) == [("cdt", 2), ("cdt", 6), ("cdt-range", 2), ("cdt-range", 6)]
+    for q in (2, 6):
+        prior, plain = runs["cdt", q], runs["cdt-range", q]
+        assert prior["status"] == plain["status"] == "ok"
+        assert prior["settings"]["entropy_coder"] == "prior" and plain["settings"]["entropy_coder"] == "range"
+        assert prior["bytes"] != plain["bytes"]
+        assert prior["metrics"] == plain["metrics"]
+    assert data["curves"]["cdt-range"] == "cdt, range coder (format 1)"
+    assert set(data["bd_rate"]["per_clip"]) == {"cdt-range"}

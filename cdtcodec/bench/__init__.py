@@ -6,7 +6,9 @@ What it measures, and how (method.py holds this list too; results.json carries i
   and centre-cropped to size x size. Those uint8 RGB frames are the reference for every metric, and every codec
   reads them from the same lossless file (FFV1, bgr0, in Matroska; read back and checked bit-exact before use).
 * cdtcodec: `cdtcodec.codec.encode` at each quality, then `cdtcodec.codec.decode` into PNG frames (exact).
-  The rate is the size of the .cdt file (header, index and payload: the whole file).
+  The rate is the size of the .cdt file (header, index and payload: the whole file). `cdt` uses the default
+  entropy coder; `cdt-range` is the same model and quality with the version-1 range coder (the same symbols,
+  so the same frames): the anchor for what the default coder saves.
 * References through PyAV: libx264 and libx265 (presets medium and slow), libsvtav1 (presets 6 and 5, the
   project's mapping of medium and slow); yuv420p, BT.709 limited range (tagged), the clip's frame rate, default
   GOP, constant-quality CRF over a grid spanning the cdt rate range. The streams are written raw (H.264 and HEVC

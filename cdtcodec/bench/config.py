@@ -43,7 +43,11 @@ REFERENCES: dict[str, RefCodec] = {
     "svtav1": RefCodec("svtav1", "SVT-AV1", "libsvtav1", "obu", "obu", (10, 20, 30, 40, 48, 55, 63),
                        {"medium": "6", "slow": "5"}, {}, None),
 }
-CODECS = ("cdt",) + tuple(REFERENCES)
+#: cdtcodec's own curves -> their entropy coder: the default (None), the test curve of every BD-rate, and the
+#: version-1 range coder on the same model: the same symbols, so the same frames, and so the anchor that
+#: measures what the default coder saves
+CDT_CURVES: dict[str, str | None] = {"cdt": None, "cdt-range": "range"}
+CODECS = tuple(CDT_CURVES) + tuple(REFERENCES)
 PRESETS = ("medium", "slow")
 FULL = {"size": 256, "frames": 33, "codecs": CODECS, "presets": PRESETS, "qualities": None}  # None: all
 QUICK = {"size": 32, "frames": 5, "codecs": ("cdt", "x264"), "presets": ("medium",), "qualities": (2, 6),
@@ -67,6 +71,11 @@ class BenchConfig:
     threads: int = 0
     quick: bool = False
     keep_streams: bool = True
+
+    @property
+    def runs_cdt(self) -> bool:
+        """Whether any cdtcodec curve runs (the model and PyTorch are needed)."""
+        return any(c in CDT_CURVES for c in self.codecs)
 
 
 def _split(value, param: str, which: str = "") -> list[str]:
@@ -155,8 +164,8 @@ def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=No
 
 
 def curve_label(curve: str) -> str:
-    if curve == "cdt":
-        return "cdt"
+    if curve in CDT_CURVES:
+        return {"cdt": "cdt", "cdt-range": "cdt, range coder (format 1)"}[curve]
     key, preset = curve.split("-", 1)
     ref = REFERENCES[key]
     value = ref.presets.get(preset, preset)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bitstream.atomic import AtomicOutput
+from cdtcodec.bench.config import CDT_CURVES
 from cdtcodec.bench.records import BenchResults
 
 def average_curves(results: BenchResults) -> dict[str, list[dict]]:
@@ -67,7 +68,7 @@ def plot(results: BenchResults, key: str, ylabel: str, path: Path) -> None:
             if not pts:
                 continue
             x, y = zip(*pts)
-            style = dict(lw=2.2, marker="o", ms=5) if curve == "cdt" else dict(lw=1.2, marker=".", ms=6)
+            style = dict(lw=2.2, marker="o", ms=5) if curve in CDT_CURVES else dict(lw=1.2, marker=".", ms=6)
             ax.plot(x, y, label=results.curves[curve], color=colours[curve],
                     ls="-" if curve == "cdt" or curve.endswith("medium") else "--", **style)
         ax.set_xscale("log")

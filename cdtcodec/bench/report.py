@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bitstream.atomic import AtomicOutput
+from cdtcodec.bench.config import CDT_CURVES
 from cdtcodec.bench.plot import average_curves, plot
 from cdtcodec.bench.records import BenchResults, RunRecord
 
@@ -119,7 +120,7 @@ def summary_markdown(results: BenchResults) -> str:
                          f"{_fmt(p['lpips'], '.4f')} | {_fmt(p['encode_fps'], '.1f')} | {_fmt(p['decode_fps'], '.1f')} | "
                          f"{p['encode_peak_growth_mb']:.0f} / {p['decode_peak_growth_mb']:.0f} |")
     lines += ["", "Peak MB: growth of a fresh worker's peak resident set over its size before the call "
-              "(the worker already holds Python, NumPy, PyAV" + (" and PyTorch" if "cdt" in s["codecs"] else "") + ").",
+              "(the worker already holds Python, NumPy, PyAV" + (" and PyTorch" if any(c in CDT_CURVES for c in s["codecs"]) else "") + ").",
               "Full data, per frame, with every encoder setting and the machine: results.json; plots rd_psnr.png, "
               "rd_lpips.png."]
     if results.failed:

@@ -15,7 +15,7 @@ import numpy as np
 
 from cdtcodec.bench.bdrate import compute_bd
 from cdtcodec.bench.clips import clip_names, prepare_clip, read_video
-from cdtcodec.bench.config import REFERENCES, SCHEMA, BenchConfig, BenchError, curve_label
+from cdtcodec.bench.config import CDT_CURVES, REFERENCES, SCHEMA, BenchConfig, BenchError, curve_label
 from cdtcodec.bench.environment import environment, resolve_model
 from cdtcodec.bench.method import PSNR_CAP_NOTE, method
 from cdtcodec.bench.records import BenchResults, Clip, RunRecord
@@ -28,12 +28,11 @@ def _jobs(cfg: BenchConfig) -> list[dict]:
     from cdtcodec.quantize import QUALITY_STEPS
 
     jobs = []
-    if "cdt" in cfg.codecs:
-        for q in sorted(cfg.qualities):
-            jobs.append({"codec": "cdt", "curve": "cdt", "preset": None, "setting": {"quality": q},
-                         "order": q, "step": QUALITY_STEPS[q]})
     for key in cfg.codecs:
-        if key == "cdt":
+        if key in CDT_CURVES:
+            jobs += [{"codec": key, "curve": key, "preset": None, "setting": {"quality": q}, "order": q,
+                      "step": QUALITY_STEPS[q], "entropy": CDT_CURVES[key] or _default_entropy()}
+                     for q in sorted(cfg.qualities)]
             continue
         ref = REFERENCES[key]
         for preset in cfg.presets:
@@ -47,16 +46,17 @@ def _run_one(workers: Workers, job: dict, clip: Clip, source: Path, streams: Pat
              cfg: BenchConfig) -> tuple[RunRecord, np.ndarray | None]:
     """One encode + decode in the workers: the run's record and the decoded frames (None when it failed)."""
     name = clip.name
-    tag = "q{}".format(job["setting"]["quality"]) if job["codec"] == "cdt" else "crf{}".format(job["setting"]["crf"])
+    cdt = job["codec"] in CDT_CURVES
+    tag = "q{}".format(job["setting"]["quality"]) if cdt else "crf{}".format(job["setting"]["crf"])
     stem = f"{name}.{job['curve']}.{tag}"
     settings: dict
-    if job["codec"] == "cdt":
+    if cdt:
         stream = streams / f"{stem}.cdt"
         spec = {"source": str(source), "stream": str(stream), "model": model["file"], "quality": job["setting"]["quality"],
-                "device": cfg.device, "threads": cfg.threads, "decoded": str(work / f"{stem}.decoded")}
+                "entropy": job["entropy"], "device": cfg.device, "threads": cfg.threads, "decoded": str(work / f"{stem}.decoded")}
         kind = "cdt"
         settings = {"encoder": "cdtcodec", "model": model["name"], "weights_sha256": model["sha256"],
-                    "quality": job["setting"]["quality"], "quant_step": job["step"], "entropy": _default_entropy(),
+                    "quality": job["setting"]["quality"], "quant_step": job["step"], "entropy": job["entropy"],
                     "seed": 0, "device": cfg.device, "threads": cfg.threads or "torch default",
                     "container": ".cdt (header, chunk index, payload)", "decoded_to": "PNG frames (exact)"}
     else:
@@ -141,14 +141,14 @@ def run(cfg: BenchConfig, console=None) -> BenchResults:
     streams.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     env = environment(cfg.device)
-    model = resolve_model(cfg, work, notes) if "cdt" in cfg.codecs else None
+    model = resolve_model(cfg, work, notes) if cfg.runs_cdt else None
     lpips = LPIPS.from_file()
     names = clip_names(cfg.clips)
     jobs = _jobs(cfg)
     if not jobs:
         raise BenchError("nothing to run: no codec with a setting")
     clips, runs = [], []
-    workers = Workers(with_torch="cdt" in cfg.codecs)
+    workers = Workers(with_torch=cfg.runs_cdt)
     partial = out / "runs.partial.jsonl"
     partial.unlink(missing_ok=True)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -92,7 +92,7 @@ def _cdt_encode(spec: dict) -> Phase:
 
     clock = _Clock()
     report = codec.encode(spec["source"], spec["stream"], model=spec["model"], quality=spec["quality"],
-                          device=spec["device"], audio=False, progress=clock)
+                          entropy=spec["entropy"], device=spec["device"], audio=False, progress=clock)
     return Phase(frames=report.frames, chunks=clock.summary())
 
 
