@@ -368,12 +368,20 @@ def audio_record_bytes(track: AudioTrack | None, packets=()) -> int:
             + sum(spec.RECORD_OVERHEAD + len(encode_audio_packet(p)) for p in packets))
 
 
-def file_bytes(header: Header, chunk_records: int, audio_records: int = 0) -> int:
+def frame_times_record_bytes(header: Header, ticks) -> int:
+    """File bytes of the FRAME_TIMES records CdtWriter writes for `ticks` (as write_frame_times takes them)."""
+    times = TimesWriter(header)
+    payloads = [p for tick in ticks for p in times.add(tick)] + times.flush()
+    return sum(spec.RECORD_OVERHEAD + len(p) for p in payloads)
+
+
+def file_bytes(header: Header, chunk_records: int, other_records: int = 0) -> int:
     """The size of the file CdtWriter writes for `header` (its final frame counts), with chunk records of
-    `chunk_records` bytes in all (chunk_record_bytes) and audio records of `audio_records` bytes."""
+    `chunk_records` bytes in all (chunk_record_bytes) and the other records (audio, frame times) of
+    `other_records` bytes."""
     h = header.with_defaults()
     index = spec.RECORD_OVERHEAD + spec.INDEX_HEAD.size + h.num_chunks * spec.INDEX_ENTRY.size
-    return len(encode_header(h)) + chunk_records + audio_records + index + spec.TRAILER.size
+    return len(encode_header(h)) + chunk_records + other_records + index + spec.TRAILER.size
 
 
 # ------------------------------------------------------------------------------------------------

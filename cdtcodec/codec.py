@@ -25,7 +25,7 @@ import torch
 from bitstream import spec
 from bitstream import BitstreamError, CdtReader, CdtWriter, Header
 from bitstream.frame_times import Grid
-from bitstream.container import audio_record_bytes
+from bitstream.container import audio_record_bytes, frame_times_record_bytes
 from cdtcodec.config import PRESETS
 from cdtcodec.entropy_choice import (ENTROPY_CHOICES, ENTROPY_DEFAULT, BadEntropy, EntropyChoiceError, plan_encode,
                                      prior_for_decode)
@@ -350,8 +350,9 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                 frame_times: list = []  # written before the chunks: the reader takes FRAME_TIMES records anywhere
                 done = encode_pass(spool.append, lambda frames: None, frame_times.extend)
                 final = counted(done)
-                audio_bytes = audio_record_bytes(info.audio, reader.audio_packets()) if carry else 0
-                sizer = FileSizer(final, spool, plan.prior, audio_bytes)
+                fixed = frame_times_record_bytes(final, frame_times)
+                fixed += audio_record_bytes(info.audio, reader.audio_packets()) if carry else 0
+                sizer = FileSizer(final, spool, plan.prior, fixed)
                 want = target.bytes_for(done, info.width, info.height, info.fps)
                 choice = choose_step(sizer, want, step_for_quality(DEFAULT_QUALITY), on_trial=rate_progress)
                 step = choice.step

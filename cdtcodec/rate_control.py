@@ -126,12 +126,13 @@ class LatentSpool:
 
 class FileSizer:
     """Exact sizes of the file that `header` (its final frame counts; its step is replaced) describes, at any
-    quantizer step, from the spooled latents and the audio records' size, without writing it."""
+    quantizer step, from the spooled latents and the size of the records that do not depend on the step (audio,
+    frame times), without writing it."""
 
-    def __init__(self, header, spool: LatentSpool, prior=None, audio_records: int = 0):
+    def __init__(self, header, spool: LatentSpool, prior=None, other_records: int = 0):
         if len(spool) != header.num_chunks:
             raise ValueError(f"{len(spool)} chunks spooled, the header has {header.num_chunks}")
-        self.header, self.spool, self.prior, self.audio_records = header, spool, prior, audio_records
+        self.header, self.spool, self.prior, self.other_records = header, spool, prior, other_records
 
     def header_at(self, step: float):
         return replace(self.header, quant_step=(float(step),))
@@ -155,12 +156,12 @@ class FileSizer:
     def total(self, step: float) -> int:
         """The file's size in bytes at `step`: every chunk coded."""
         chunks = sum(self.record_bytes(step, range(len(self.spool))))
-        return file_bytes(self.header_at(step), chunks, self.audio_records)
+        return file_bytes(self.header_at(step), chunks, self.other_records)
 
     def estimate(self, step: float, sample: Sequence[int]) -> float:
         """The file's size at `step` from the chunks in `sample`: their mean record size for every chunk."""
         mean = float(np.mean(self.record_bytes(step, sample)))
-        return file_bytes(self.header_at(step), 0, self.audio_records) + mean * len(self.spool)
+        return file_bytes(self.header_at(step), 0, self.other_records) + mean * len(self.spool)
 
 
 @dataclass(frozen=True)

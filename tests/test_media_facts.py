@@ -187,6 +187,20 @@ def test_the_progress_bar_closes_at_the_true_count(work, source, toy):
     assert calls[-1] == (len(SOURCE_MS), len(SOURCE_MS))
 
 
+def test_rate_control_counts_the_frame_times_records(work, source, toy):
+    """The sizes the step search sees include the FRAME_TIMES records (and the audio): the trial at the chosen
+    step is the file's exact size."""
+    from cdtcodec.rate_control import RateTarget
+
+    trials = []
+    out = work / "vfr_target.cdt"
+    report = codec.encode(source, out, model=str(toy), target=RateTarget("kbps", 150.0), rate_progress=trials.append)
+    with CdtReader(out) as r:
+        assert r.stats.frame_times_bytes > 0 and r.header.quant_step == (report.step,)
+    chosen = [t for t in trials if t.whole and t.step == report.step]
+    assert chosen and chosen[-1].bytes == out.stat().st_size
+
+
 def test_a_constant_rate_untagged_clip_writes_no_media_facts(work, toy):
     """Such a clip is written as before the media facts existed: version x.0, no DISPLAY field, no records."""
     clip = make_clip(work / "plain.mp4", 32, 24, 5, fps=Fraction(25))
