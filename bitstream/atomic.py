@@ -11,10 +11,11 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 #: the signals that end a process (a user, a terminal, a supervisor); held back while a writer is being built
 _ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -156,3 +157,13 @@ class AtomicOutput:
         else:
             self.discard()
         return False
+
+
+def write_atomically(final: str | os.PathLike, write: Callable[[str], object]) -> None:
+    """write(temporary path) through an AtomicOutput, keeping the permissions the temporary was made with (the
+    umask's): a writer that replaces the file it is given with one of its own, as safetensors does, leaves it
+    0600, and weights written for others would not be readable by them."""
+    with AtomicOutput(final) as tmp:
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
+        write(str(tmp))
+        os.chmod(tmp, mode)

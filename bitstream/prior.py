@@ -40,6 +40,7 @@ import numpy as np
 import constriction
 
 from . import spec
+from .atomic import write_atomically
 from .entropy import _constriction_call, _varint_decode, _varint_encode
 from .errors import CorruptRecord, UnsupportedFeature
 
@@ -162,12 +163,14 @@ class PriorWeights:
 
 
 def save_prior(weights: PriorWeights, path: str | Path) -> str:
-    """Write a .safetensors file (int32 weights, int64 biases, arch JSON in the metadata); return its sha256."""
+    """Write a .safetensors file (int32 weights, int64 biases, arch JSON in the metadata), all or nothing;
+    return its sha256."""
     from safetensors.numpy import save_file
 
     tensors = {k: np.ascontiguousarray(v, dtype=np.int64 if k.endswith(".bias") else np.int32)
                for k, v in weights.tensors.items()}
-    save_file(tensors, str(path), metadata={"format": "cdtcodec-prior", "arch": weights.arch.to_json()})
+    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "cdtcodec-prior",
+                                                                         "arch": weights.arch.to_json()}))
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 

@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from bitstream.atomic import AtomicOutput
+from bitstream.atomic import write_atomically
 from cdtcodec.config import DEFAULT_MODEL, PRESETS, CDTConfig, get_config
 from cdtcodec.model import CDT
 
@@ -133,8 +133,7 @@ def save_model(model: CDT, path: str | Path, name: str, half: bool = False, extr
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    with AtomicOutput(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def _config_from_metadata(meta: dict[str, str]) -> CDTConfig:

@@ -94,3 +94,22 @@ def test_unreadable_and_missing_files(tmp_path):
     junk.write_bytes(b"not a safetensors file at all")
     with pytest.raises(WeightsError, match="not a readable"):
         load_model(junk)
+
+
+def test_weights_and_prior_files_get_the_umask_permissions(tmp_path):
+    """safetensors replaces the file it is given with a 0600 one; ours are readable as the umask allows."""
+    import os
+    import stat
+
+    from bitstream.prior import PriorArch, save_prior
+    from cdtcodec.entropy_model import ConditionalPrior, to_integer
+
+    umask = os.umask(0o022)
+    try:
+        save_model(CDT(CDTConfig(context_dim=8, unet_dim=4)), tmp_path / "m.safetensors", name="toy")
+        save_prior(to_integer(ConditionalPrior(PriorArch())), tmp_path / "m.prior.safetensors")
+    finally:
+        os.umask(umask)
+    for name in ("m.safetensors", "m.prior.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.prior.safetensors", "m.safetensors"]  # no temporaries
