@@ -61,7 +61,8 @@ def _os_error(e: OSError) -> str:
 #: How the command line spells the library parameters that errors name (ParamError): the option that sets each.
 OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed": "--seed", "frames": "--frames",
            "model": "--model PATH", "codecs": "--codecs", "qualities": "--qualities", "presets": "--presets",
-           "crfs": "--crf", "size": "--size", "quick": "--quick"}
+           "crfs": "--crf", "size": "--size", "quick": "--quick", "max_memory": "--max-memory SIZE",
+           "target_kbps": "--target-kbps", "target_bpp": "--target-bpp"}
 
 
 SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it
@@ -257,7 +258,8 @@ def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
         err.print(f"{kind}: {d['frames']} frames {d['width']}x{d['height']} @ {d['fps']} fps -> {out}: "
                   f"{d['bytes']:,} bytes, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbps, {d['seconds']:.1f} s "
                   f"({d['fps_processed']:.2f} frames/s), audio {d['audio']}"
-                  + (f", entropy {d['entropy']}" if d.get("entropy") else ""),
+                  + (f", entropy {d['entropy']}" if d.get("entropy") else "")
+                  + (f", step {d['step']:.5g} for the target {d['target']}" if d.get("target") else ""),
                   highlight=False, markup=False, soft_wrap=True)
         if d.get("note"):
             err.print(f"note: {d['note']}", highlight=False, markup=False, soft_wrap=True)
@@ -280,10 +282,16 @@ NO = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing
 def encode(
     input: str = typer.Argument(..., help="Video or still image (any format PyAV reads), or - for stdin."),
     output: str = typer.Option(..., "-o", "--output", help=".cdt file to write, or - for stdout."),
-    quality: int = typer.Option(DEFAULT_QUALITY, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS),
-                                help=f"1 (smallest) .. {max(QUALITY_STEPS)} (best); sets the quantizer step: "
-                                     + ", ".join(f"{q}={s}" for q, s in QUALITY_STEPS.items())),
+    quality: Optional[int] = typer.Option(None, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS),
+                                          help=f"1 (smallest) .. {max(QUALITY_STEPS)} (best), default {DEFAULT_QUALITY}; "
+                                               "sets the quantizer step: "
+                                               + ", ".join(f"{q}={s}" for q, s in QUALITY_STEPS.items())),
     step: Optional[float] = typer.Option(None, help="Quantizer step size (overrides --quality)."),
+    target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search the step so that "
+                                                "the whole file (audio included) lands within 2% of this many kbps; "
+                                                "instead of --quality / --step."),
+    target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="Rate control, the target in bits per "
+                                               "pixel (file bits / (frames x width x height))."),
     model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Decoder noise seed, stored in the file."),
     steps: int = typer.Option(1, min=1, max=MAX_SAMPLING_STEPS, help="DDIM sampling steps used at decode, stored in the file."),
@@ -302,17 +310,36 @@ def encode(
 ):
     """Encode a video into a .cdt file."""
     from cdtcodec import codec
+    from cdtcodec.rate_control import RateTarget
 
+    given = [name for name, v in (("--quality", quality), ("--step", step), ("--target-kbps", target_kbps),
+                                  ("--target-bpp", target_bpp)) if v is not None]
+    if len(given) > 1 and not given == ["--quality", "--step"]:  # --step overriding --quality is documented
+        _fail(f"{' and '.join(given)} cannot be combined: give a quality, a step or one rate target")
+    target = (RateTarget("kbps", target_kbps) if target_kbps is not None else
+              RateTarget("bpp", target_bpp) if target_bpp is not None else None)
     confirm_output(output, policy(yes, no), [input])
     _set_threads(threads)
     device = _device(device)
     with _input_path(input, ".video") as src, _output_path(output, ".cdt") as dst, \
             _progress(not (quiet or as_json), "encode") as progress:
-        report = codec.encode(src, dst, model=model, quality=quality, step=step, seed=seed, steps=steps,
-                              entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
+        report = codec.encode(src, dst, model=model, quality=quality, step=step, target=target, seed=seed,
+                              steps=steps, entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
                               device=device, progress=progress, max_memory=_memory(max_memory),
-                              notice=None if quiet else _warn)
+                              notice=None if quiet else _warn,
+                              rate_progress=None if (quiet or as_json) else _rate_trial(target))
     _summary("encode", report, output, as_json, quiet)
+
+
+def _rate_trial(target):
+    """Prints each rate-control trial as it ends: the search is the encode's second phase."""
+    def show(trial) -> None:
+        rate = target.value * trial.bytes / trial.target
+        where = "whole file" if trial.whole else f"estimate from {trial.chunks} chunks"
+        err.print(f"rate control: step {trial.step:.5g} -> {rate:.4g} {target.unit} ({where}; target {target})",
+                  highlight=False, markup=False, soft_wrap=True)
+
+    return show
 
 
 @app.command()
@@ -368,10 +395,18 @@ def info(
         return
     out = Console(emoji=False, highlight=False)
     table = Table(title=Text(input), show_header=False)
+    table.add_row("format version", data["version"])
     for key, value in data["header"].items():
         table.add_row(key, Text(str(value)))
-    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "payload_bytes", "framing_bytes",
-                "other_bytes", "bpp", "kbps"):
+    display = data["display"]
+    table.add_row("rotation", f"{display['rotation']:g} degrees counter-clockwise"
+                  + (", mirrored" if display["mirrored"] else ""))
+    times = data["frame_times"]
+    table.add_row("frame times", "on the frame-rate grid" if times is None else
+                  f"{times['recorded']:,} recorded off the grid in {times['records']:,} record(s); "
+                  f"the last frame ends at {times['end_s']:.6g} s")
+    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "frame_times_bytes", "payload_bytes",
+                "framing_bytes", "other_bytes", "bpp", "kbps"):
         value = data[key]
         table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
     out.print(table)

@@ -1,9 +1,10 @@
 """Video file <-> .cdt file: the codec's whole data flow, streaming chunk by chunk.
 
 encode: frames (uint8) -> pad to the model's stride -> StreamEncoder (the timeline's chunks) -> posterior mean
-        -> quantize -> one chunk record per latent frame -> .cdt (+ the source audio packets)
+        -> quantize -> one chunk record per latent frame -> .cdt (+ the source audio packets, the frame times
+        off the frame-rate grid, the display matrix and sample aspect ratio)
 decode: .cdt -> chunk records -> dequantize -> StreamDecoder (one latent frame per pass) -> crop, trim
-        -> frames (uint8) -> video file (+ the audio packets)
+        -> frames (uint8) -> video file (+ the audio packets, each frame at its time, the display facts)
 
 Nothing here prints: progress goes through a callback, so the CLI owns the progress bar.
 """
@@ -23,11 +24,15 @@ import torch
 
 from bitstream import spec
 from bitstream import BitstreamError, CdtReader, CdtWriter, Header
+from bitstream.frame_times import Grid
+from bitstream.container import audio_record_bytes
 from cdtcodec.config import PRESETS
-from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT, EntropyChoiceError, plan_encode, prior_for_decode
+from cdtcodec.entropy_choice import (ENTROPY_CHOICES, ENTROPY_DEFAULT, BadEntropy, EntropyChoiceError, plan_encode,
+                                     prior_for_decode)
 from cdtcodec.errors import ParamError
 from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
 from cdtcodec.quantize import DEFAULT_QUALITY, MIN_STEP, dequantize, quantize, step_for_quality
+from cdtcodec.rate_control import Choice, FileSizer, LatentSpool, RateTarget, Trial, choose_step
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
@@ -63,6 +68,8 @@ class Report:
     audio: str  # "carried", "none", or why it was dropped
     entropy: str = ""  # the file's entropy coder
     note: str = ""  # one line worth telling the user (e.g. why the default coder fell back to range)
+    step: float | None = None  # encode: the quantizer step
+    target: str = ""  # encode: the rate target rate control met ("" without one)
 
     @property
     def bpp(self) -> float:
@@ -77,7 +84,9 @@ class Report:
         return {"frames": self.frames, "width": self.width, "height": self.height, "fps": str(self.fps),
                 "bytes": self.file_bytes, "bpp": self.bpp, "kbps": self.kbps, "seconds": self.seconds,
                 "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio,
-                **({"entropy": self.entropy} if self.entropy else {}), **({"note": self.note} if self.note else {})}
+                **({"entropy": self.entropy} if self.entropy else {}), **({"note": self.note} if self.note else {}),
+                **({"step": self.step} if self.step is not None else {}),
+                **({"target": self.target} if self.target else {})}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -174,6 +183,34 @@ def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
     return path
 
 
+def _display_facts(info, notice: Callable[[str], None]) -> dict:
+    """The header's DISPLAY attributes from what the source says (nothing when it shows the frames as coded)."""
+    facts = {}
+    m = info.display_matrix
+    if m is not None and tuple(m) != spec.IDENTITY_MATRIX:
+        if len(m) == 9 and m[2] == m[5] == 0 and m[8] == 1 << 30 and m[0] * m[4] - m[1] * m[3] != 0:
+            facts["display_matrix"] = tuple(m)
+        else:
+            notice(f"{info.path}: its display matrix {tuple(m)} is not a 2-D transform; not kept")
+    sar = info.sample_aspect
+    if sar is not None and max(sar.numerator, sar.denominator) <= spec.MAX_ASPECT:
+        facts.update(sample_aspect_num=sar.numerator, sample_aspect_den=sar.denominator)
+    return facts
+
+
+def _frame_stamps(times, first: int, end: int):
+    """(pts, duration) of frames first .. end - 1 from the boundary times t_0 .. (a file's frame_times()), pts
+    counted from frame `first`."""
+    previous = origin = None
+    for i, t in enumerate(times):
+        if i > end:
+            return
+        if i - 1 >= first:
+            origin = previous if origin is None else origin
+            yield previous - origin, t - previous
+        previous = t
+
+
 def _check_layout(h: Header, label: str) -> None:
     t = CODEC_TIMELINE
     if (h.spatial_downsample, h.temporal_downsample) != (t.spatial, t.temporal):
@@ -186,21 +223,27 @@ def _check_layout(h: Header, label: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # encode / decode
 
-def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int = DEFAULT_QUALITY,
-           step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = ENTROPY_DEFAULT,
-           start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None, max_memory: int | None = None,
-           notice: Callable[[str], None] | None = None) -> Report:
+def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int | None = None,
+           step: float | None = None, target: RateTarget | None = None, seed: int = 0, steps: int | None = None,
+           entropy: str = ENTROPY_DEFAULT, start_s: float = 0.0, max_frames: int | None = None, audio: bool = True,
+           device: str = "cpu", progress: Progress | None = None, max_memory: int | None = None,
+           notice: Callable[[str], None] | None = None, rate_progress: Callable[[Trial], None] | None = None) -> Report:
     """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
-    `notice` receives warnings (alpha or deep samples reduced, frames missing), one line each."""
+
+    The quantizer step is `step`, else that of `quality` (default DEFAULT_QUALITY), else, with `target`, the one
+    rate control chooses so that the whole file meets the target (cdtcodec/rate_control.py; each trial goes to
+    `rate_progress`). `notice` receives warnings (alpha or deep samples reduced, frames missing, a target out of
+    reach), one line each."""
     notice = notice or (lambda line: None)
     started = time.time()
-    if step is None:
+    if target is not None and (step is not None or quality is not None):
+        raise BadArgument(target.param, " chooses the quantizer step itself: give it without quality or step")
+    if target is None and step is None:
         try:
-            step = step_for_quality(quality)
+            step = step_for_quality(DEFAULT_QUALITY if quality is None else quality)
         except ValueError as e:
             raise CodecError(str(e)) from None
-    if not (isinstance(step, (int, float)) and math.isfinite(step) and step >= MIN_STEP):
+    if target is None and not (isinstance(step, (int, float)) and math.isfinite(step) and step >= MIN_STEP):
         raise BadArgument("step", f" must be a finite number >= {MIN_STEP:g}, got {step!r}")
     if steps is not None and steps < 1:
         raise BadArgument("steps", " must be >= 1")
@@ -219,8 +262,10 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         net, name, digest = load_model(model, device)
         timeline = Timeline.of(net.cfg)
         latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
-        try:
-            plan = plan_encode(entropy, weights_path(model), (float(step),), net.cfg.latent_dim, latent_pixels)
+        try:  # rate control's steps all lie in the prior's range, so one plan holds for each of them
+            plan = plan_encode(entropy, weights_path(model), (float(step or 1.0),), net.cfg.latent_dim, latent_pixels)
+        except BadEntropy as e:  # names its parameter: the caller words it (--entropy on the command line)
+            raise BadArgument(e.param, e.after, e.before) from None
         except EntropyChoiceError as e:
             raise CodecError(str(e)) from None
         steps = steps or net.cfg.sample_steps
@@ -238,45 +283,108 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
             color_primaries=info.color_primaries, color_trc=info.color_trc,
             latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
             latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
-            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=plan.coder, entropy_params=plan.params,
-            seed=seed, sampling_steps=steps, extensions={},
+            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step or 1.0),), entropy_coder=plan.coder, entropy_params=plan.params,
+            seed=seed, sampling_steps=steps, extensions={}, **_display_facts(info, notice),
         )
+        # Frame times: the source's, where they leave the frame-rate grid (a still image has none worth keeping)
+        keep_times = not info.is_image and Grid.of(header).holds_frame_times
+        if not info.is_image and not keep_times:
+            notice(f"{src}: its time base {info.time_base} is coarser than a frame at {info.fps} fps; the frames are "
+                   "given the frame rate's times")
         encoder = StreamEncoder(net)
         carry = audio and info.audio is not None
-        done = 0
-        try:
-            writer = CdtWriter(dst, header, prior=plan.prior)
-        except OSError as e:
-            raise CodecError(f"{dst}: cannot write: {e.strerror or e}") from None
-        with writer:
-            if carry:
-                writer.set_audio_track(info.audio)
 
-            def write(moments_chunks: list[torch.Tensor]) -> None:
+        def counted(frames: int) -> Header:
+            return replace(header, num_frames=frames, coded_frames=timeline.coded_frames(frames),
+                           latent_frames=timeline.latent_frames(frames))
+
+        def encode_pass(sink: Callable[[torch.Tensor], object], at_end: Callable[[int], None],
+                        times: Callable[[list], object]) -> int:
+            """The one pass over the input: each latent chunk (C, 1, h, w) to `sink`; `at_end(frames)` once the
+            input has ended, before the encoder's last chunks; the frame boundaries' times to `times` where they
+            are kept."""
+            def push(moments_chunks: list[torch.Tensor]) -> None:
                 for moments in moments_chunks:
                     mean = moments[:, : net.cfg.latent_dim]
                     for t in range(mean.shape[2]):
-                        writer.write_chunk(quantize(mean[0, :, t : t + 1], step))
+                        sink(mean[0, :, t : t + 1])
 
+            done = 0
             total = reader.expected_frames  # for the progress bar only
             if progress:
                 progress(0, total)
-            for batch in reader.batches(timeline.chunk_sizes()):
-                write(encoder.push(timeline.to_model(batch).to(device)))
+            for batch, starts in reader.timed_batches(timeline.chunk_sizes()):
+                push(encoder.push(timeline.to_model(batch).to(device)))
+                if keep_times:  # boundary i >= 1 is the start of frame i (frame 0 starts at 0)
+                    times(starts if done else starts[1:])
                 done += batch.shape[0]
                 if progress:
                     progress(done, total)
             if shortfall := missing_frames(info, done, start_s, max_frames):
                 notice(shortfall)
-            writer.restate_frame_counts(replace(header, num_frames=done, coded_frames=timeline.coded_frames(done),
-                                                latent_frames=timeline.latent_frames(done)))
-            write(encoder.finish())
-            if carry:
-                for packet in reader.audio_packets():
-                    writer.write_audio_packet(packet)
+            if keep_times:
+                times([reader.end_tick])  # boundary N: where the last frame ends
+            at_end(done)
+            push(encoder.finish())
+            return done
+
+        def write(writer: CdtWriter, chunks: Callable[[CdtWriter], int]) -> int:
+            """The file: audio track, chunks(writer) (returns the frame count), audio packets."""
+            with writer:
+                if carry:
+                    writer.set_audio_track(info.audio)
+                frames = chunks(writer)
+                if carry:
+                    for packet in reader.audio_packets():
+                        writer.write_audio_packet(packet)
+            return frames
+
+        if target is None:
+            done = write(_open_writer(dst, header, plan.prior), lambda writer: encode_pass(
+                lambda latent: writer.write_chunk(quantize(latent, step)),
+                lambda frames: writer.restate_frame_counts(counted(frames)), writer.write_frame_times))
+        else:
+            with LatentSpool() as spool:
+                frame_times: list = []  # written before the chunks: the reader takes FRAME_TIMES records anywhere
+                done = encode_pass(spool.append, lambda frames: None, frame_times.extend)
+                final = counted(done)
+                audio_bytes = audio_record_bytes(info.audio, reader.audio_packets()) if carry else 0
+                sizer = FileSizer(final, spool, plan.prior, audio_bytes)
+                want = target.bytes_for(done, info.width, info.height, info.fps)
+                choice = choose_step(sizer, want, step_for_quality(DEFAULT_QUALITY), on_trial=rate_progress)
+                step = choice.step
+                if not choice.reached:
+                    notice(_out_of_reach(target, choice, target.rate_of(choice.bytes, done, info.width, info.height,
+                                                                        info.fps)))
+
+                def spooled(writer: CdtWriter) -> int:
+                    writer.write_frame_times(frame_times)
+                    for i in range(len(spool)):
+                        writer.write_chunk(quantize(spool[i], step))
+                    return done
+
+                write(_open_writer(dst, replace(final, quant_step=(step,)), plan.prior), spooled)
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
-    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note)
+    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note,
+                  step=float(step), target=str(target) if target else "")
+
+
+def _open_writer(dst, header: Header, prior) -> CdtWriter:
+    try:
+        return CdtWriter(dst, header, prior=prior)
+    except OSError as e:
+        raise CodecError(f"{dst}: cannot write: {e.strerror or e}") from None
+
+
+def _out_of_reach(target: RateTarget, choice: Choice, rate: float) -> str:
+    got = f"{rate:.4g} {target.unit} at step {choice.step:g}"
+    if choice.beyond == "above":
+        return f"target {target} is above the highest rate this video reaches ({got}, the smallest step); encoded there"
+    if choice.beyond == "below":
+        return (f"target {target} is below the lowest rate this video reaches ({got}, the largest step: the latents "
+                "are all but zero); encoded there")
+    return f"target {target}: the nearest rate the step search found is {got}; encoded there"
 
 
 def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
@@ -314,6 +422,10 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         h = reader.header
         _check_layout(h, label)
         first, end = parse_frame_range(frames, h.num_frames)
+        timed = reader.has_frame_times
+        if timed:
+            for _ in reader.frame_time_records():  # a damaged one fails now, not after minutes of decoding
+                pass
         weights = decoder_weights(h, model, label)
         net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
         if digest != h.weights_hash.hex():
@@ -336,7 +448,18 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         whole = first == 0 and end == h.num_frames
         track = source_audio if audio and whole else None
         written = 0
-        with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
+        facts = dict(color_range=h.color_range, color_space=h.color_space, color_primaries=h.color_primaries,
+                     color_trc=h.color_trc)
+        if timed:
+            facts["time_base"] = Fraction(h.time_base_num, h.time_base_den)
+        if h.display_matrix != spec.IDENTITY_MATRIX:
+            facts["display_matrix"] = h.display_matrix
+        if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
+            facts["sample_aspect"] = Fraction(h.sample_aspect_num, h.sample_aspect_den)
+        with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track,
+                       **facts) as out:
+            note = _facts_lost(h, timed, out, os.fspath(dst))
+            stamps = _frame_stamps(reader.frame_times(), first, end) if timed and out.keeps_frame_times else None
             if track is not None:
                 out.follow_audio(reader.audio_packets())  # pulled as far as the frames written, no further
             position = 0  # video frame index of the next decoded frame
@@ -353,7 +476,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
                     video = stream.timeline.to_frames(x, h.height, h.width)
                     lo, hi = max(first, position), min(end, position + len(video))
                     for frame in video[max(0, lo - position) : max(0, hi - position)]:
-                        out.write(frame)
+                        out.write(frame, *(next(stamps) if stamps else ()))
                         written += 1
                     position += len(video)
                 if progress:
@@ -371,4 +494,20 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         state = "dropped (frame range)"
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
-    return Report(written, h.width, h.height, fps, size, time.time() - started, state, h.entropy_coder)
+    return Report(written, h.width, h.height, fps, size, time.time() - started, state, h.entropy_coder, note)
+
+
+def _facts_lost(h: Header, timed: bool, out, dst: str) -> str:
+    """One line on what of the file's media facts the output cannot hold ("" when it holds them all)."""
+    lost = []
+    if timed and not out.keeps_frame_times:
+        lost.append("frame times (variable frame rate: frames are written 1/fps apart)")
+    if not out.keeps_display:
+        if h.display_matrix != spec.IDENTITY_MATRIX:
+            lost.append(f"display matrix (rotation {h.rotation:g} degrees{', mirrored' if h.mirrored else ''})")
+        if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
+            lost.append(f"sample aspect ratio {h.sample_aspect_num}:{h.sample_aspect_den}")
+    parts = [f"{dst}: this output holds no {', no '.join(lost)}; decode to .mp4 or .mkv to keep them"] if lost else []
+    if out.facts_lost:
+        parts.append(f"{dst}: not written: {'; '.join(out.facts_lost)}")
+    return "; ".join(parts)
