@@ -13,10 +13,11 @@ convolution, matrix product and attention of forward and backward, LPIPS include
 2x its forward: the data and the weight gradients). Elementwise work (norms, activations, the optimizer) counts
 nothing, so the achieved rate says how close the step comes to spending its time in the arithmetic.
 
-    python benchmarks/train_speed.py [--batch 2] [--frames 9] [--crop 96] [--data DIR] [--threads 1] [--cpu-time]
+    python benchmarks/train_speed.py [--batch 2] [--frames 9] [--crop 96] [--data DIR] [--threads 1] [--cpu-time] [--by-conv]
 
 --data: a data set as `cdtcodec train` reads it; without one, a small synthetic set of H.264 clips is written to
-a temporary folder for the data-loading phase. --profile adds the operators that take the most time in
+a temporary folder for the data-loading phase. --by-conv adds each conv shape of the step timed alone by the
+model's route: forward, data gradient, weight gradient (where the time of the convolutions goes). --profile adds the operators that take the most time in
 forward + backward (torch.profiler, self CPU time). --cpu-time times everything in CPU seconds of this process
 instead of wall seconds: on a machine that other work keeps busy, with --threads 1, that is close to what the
 step costs alone, where wall time mostly measures the other work (with more threads it also counts threads
@@ -41,7 +42,7 @@ from cdtcodec.allocator import keep_freed_memory
 from cdtcodec.config import get_config
 from cdtcodec.lpips import LPIPS
 from cdtcodec.model import CDT
-from cdtcodec.model.layers import CausalConv3d, conv3d
+from cdtcodec.model.layers import CausalConv3d, _OneDNNConv3d, conv3d
 from cdtcodec.train.data import ClipDataset
 from cdtcodec.train.losses import LossWeights, Objective
 from speed import attainable_gflops  # benchmarks/speed.py, beside this file
@@ -76,26 +77,72 @@ def _synthetic_data(root: Path, size: int) -> Path:
     return root
 
 
-def _heaviest_conv(objective: Objective, video: torch.Tensor, generator: torch.Generator):
-    """(padded input shape, weight shape, stride) of the model's convolution shape that carries the most FLOPs in
-    a forward pass, and its share of the model's conv FLOPs."""
-    flops: Counter = Counter()
+def _conv_shapes(objective: Objective, video: torch.Tensor, generator: torch.Generator):
+    """{(padded input shape, weight shape, stride): (forward FLOPs, calls, input needs a gradient)} of the model's
+    convolutions with a kernel larger than 1x1x1 (those are matrix products), in one forward, most FLOPs first."""
+    shapes: dict = {}
 
     def hook(module, inputs, output):
         cout, cin, kt, kh, kw = module.weight.shape
-        macs = output.numel() // output.shape[1] * cout * cin * kt * kh * kw
         x = inputs[0]
         padded = (x.shape[0], cin, x.shape[2] + module.time_context, x.shape[3] + 2 * module.space_pad[0],
                   x.shape[4] + 2 * module.space_pad[1])
-        flops[(padded, tuple(module.weight.shape), tuple(module.stride))] += 2 * macs
+        key = (padded, tuple(module.weight.shape), tuple(module.stride))
+        flops, calls, needs_grad = shapes.get(key, (0, 0, False))
+        shapes[key] = (flops + 2 * output.numel() // output.shape[1] * cout * cin * kt * kh * kw, calls + 1,
+                       needs_grad or x.requires_grad)
 
-    hooks = [m.register_forward_hook(hook) for m in objective.model.modules() if isinstance(m, CausalConv3d)]
-    with torch.no_grad():
-        objective(video, generator)  # on the meta device: shapes only
+    hooks = [m.register_forward_hook(hook) for m in objective.model.modules()
+             if isinstance(m, CausalConv3d) and m.kernel_size != (1, 1, 1)]
+    objective(video, generator)  # on the meta device: shapes only
     for h in hooks:
         h.remove()
-    shape, most = flops.most_common(1)[0]
-    return shape, most / sum(flops.values())
+    return dict(sorted(shapes.items(), key=lambda item: -item[1][0]))
+
+
+def _conv_table(shapes: dict, clock, rows: int = 12) -> None:
+    """Each conv shape of the step timed alone by the model's route: forward, the data gradient and the weight
+    (+ bias) gradient, each as _OneDNNConv3d.backward computes it (best of 2 after a warm-up); the `rows` with
+    the most FLOPs shown, the rest summed."""
+    unit = "CPU s" if clock is time.process_time else "s"
+    print("| conv (in -> out, kernel, padded input) | calls | forward GFLOP/s | data grad GFLOP/s | weight grad GFLOP/s "
+          f"| {unit} in the step |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    total = rest = 0.0
+    for row, ((padded, weight_shape, stride), (flops, calls, needs_grad)) in enumerate(shapes.items()):
+        x = torch.randn(padded).contiguous(memory_format=torch.channels_last_3d)
+        w = torch.randn(weight_shape).contiguous(memory_format=torch.channels_last_3d)
+        b = torch.randn(weight_shape[0])
+        g = torch.randn_like(conv3d(x, w, b, stride)).contiguous(memory_format=torch.channels_last_3d)
+        per = flops / calls
+
+        def best(fn):
+            fn()
+            return min(_timed(fn, clock) for _ in range(2))
+
+        def forward():
+            with torch.no_grad():
+                conv3d(x, w, b, stride)
+
+        def grad(of_x: bool):
+            inputs = (x.requires_grad_(of_x), w.requires_grad_(not of_x), b.requires_grad_(not of_x))
+            return lambda: _OneDNNConv3d.apply(*inputs, stride).backward(g)
+
+        t_fwd = best(forward)
+        t_data = best(grad(True)) - t_fwd if needs_grad else 0.0
+        t_weight = best(grad(False)) - t_fwd
+        spent = calls * (t_fwd + t_data + t_weight)
+        total += spent
+        if row >= rows:
+            rest += spent
+            continue
+        data = f"{per / t_data / 1e9:.0f}" if needs_grad else "not needed"
+        print(f"| {weight_shape[1]} -> {weight_shape[0]}, {'x'.join(map(str, weight_shape[2:]))}, "
+              f"{'x'.join(map(str, padded))} | {calls} | {per / t_fwd / 1e9:.0f} | {data} | "
+              f"{per / t_weight / 1e9:.0f} | {spent:.3f} |")
+    if len(shapes) > rows:
+        print(f"| {len(shapes) - rows} other shapes | | | | | {rest:.3f} |")
+    print(f"these convolutions in all: {total:.3f} {unit}")
 
 
 def main() -> None:
@@ -109,6 +156,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="rounds of ceiling + step, after a warm-up")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--by-conv", action="store_true", help="each conv shape alone: forward, data and weight gradients")
     ap.add_argument("--cpu-time", action="store_true", help="CPU seconds of this process instead of wall seconds")
     args = ap.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
@@ -155,8 +203,10 @@ def main() -> None:
     bwd_flops = counter.get_total_flops()
     lpips_flops += sum(counter.get_flop_counts().get("Objective.lpips", {}).values())
     del loss
-    (padded, weight_shape, stride), heaviest_share = _heaviest_conv(meta, video.to("meta"), torch.Generator())
+    shapes = _conv_shapes(meta, video.to("meta"), torch.Generator())
     del meta
+    (padded, weight_shape, stride), (heaviest, _, _) = next(iter(shapes.items()))
+    heaviest_share = heaviest / sum(flops for flops, _, _ in shapes.values())
 
     # The attainable rates: the 128-channel conv3d, and the model's heaviest conv shape by the model's route.
     x_model = torch.randn(padded).contiguous(memory_format=torch.channels_last_3d)
@@ -209,7 +259,7 @@ def main() -> None:
     print(f"attainable, timed between the steps: conv3d 128 -> 128 at 4 x 64 x 64 {best['ceiling']:.1f} GFLOP/s; "
           f"the model's heaviest conv ({weight_shape[1]} -> {weight_shape[0]}, kernel "
           f"{'x'.join(map(str, weight_shape[2:]))}, input {'x'.join(map(str, padded))}, {heaviest_share:.0%} of the "
-          f"model's conv FLOPs) {best['model conv']:.1f} GFLOP/s; sgemm 2048 {best['sgemm']:.1f} GFLOP/s")
+          f"FLOPs of its convs with a kernel over 1x1x1) {best['model conv']:.1f} GFLOP/s; sgemm 2048 {best['sgemm']:.1f} GFLOP/s")
     print(f"| phase | {unit} | share of step | GFLOP | GFLOP/s | share of attainable conv ({ceiling:.1f}) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
 
@@ -231,6 +281,8 @@ def main() -> None:
     print(f"| step (all phases) | {step:.3f} | 100% | {(fwd_flops + bwd_flops) / 1e9:.2f} | "
           f"{(fwd_flops + bwd_flops) / step / 1e9:.1f} | {(fwd_flops + bwd_flops) / step / 1e9 / ceiling:.0%} |")
 
+    if args.by_conv:
+        _conv_table(shapes, clock)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
