@@ -178,6 +178,8 @@ def main() -> None:
         data = _synthetic_data(Path(temp.name), args.crop)
     else:
         data = Path(args.data)
+        if not (data / "train").is_dir():
+            ap.error(f"--data: {data / 'train'} not found (python scripts/build_dataset.py builds it)")
     clips = ClipDataset(data, frames=args.frames, size=args.crop, seed=0, min_scale=0.5)
     rng = np.random.default_rng(0)
 
