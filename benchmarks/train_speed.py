@@ -1,23 +1,40 @@
-"""Throughput of one training step, by phase, against what this machine attains in the same run.
+"""Throughput of one training step, by phase, against the conv throughput this machine attains in the same run.
 
-A step of `cdtcodec train` is: draw a batch (video decode, crop, resize), the objective's forward (encoder,
-context, denoiser, LPIPS on the predicted frames), backward, gradient clipping + AdamW + the EMA update.
-This times each phase (best of --repeats after a warm-up), counts the FLOPs of forward and backward with
-torch's counter (2 per multiply-add), and reports forward + backward GFLOP/s as a share of the attainable
-fp32 rate (the better of a 2048 sgemm and a channels-last 128->128 conv3d, timed here, now).
+A step of `cdtcodec train` is: draw a batch (video decode, crop, resize; in a DataLoader worker, beside the
+step), the objective's forward (encoder, context, denoiser, LPIPS on the predicted frames), backward, and
+gradient clipping + AdamW + the EMA update. This times each phase of real steps (the best of --repeats after a
+warm-up step), LPIPS's forward + backward on its own, and the attainable rate: a channels-last 3x3x3 conv3d,
+128 -> 128 channels (the ceiling benchmarks/speed.py measures for inference), and the model's own heaviest
+convolution shape through the model's route, forward alone. Ceiling and step are timed in alternation, round
+after round, so both see the same contention; the best of each is kept.
 
-    python benchmarks/train_speed.py [--batch 2] [--frames 9] [--crop 96] [--data data] [--profile]
+FLOPs are counted on a meta-device copy of the objective with torch's counter (2 per multiply-add): every
+convolution, matrix product and attention of forward and backward, LPIPS included (a convolution's backward is
+2x its forward: the data and the weight gradients). Elementwise work (norms, activations, the optimizer) counts
+nothing, so the achieved rate says how close the step comes to spending its time in the arithmetic.
 
---profile adds the operators that take the most time in forward + backward (torch.profiler, self CPU time).
+    python benchmarks/train_speed.py [--batch 2] [--frames 9] [--crop 96] [--data DIR] [--threads 1] [--cpu-time] [--by-conv]
+
+--data: a data set as `cdtcodec train` reads it; without one, a small synthetic set of H.264 clips is written to
+a temporary folder for the data-loading phase. --by-conv adds each conv shape of the step timed alone by the
+model's route: forward, data gradient, weight gradient (where the time of the convolutions goes). --profile adds the operators that take the most time in
+forward + backward (torch.profiler, self CPU time). --cpu-time times everything in CPU seconds of this process
+instead of wall seconds: on a machine that other work keeps busy, with --threads 1, that is close to what the
+step costs alone, where wall time mostly measures the other work (with more threads it also counts threads
+spinning while they wait for each other).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
+from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -25,18 +42,107 @@ from cdtcodec.allocator import keep_freed_memory
 from cdtcodec.config import get_config
 from cdtcodec.lpips import LPIPS
 from cdtcodec.model import CDT
+from cdtcodec.model.layers import CausalConv3d, _OneDNNConv3d, conv3d
+from cdtcodec.train.data import ClipDataset
 from cdtcodec.train.losses import LossWeights, Objective
 from speed import attainable_gflops  # benchmarks/speed.py, beside this file
 
 
-def _best(fn, repeats: int) -> float:
-    fn()  # warm-up: allocator, oneDNN primitive caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def _timed(fn, clock) -> float:
+    start = clock()
+    fn()
+    return clock() - start
+
+
+def _synthetic_data(root: Path, size: int) -> Path:
+    """Two 48-frame H.264 clips at 320 x 240 (x264's default rate control): textures that move, so decoding
+    costs about what camera footage of that size costs."""
+    import av
+
+    (root / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    h, w = max(240, size), max(320, size)
+    for clip in range(2):
+        texture = rng.integers(0, 256, (h + 64, w + 64, 3), dtype=np.uint8)
+        with av.open(str(root / "train" / f"synthetic_{clip}.mp4"), mode="w") as out:
+            stream = out.add_stream("libx264", rate=24)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.codec_context.time_base = Fraction(1, 24)
+            for i in range(48):
+                image = np.ascontiguousarray(texture[i : i + h, i : i + w])
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = i
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+    return root
+
+
+def _conv_shapes(objective: Objective, video: torch.Tensor, generator: torch.Generator):
+    """{(padded input shape, weight shape, stride): (forward FLOPs, calls, input needs a gradient)} of the model's
+    convolutions with a kernel larger than 1x1x1 (those are matrix products), in one forward, most FLOPs first."""
+    shapes: dict = {}
+
+    def hook(module, inputs, output):
+        cout, cin, kt, kh, kw = module.weight.shape
+        x = inputs[0]
+        padded = (x.shape[0], cin, x.shape[2] + module.time_context, x.shape[3] + 2 * module.space_pad[0],
+                  x.shape[4] + 2 * module.space_pad[1])
+        key = (padded, tuple(module.weight.shape), tuple(module.stride))
+        flops, calls, needs_grad = shapes.get(key, (0, 0, False))
+        shapes[key] = (flops + 2 * output.numel() // output.shape[1] * cout * cin * kt * kh * kw, calls + 1,
+                       needs_grad or x.requires_grad)
+
+    hooks = [m.register_forward_hook(hook) for m in objective.model.modules()
+             if isinstance(m, CausalConv3d) and m.kernel_size != (1, 1, 1)]
+    objective(video, generator)  # on the meta device: shapes only
+    for h in hooks:
+        h.remove()
+    return dict(sorted(shapes.items(), key=lambda item: -item[1][0]))
+
+
+def _conv_table(shapes: dict, clock, rows: int = 12) -> None:
+    """Each conv shape of the step timed alone by the model's route: forward, the data gradient and the weight
+    (+ bias) gradient, each as _OneDNNConv3d.backward computes it (best of 2 after a warm-up); the `rows` with
+    the most FLOPs shown, the rest summed."""
+    unit = "CPU s" if clock is time.process_time else "s"
+    print("| conv (in -> out, kernel, padded input) | calls | forward GFLOP/s | data grad GFLOP/s | weight grad GFLOP/s "
+          f"| {unit} in the step |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    total = rest = 0.0
+    for row, ((padded, weight_shape, stride), (flops, calls, needs_grad)) in enumerate(shapes.items()):
+        x = torch.randn(padded).contiguous(memory_format=torch.channels_last_3d)
+        w = torch.randn(weight_shape).contiguous(memory_format=torch.channels_last_3d)
+        b = torch.randn(weight_shape[0])
+        g = torch.randn_like(conv3d(x, w, b, stride)).contiguous(memory_format=torch.channels_last_3d)
+        per = flops / calls
+
+        def best(fn):
+            fn()
+            return min(_timed(fn, clock) for _ in range(2))
+
+        def forward():
+            with torch.no_grad():
+                conv3d(x, w, b, stride)
+
+        def grad(of_x: bool):
+            inputs = (x.requires_grad_(of_x), w.requires_grad_(not of_x), b.requires_grad_(not of_x))
+            return lambda: _OneDNNConv3d.apply(*inputs, stride).backward(g)
+
+        t_fwd = best(forward)
+        t_data = best(grad(True)) - t_fwd if needs_grad else 0.0
+        t_weight = best(grad(False)) - t_fwd
+        spent = calls * (t_fwd + t_data + t_weight)
+        total += spent
+        if row >= rows:
+            rest += spent
+            continue
+        data = f"{per / t_data / 1e9:.0f}" if needs_grad else "not needed"
+        print(f"| {weight_shape[1]} -> {weight_shape[0]}, {'x'.join(map(str, weight_shape[2:]))}, "
+              f"{'x'.join(map(str, padded))} | {calls} | {per / t_fwd / 1e9:.0f} | {data} | "
+              f"{per / t_weight / 1e9:.0f} | {spent:.3f} |")
+    if len(shapes) > rows:
+        print(f"| {len(shapes) - rows} other shapes | | | | | {rest:.3f} |")
+    print(f"these convolutions in all: {total:.3f} {unit}")
 
 
 def main() -> None:
@@ -46,31 +152,39 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=9)
     ap.add_argument("--crop", type=int, default=96)
     ap.add_argument("--lpips-weight", type=float, default=LossWeights.lpips)
-    ap.add_argument("--data", default="data", help="for the data-loading phase (skipped when absent)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--data", default=None, help="data set for the data-loading phase (default: a synthetic one)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of ceiling + step, after a warm-up")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--by-conv", action="store_true", help="each conv shape alone: forward, data and weight gradients")
+    ap.add_argument("--cpu-time", action="store_true", help="CPU seconds of this process instead of wall seconds")
     args = ap.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     keep_freed_memory()  # as `cdtcodec train` runs
 
-    peak = attainable_gflops()
     torch.manual_seed(0)
     model = CDT(get_config(args.preset)).train()
     lpips = LPIPS.from_file() if args.lpips_weight > 0 else None
     objective = Objective(model, LossWeights(lpips=args.lpips_weight), lpips)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
     ema = [p.detach().clone() for p in model.parameters()]
-    video = torch.rand(args.batch, 3, args.frames, args.crop, args.crop) * 2 - 1
     generator = torch.Generator().manual_seed(0)
 
-    def forward():
-        return objective(video, generator)["loss"]
+    temp = None
+    if args.data is None:
+        temp = tempfile.TemporaryDirectory()
+        data = _synthetic_data(Path(temp.name), args.crop)
+    else:
+        data = Path(args.data)
+        if not (data / "train").is_dir():
+            ap.error(f"--data: {data / 'train'} not found (python scripts/build_dataset.py builds it)")
+    clips = ClipDataset(data, frames=args.frames, size=args.crop, seed=0, min_scale=0.5)
+    rng = np.random.default_rng(0)
 
-    def forward_backward():
-        optimizer.zero_grad(set_to_none=True)
-        forward().backward()
+    def draw():
+        return torch.stack([clips.sample(rng) for _ in range(args.batch)])
 
     def update():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -78,53 +192,108 @@ def main() -> None:
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1e-3)
 
+    video = draw()
     # Counted on a meta-device copy: no arithmetic, and the plain route, whose ops the counter knows (it does
     # not count torch.mkldnn_convolution's forward, only its backward).
     meta = copy.deepcopy(objective).to("meta")
     with FlopCounterMode(display=False) as counter:
         loss = meta(video.to("meta"), torch.Generator().manual_seed(0))["loss"]
     fwd_flops = counter.get_total_flops()
+    lpips_flops = sum(counter.get_flop_counts().get("Objective.lpips", {}).values())
     with counter:
         loss.backward()
-    total = fwd_flops + counter.get_total_flops()
-    del meta, loss
+    bwd_flops = counter.get_total_flops()
+    lpips_flops += sum(counter.get_flop_counts().get("Objective.lpips", {}).values())
+    del loss
+    shapes = _conv_shapes(meta, video.to("meta"), torch.Generator())
+    del meta
+    (padded, weight_shape, stride), (heaviest, _, _) = next(iter(shapes.items()))
+    heaviest_share = heaviest / sum(flops for flops, _, _ in shapes.values())
 
+    # The attainable rates: the 128-channel conv3d, and the model's heaviest conv shape by the model's route.
+    x_model = torch.randn(padded).contiguous(memory_format=torch.channels_last_3d)
+    w_model = torch.randn(weight_shape).contiguous(memory_format=torch.channels_last_3d)
+    b_model = torch.randn(weight_shape[0])
     with torch.no_grad():
-        t_fwd_nograd = _best(forward, args.repeats)
-    t_fb = _best(forward_backward, args.repeats)
-    t_update = _best(update, args.repeats)
-    t_data = None
-    if (Path(args.data) / "train").is_dir():
-        import numpy as np
+        out_numel = conv3d(x_model, w_model, b_model, stride).numel()
+    model_conv_flops = 2 * out_numel * int(np.prod(weight_shape[1:]))
 
-        from cdtcodec.train.data import ClipDataset
+    def model_conv():
+        with torch.no_grad():
+            conv3d(x_model, w_model, b_model, stride)
 
-        clips = ClipDataset(args.data, frames=args.frames, size=args.crop, seed=0, min_scale=0.5)
-        rng = np.random.default_rng(0)
-        t_data = _best(lambda: [clips.sample(rng) for _ in range(args.batch)], args.repeats)
+    # LPIPS as the objective calls it: the predicted frames (a stand-in in the channels-last layout the denoiser
+    # returns, needing a gradient) against the source frames.
+    predicted = video.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
+    frames = lambda v: v.transpose(1, 2).flatten(0, 1)  # as losses.Objective
 
-    best = max(peak.values())
-    rate = total / t_fb / 1e9
+    def lpips_step():
+        lpips(frames(predicted), frames(video)).mean().backward()
+
+    times: dict[str, list[float]] = {k: [] for k in ("data", "forward", "backward", "update", "lpips", "ceiling",
+                                                     "model conv", "sgemm")}
+    for round_ in range(args.repeats + 1):  # round 0 warms up: allocator, oneDNN primitive caches
+        peak = attainable_gflops(clock=clock, repeats=1)
+        t_model_conv = min(_timed(model_conv, clock) for _ in range(3))
+        t_data = _timed(lambda: draw(), clock)
+        optimizer.zero_grad(set_to_none=True)
+        start = clock()
+        loss = objective(video, generator)["loss"]
+        t_forward = clock() - start
+        t_backward = _timed(loss.backward, clock)
+        del loss
+        t_update = _timed(update, clock)
+        t_lpips = _timed(lpips_step, clock) if lpips is not None else 0.0
+        if round_:
+            for key, value in (("data", t_data), ("forward", t_forward), ("backward", t_backward),
+                               ("update", t_update), ("lpips", t_lpips), ("ceiling", peak["conv3d_128"]),
+                               ("model conv", model_conv_flops / t_model_conv / 1e9), ("sgemm", peak["matmul"])):
+                times[key].append(value)
+    best = {k: (max(v) if k in ("ceiling", "model conv", "sgemm") else min(v)) for k, v in times.items()}
+    ceiling = max(best["ceiling"], best["model conv"])
+
+    unit = "CPU s" if args.cpu_time else "s"
+    step = best["data"] + best["forward"] + best["backward"] + best["update"]
     print(f"{args.preset}, batch {args.batch} x {args.frames} x {args.crop} x {args.crop}, "
-          f"{torch.get_num_threads()} threads, LPIPS weight {args.lpips_weight}")
-    print(f"attainable: sgemm {peak['matmul']:.0f}, conv3d {peak['conv3d_128']:.0f} GFLOP/s")
-    print("| phase | seconds | GFLOP | GFLOP/s | share of attainable |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| forward (no grad) | {t_fwd_nograd:.3f} | {fwd_flops / 1e9:.1f} | {fwd_flops / t_fwd_nograd / 1e9:.0f} "
-          f"| {fwd_flops / t_fwd_nograd / 1e9 / best:.0%} |")
-    print(f"| forward + backward | {t_fb:.3f} | {total / 1e9:.1f} | {rate:.0f} | **{rate / best:.0%}** |")
-    print(f"| clip + AdamW + EMA | {t_update:.3f} | - | - | - |")
-    if t_data is not None:
-        print(f"| data: {args.batch} clips (one worker; overlaps the step) | {t_data:.3f} | - | - | - |")
-    step = t_fb + t_update
-    print(f"step (forward + backward + update): {step:.3f} s, {1 / step:.2f} steps/s")
+          f"{torch.get_num_threads()} thread(s), LPIPS weight {args.lpips_weight}, best of {args.repeats} rounds, "
+          + ("CPU seconds of this process" if args.cpu_time else "wall seconds")
+          + (f", data {args.data}" if args.data else ", synthetic data (2 clips of 320 x 240 H.264)"))
+    print(f"attainable, timed between the steps: conv3d 128 -> 128 at 4 x 64 x 64 {best['ceiling']:.1f} GFLOP/s; "
+          f"the model's heaviest conv ({weight_shape[1]} -> {weight_shape[0]}, kernel "
+          f"{'x'.join(map(str, weight_shape[2:]))}, input {'x'.join(map(str, padded))}, {heaviest_share:.0%} of the "
+          f"FLOPs of its convs with a kernel over 1x1x1) {best['model conv']:.1f} GFLOP/s; sgemm 2048 {best['sgemm']:.1f} GFLOP/s")
+    print(f"| phase | {unit} | share of step | GFLOP | GFLOP/s | share of attainable conv ({ceiling:.1f}) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
 
+    def row(name, t, flops=None):
+        rate = f"| {flops / 1e9:.2f} | {flops / t / 1e9:.1f} | {flops / t / 1e9 / ceiling:.0%} |" if flops else \
+            "| - | - | - |"
+        print(f"| {name} | {t:.3f} | {t / step:.0%} " + rate)
+
+    row("data: draw the batch (a DataLoader worker, beside the step)", best["data"])
+    row("forward (objective, LPIPS included)", best["forward"], fwd_flops)
+    row("backward", best["backward"], bwd_flops)
+    if lpips is not None:
+        row("of which LPIPS, forward + backward", best["lpips"], lpips_flops)
+    row("clip + AdamW + EMA", best["update"])
+    rate = (fwd_flops + bwd_flops) / (best["forward"] + best["backward"]) / 1e9
+    print(f"| **forward + backward** | {best['forward'] + best['backward']:.3f} | "
+          f"{(best['forward'] + best['backward']) / step:.0%} | {(fwd_flops + bwd_flops) / 1e9:.2f} | {rate:.1f} | "
+          f"**{rate / ceiling:.0%}** |")
+    print(f"| step (all phases) | {step:.3f} | 100% | {(fwd_flops + bwd_flops) / 1e9:.2f} | "
+          f"{(fwd_flops + bwd_flops) / step / 1e9:.1f} | {(fwd_flops + bwd_flops) / step / 1e9 / ceiling:.0%} |")
+
+    if args.by_conv:
+        _conv_table(shapes, clock)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            forward_backward()
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+            optimizer.zero_grad(set_to_none=True)
+            objective(video, generator)["loss"].backward()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    if temp is not None:
+        temp.cleanup()
 
 
 if __name__ == "__main__":

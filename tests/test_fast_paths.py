@@ -9,7 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cdtcodec.model.layers import AttentionBlock, ChannelNorm, TimeDownsample, TimeUpsample, _pad_time_space, conv3d
+from cdtcodec.model import layers
+from cdtcodec.model.layers import (AttentionBlock, Block, ChannelNorm, TimeDownsample, TimeUpsample, _pad_time_space,
+                                   conv3d)
 
 TOL = 1e-5
 CL = torch.channels_last_3d
@@ -59,6 +61,66 @@ def test_conv3d_gradients_equal_plain_convolution():
         grads.append(torch.autograd.grad((out * out).sum(), (x, weight, bias)))
     for fast, plain in zip(*grads):
         _close(fast, plain, 1e-4)
+
+
+@pytest.mark.parametrize("blocked", [False, True])  # the two weight-gradient routes, whichever this CPU takes
+@pytest.mark.parametrize("cin,cout,kernel,stride,input_grad,bias", [
+    (8, 16, (3, 3, 3), (1, 1, 1), True, True),
+    (8, 3, (3, 7, 7), (1, 1, 1), True, True),  # fewer than 8 outputs
+    (3, 8, (3, 7, 7), (1, 1, 1), False, True),  # a video input: weight gradients only
+    (8, 8, (1, 3, 3), (1, 2, 2), True, False),  # spatial downsample, no bias
+    (8, 8, (3, 1, 1), (2, 1, 1), True, True),  # temporal downsample
+])
+def test_conv3d_backward_routes_equal_plain_convolution(monkeypatch, blocked, cin, cout, kernel, stride, input_grad,
+                                                        bias):
+    monkeypatch.setattr(layers, "_weight_grad_blocked", lambda x, weight, grad: blocked)
+    torch.manual_seed(0)
+    x = torch.randn(2, cin, 7, 13, 12).contiguous(memory_format=CL).requires_grad_(input_grad)
+    weight = (torch.randn(cout, cin, *kernel) / (cin * kernel[0] * kernel[1] * kernel[2]) ** 0.5)
+    weight = weight.contiguous(memory_format=CL).requires_grad_()
+    b = torch.randn(cout, requires_grad=True) if bias else None
+    fast, plain = conv3d(x, weight, b, stride), F.conv3d(x, weight, b, stride)
+    assert fast.grad_fn is not None and "OneDNN" in type(fast.grad_fn).__name__
+    _close(fast, plain)
+    leaves = [t for t in (x, weight, b) if t is not None and t.requires_grad]
+    _same_gradients(fast, plain, leaves, 1e-4)
+
+
+def test_block_gradients_equal_plain_formulation():
+    """Block's ReLU runs in place on the norm's channels-last tensor (autograd recorded an in-place ReLU on
+    the permuted view as a copy of the whole base, a zero-filled gradient and two more copies)."""
+    block = _randomised(Block(6, 8, large=False, pad_mode="replicate"))
+    x = torch.randn(2, 6, 5, 9, 8).contiguous(memory_format=CL).requires_grad_()
+    fast = block(x)
+    plain = F.relu(block.norm(F.conv3d(F.pad(x, (1, 1, 1, 1, 2, 0), mode="replicate"), block.conv.weight,
+                                       block.conv.bias)))
+    _close(fast, plain)
+    _same_gradients(fast, plain, (x, *block.parameters()), 1e-4)
+
+
+def test_training_objective_gradients_equal_float64_plain_route(monkeypatch):
+    """The whole training objective (fast CPU routes in float32, each weight-gradient route) against the
+    same model in float64, where every convolution takes PyTorch's plain route."""
+    from cdtcodec.config import CDTConfig
+    from cdtcodec.model import CDT
+    from cdtcodec.train.losses import LossWeights, Objective
+
+    torch.manual_seed(0)
+    model = CDT(CDTConfig(context_dim=8, unet_dim=4)).train()
+    plain = CDT(CDTConfig(context_dim=8, unet_dim=4)).train().double()
+    plain.load_state_dict(model.state_dict())
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+
+    def gradients(network, video):
+        network.zero_grad(set_to_none=True)
+        Objective(network, LossWeights(lpips=0), None)(video, torch.Generator().manual_seed(3))["loss"].backward()
+        return [p.grad.double() for p in network.parameters()]
+
+    reference = gradients(plain, video.double())
+    for blocked in (False, True):
+        monkeypatch.setattr(layers, "_weight_grad_blocked", lambda x, weight, grad: blocked)
+        for fast, exact in zip(gradients(model, video), reference, strict=True):
+            assert (fast - exact).abs().max() <= 1e-3 * exact.abs().max() + 1e-7
 
 
 def test_conv3d_float64_takes_the_plain_route():

@@ -70,6 +70,22 @@ def test_gradients_flow_to_input_not_params(model):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_training_route_equals_metric(model):
+    """As a loss (x needs a gradient, y does not) the reference frames go through without autograd: same
+    distances, and the same gradient as the one batch through the network the metric runs."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(3, 3, 48, 40, generator=g) * 2 - 1).requires_grad_(True)
+    y = torch.rand(3, 3, 48, 40, generator=g) * 2 - 1
+    loss = model(x, y)
+    with torch.no_grad():
+        metric = model(x, y)
+    assert (loss.detach() - metric).abs().max() <= 1e-6
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    # the metric's formulation, with a gradient: y needing one too sends both through one batch
+    (plain,) = torch.autograd.grad(model(x, y.clone().requires_grad_(True)).sum(), x)
+    assert (grad - plain).abs().max() <= 1e-5 * plain.abs().max()
+
+
 def test_video_helper_is_framewise_mean(model):
     g = torch.Generator().manual_seed(2)
     x = torch.rand(2, 3, 3, 48, 48, generator=g) * 2 - 1

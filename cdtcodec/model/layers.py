@@ -30,19 +30,85 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 
     A 1x1x1 kernel is a matrix product over channels (oneDNN runs those at a few GFLOP/s). PyTorch sends
     the other batch-1 convolutions with few channels or frames (most of ours when streaming) to its im2col
-    kernel, 2-5x slower than oneDNN, so the CPU calls oneDNN directly.
+    kernel, 2-5x slower than oneDNN, so the CPU calls oneDNN directly; under autograd through _OneDNNConv3d,
+    whose backward picks the faster weight-gradient route.
     """
     if weight.shape[2:] == (1, 1, 1) and tuple(stride) == (1, 1, 1):
         return from_channels_last(F.linear(to_channels_last(x), weight.flatten(1), bias))
     if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
+            return _OneDNNConv3d.apply(x, weight, bias, tuple(stride))
+        return _onednn_conv3d(x, weight, bias, tuple(stride))
+    return F.conv3d(x, weight, bias, stride)
+
+
+def _onednn_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   stride: tuple[int, int, int]) -> torch.Tensor:
+    cout = weight.shape[0]
+    if cout < 8:
+        # oneDNN's AVX2 kernels fill 8 output channels at a time; a 3-channel output takes over twice as
+        # long as an 8-channel one, so compute 8 with zero weights and keep the real ones.
+        weight, bias = _eight_outputs(weight, bias)
+    return torch.mkldnn_convolution(x, weight, bias, (0, 0, 0), stride, (1, 1, 1), 1)[:, :cout]
+
+
+def _eight_outputs(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    pad = 8 - weight.shape[0]
+    weight = torch.cat([weight, weight.new_zeros(pad, *weight.shape[1:])]).contiguous(
+        memory_format=torch.channels_last_3d)
+    return weight, (torch.cat([bias, bias.new_zeros(pad)]) if bias is not None else None)
+
+
+def _weight_grad_blocked(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor) -> bool:
+    """Whether oneDNN computes this weight gradient faster from plain (N, C, T, H, W) tensors than from our
+    channels-last ones. On AVX2 its channels-last backward-weights kernel is its old direct one, while plain
+    inputs get reordered into its blocked layout and the blocked kernel: at 32 channels and more, from 24 x 24
+    pixels up, that took half the time even with the two extra copies (32 -> 32 channels at 48 x 48, 9 frames,
+    batch 2: 121-151 ms against 57-70 ms). Narrow or small convolutions lose the copies; AVX-512 has other
+    kernels and was not measured, so it keeps the direct route."""
+    cout, cin = weight.shape[:2]
+    return (torch.backends.cpu.get_cpu_capability() == "AVX2" and cin >= 32 and cin * cout >= 32 * 32
+            and grad.shape[3] * grad.shape[4] >= 24 * 24)
+
+
+class _OneDNNConv3d(torch.autograd.Function):
+    """_onednn_conv3d with its backward written out: oneDNN's data and weight gradients, the latter through
+    plain tensors where that is faster (_weight_grad_blocked); what autograd records for
+    torch.mkldnn_convolution always takes the channels-last route, 2.3x the forward's time on AVX2."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride):
+        ctx.save_for_backward(x, weight)
+        ctx.stride = stride
+        ctx.has_bias = bias is not None
+        return _onednn_conv3d(x, weight, bias, stride)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
         cout = weight.shape[0]
         if cout < 8:
-            # oneDNN's AVX2 kernels fill 8 output channels at a time; a 3-channel output takes over twice as
-            # long as an 8-channel one, so compute 8 with zero weights and keep the real ones.
-            weight = torch.cat([weight, weight.new_zeros(8 - cout, *weight.shape[1:])])
-            bias = torch.cat([bias, bias.new_zeros(8 - cout)]) if bias is not None else None
-        return torch.mkldnn_convolution(x, weight, bias, (0, 0, 0), stride, (1, 1, 1), 1)[:, :cout]
-    return F.conv3d(x, weight, bias, stride)
+            weight = _eight_outputs(weight, None)[0]
+            g = torch.cat([g, g.new_zeros(g.shape[0], 8 - cout, *g.shape[2:])], dim=1)
+        g = g.contiguous(memory_format=torch.channels_last_3d)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        need_b = need_b and ctx.has_bias
+        geometry = (ctx.stride, [0, 0, 0], [1, 1, 1], False, [0, 0, 0], 1)
+        backward = torch.ops.aten.convolution_backward
+        bias_sizes = [weight.shape[0]] if ctx.has_bias else None
+        if (need_w or need_b) and _weight_grad_blocked(x, weight, g):
+            grad_x = backward(g, x, weight, None, *geometry, [True, False, False])[0] if need_x else None
+            _, grad_w, grad_b = backward(g.contiguous(), x.contiguous(), weight.contiguous(), bias_sizes, *geometry,
+                                         [False, need_w, need_b])
+            if grad_w is not None:
+                grad_w = grad_w.contiguous(memory_format=torch.channels_last_3d)
+        else:
+            grad_x, grad_w, grad_b = backward(g, x, weight, bias_sizes, *geometry, [need_x, need_w, need_b])
+        if grad_w is not None:
+            grad_w = grad_w[:cout]
+        if grad_b is not None:
+            grad_b = grad_b[:cout]
+        return grad_x, grad_w, grad_b, None
 
 
 def _pad_time_space(x: torch.Tensor, front: int, ph: int, pw: int, mode: str,
@@ -68,7 +134,13 @@ def _pad_time_space(x: torch.Tensor, front: int, ph: int, pw: int, mode: str,
 
 class _PaddedBuffer(torch.autograd.Function):
     """_build_padded with its adjoint: the gradient of the body, plus, for 'replicate', the gradient of every
-    copied border summed onto the edge it was copied from (in the reverse order of the copies)."""
+    copied border summed onto the edge it was copied from.
+
+    Replicate padding is separable, so its adjoint folds each axis independently: the body's gradient is
+    copied once (a contiguous channels-last tensor, as the layers below want it), and the borders, summed
+    across their width first, are folded onto it from small slices. Folding in place on a clone of the
+    whole padded gradient instead cost one more full-size copy per convolution.
+    """
 
     @staticmethod
     def forward(ctx, x, past, front, ph, pw, mode):
@@ -79,20 +151,31 @@ class _PaddedBuffer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         front, ph, pw, mode, held, h, w = ctx.geometry
+        body = g[:, :, front:, ph : ph + h, pw : pw + w]
         if mode == "replicate":
-            g = g.clone(memory_format=torch.channels_last_3d)  # edges accumulate their copies' gradients
-            g[:, :, front : front + 1] += g[:, :, :front].sum(2, keepdim=True)
-            g = g[:, :, front:]
-            g[:, :, :, ph : ph + 1] += g[:, :, :, :ph].sum(3, keepdim=True)
-            g[:, :, :, ph + h - 1 : ph + h] += g[:, :, :, ph + h :].sum(3, keepdim=True)
-            g = g[:, :, :, ph : ph + h]
-            g[..., pw : pw + 1] += g[..., :pw].sum(4, keepdim=True)
-            g[..., pw + w - 1 : pw + w] += g[..., pw + w :].sum(4, keepdim=True)
-            body = g[..., pw : pw + w]
-        else:
-            body = g[:, :, front:, ph : ph + h, pw : pw + w]
+            body = body.clone(memory_format=torch.channels_last_3d)
+            rows = g[:, :, front:]
+            if pw:
+                body[..., :1] += rows[:, :, :, ph : ph + h, :pw].sum(4, keepdim=True)
+                body[..., -1:] += rows[:, :, :, ph : ph + h, pw + w :].sum(4, keepdim=True)
+            if ph:
+                body[:, :, :, :1] += _fold_replicate(rows[:, :, :, :ph].sum(3, keepdim=True), 4, pw, w)
+                body[:, :, :, -1:] += _fold_replicate(rows[:, :, :, ph + h :].sum(3, keepdim=True), 4, pw, w)
+            if front:
+                plane = _fold_replicate(g[:, :, :front].sum(2, keepdim=True), 3, ph, h)
+                body[:, :, :1] += _fold_replicate(plane, 4, pw, w)
         grad_past = body[:, :, :held] if ctx.past_needs_grad else None
         return body[:, :, held:], grad_past, None, None, None, None
+
+
+def _fold_replicate(g: torch.Tensor, dim: int, pad: int, n: int) -> torch.Tensor:
+    """The adjoint of replicate-padding `n` values by `pad` on both sides along `dim` (for small slices)."""
+    if not pad:
+        return g
+    body = g.narrow(dim, pad, n).clone()
+    body.narrow(dim, 0, 1).add_(g.narrow(dim, 0, pad).sum(dim, keepdim=True))
+    body.narrow(dim, n - 1, 1).add_(g.narrow(dim, pad + n, pad).sum(dim, keepdim=True))
+    return body
 
 
 def _build_padded(x: torch.Tensor, front: int, ph: int, pw: int, mode: str,
@@ -155,10 +238,12 @@ class ChannelNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(1, dim, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # layer_norm over a channels-last view: one fused pass, and its channels-last output is the layout
-        # the convolutions prefer, so the whole network settles into it.
-        return from_channels_last(F.layer_norm(to_channels_last(x), self.b.shape[1:2], self.g.flatten(),
-                                               self.b.flatten(), self.eps))
+        return from_channels_last(self.channels_last(x))
+
+    def channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm as a (B, T, H, W, C) tensor: layer_norm over a channels-last view is one fused pass, and
+        its channels-last output is the layout the convolutions prefer, so the whole network settles into it."""
+        return F.layer_norm(to_channels_last(x), self.b.shape[1:2], self.g.flatten(), self.b.flatten(), self.eps)
 
 
 class Block(nn.Module):
@@ -170,7 +255,7 @@ class Block(nn.Module):
         self.norm = ChannelNorm(cout)
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x, cache)), inplace=True)  # layer_norm's backward keeps no output
+        return from_channels_last(self.norm.channels_last(self.conv(x, cache)).relu_())
 
 
 class ResnetBlock(nn.Module):
