@@ -10,6 +10,7 @@ Nothing here prints: progress goes through a callback, so the CLI owns the progr
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -33,7 +34,7 @@ from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
 from cdtcodec.media.notes import input_reductions, missing_frames
 from cdtcodec.overwrite import refuse_inputs
-from cdtcodec.weights import WeightsError, load_model, shipped_weights, weights_path
+from cdtcodec.weights import LoadedModel, WeightsError, load, load_model, shipped_weights
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
 
@@ -156,9 +157,9 @@ def source_label(src) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Weights for decoding: the file names them (model_id) and pins them (sha256 of the weights file).
 
-def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
-    """The weights file to decode `h` with: `model` (a path or the name of shipped weights) when given,
-    else the shipped weights named by the header's model_id. Its hash is checked once it is loaded."""
+def named_weights(model_id: str, weights_sha256: str, model: str | Path | None, label: str) -> Path:
+    """The weights file to decode what `label` holds with: `model` (a path or the name of shipped weights) when
+    given, else the shipped weights called `model_id`. Its hash is checked once it is loaded."""
     if model:
         path = Path(model)
         if not path.is_file():
@@ -166,12 +167,28 @@ def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
             if path is None:
                 raise WeightsError(f"{model}: no such weights file")
         return path
-    path = shipped_weights(h.model_id)
+    path = shipped_weights(model_id)
     if path is None:
-        hint = "" if h.model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
-        raise WrongWeights("model", hint, before=f"{label} was encoded with the weights {h.model_id!r} (sha256 "
-                           f"{h.weights_hash.hex()}), but no shipped weights have that name; pass that weights file as ")
+        hint = "" if model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
+        raise WrongWeights("model", hint, before=f"{label} was encoded with the weights {model_id!r} (sha256 "
+                           f"{weights_sha256}), but no shipped weights have that name; pass that weights file as ")
     return path
+
+
+def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
+    """named_weights for a .cdt header."""
+    return named_weights(h.model_id, h.weights_hash.hex(), model, label)
+
+
+def _load_decoder(model_id: str, weights_sha256: str, model, label: str, device: str):
+    """(network, weights file) to decode `label` with; WrongWeights unless the file's sha256 is the one named."""
+    weights = named_weights(model_id, weights_sha256, model, label)
+    net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
+    if digest != weights_sha256:
+        raise WrongWeights("model", "", before=f"{label} was encoded with the weights {model_id!r} (sha256 "
+                           f"{weights_sha256}), but {weights} has sha256 {digest}; pass the weights it was "
+                           "encoded with as ")
+    return net, weights
 
 
 def _check_layout(h: Header, label: str) -> None:
@@ -184,17 +201,12 @@ def _check_layout(h: Header, label: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# encode / decode
+# encode
 
-def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int = DEFAULT_QUALITY,
-           step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = ENTROPY_DEFAULT,
-           start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None, max_memory: int | None = None,
-           notice: Callable[[str], None] | None = None) -> Report:
-    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
-    `notice` receives warnings (alpha or deep samples reduced, frames missing), one line each."""
-    notice = notice or (lambda line: None)
-    started = time.time()
+def check_encode_args(quality: int = DEFAULT_QUALITY, step: float | None = None, seed: int = 0,
+                      steps: int | None = None, entropy: str = ENTROPY_DEFAULT) -> float:
+    """The quantizer step encode() will use, after checking every argument that does not need the input (a
+    corpus checks them once, before its first clip)."""
     if step is None:
         try:
             step = step_for_quality(quality)
@@ -208,6 +220,45 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         raise BadArgument("entropy", f" must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
     if not 0 <= seed < 1 << 64:
         raise BadArgument("seed", " must be in 0 .. 2**64-1")
+    return float(step)
+
+
+def _model(model: str | Path | LoadedModel | None, device: str) -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else load(model, device)
+
+
+def _posterior_means(reader, net, device: str, progress: Progress | None, counted: list[int]):
+    """One pass over the reader's window: the posterior mean (L, t, h, w), one encoder chunk at a time, as the
+    timeline schedules them; the frames read are added to counted[0] as they go."""
+    encoder = StreamEncoder(net)
+    timeline = encoder.timeline
+    latent_dim = net.cfg.latent_dim
+    total = reader.expected_frames  # for the progress bar only
+    if progress:
+        progress(0, total)
+    for batch in reader.batches(timeline.chunk_sizes()):
+        for moments in encoder.push(timeline.to_model(batch).to(device)):
+            yield moments[0, :latent_dim]
+        counted[0] += batch.shape[0]
+        if progress:
+            progress(counted[0], total)
+    for moments in encoder.finish():
+        yield moments[0, :latent_dim]
+
+
+def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel | None = None,
+           quality: int = DEFAULT_QUALITY,
+           step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = ENTROPY_DEFAULT,
+           start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
+           progress: Progress | None = None, max_memory: int | None = None, memory_share: int = 1,
+           notice: Callable[[str], None] | None = None) -> Report:
+    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
+    `model` is a preset, a weights file, or weights already loaded (on `device`). `notice` receives warnings
+    (alpha or deep samples reduced, frames missing), one line each. `memory_share`: this encode runs beside
+    that many (itself included) and may take only that share of the memory limit."""
+    notice = notice or (lambda line: None)
+    started = time.time()
+    step = check_encode_args(quality, step, seed, steps, entropy)
     check_cdt_output(dst)
     refuse_inputs(dst, [src])  # never onto the source, whatever the caller's overwrite policy
     # Opening probes the input: missing, unreadable, not a video, zero frames, absurd size all fail here,
@@ -216,11 +267,12 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         info = reader.info
         for note in input_reductions(info):
             notice(note)
-        net, name, digest = load_model(model, device)
+        loaded = _model(model, device)
+        net = loaded.net
         timeline = Timeline.of(net.cfg)
         latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
         try:
-            plan = plan_encode(entropy, weights_path(model), (float(step),), net.cfg.latent_dim, latent_pixels)
+            plan = plan_encode(entropy, loaded.path, (step,), net.cfg.latent_dim, latent_pixels)
         except EntropyChoiceError as e:
             raise CodecError(str(e)) from None
         steps = steps or net.cfg.sample_steps
@@ -228,9 +280,10 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         # frames the format holds and is restated with the true counts at close (the output is a file).
         bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal
         coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
-        check_memory(encode_bytes(net.cfg, coded_h, coded_w), f"{src}: encoding {info.width}x{info.height}", max_memory)
+        check_memory(encode_bytes(net.cfg, coded_h, coded_w), f"{src}: encoding {info.width}x{info.height}",
+                     max_memory, memory_share)
         header = Header(
-            model_id=name, weights_hash=bytes.fromhex(digest), width=info.width, height=info.height,
+            model_id=loaded.name, weights_hash=bytes.fromhex(loaded.digest), width=info.width, height=info.height,
             coded_width=coded_w, coded_height=coded_h, num_frames=bound, coded_frames=bound,
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
@@ -238,12 +291,11 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
             color_primaries=info.color_primaries, color_trc=info.color_trc,
             latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
             latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
-            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step),), entropy_coder=plan.coder, entropy_params=plan.params,
+            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(step,), entropy_coder=plan.coder, entropy_params=plan.params,
             seed=seed, sampling_steps=steps, extensions={},
         )
-        encoder = StreamEncoder(net)
         carry = audio and info.audio is not None
-        done = 0
+        done = [0]
         try:
             writer = CdtWriter(dst, header, prior=plan.prior)
         except OSError as e:
@@ -251,33 +303,75 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         with writer:
             if carry:
                 writer.set_audio_track(info.audio)
-
-            def write(moments_chunks: list[torch.Tensor]) -> None:
-                for moments in moments_chunks:
-                    mean = moments[:, : net.cfg.latent_dim]
-                    for t in range(mean.shape[2]):
-                        writer.write_chunk(quantize(mean[0, :, t : t + 1], step))
-
-            total = reader.expected_frames  # for the progress bar only
-            if progress:
-                progress(0, total)
-            for batch in reader.batches(timeline.chunk_sizes()):
-                write(encoder.push(timeline.to_model(batch).to(device)))
-                done += batch.shape[0]
-                if progress:
-                    progress(done, total)
-            if shortfall := missing_frames(info, done, start_s, max_frames):
+            for mean in _posterior_means(reader, net, device, progress, done):
+                for t in range(mean.shape[1]):
+                    writer.write_chunk(quantize(mean[:, t : t + 1], step))
+            if shortfall := missing_frames(info, done[0], start_s, max_frames):
                 notice(shortfall)
-            writer.restate_frame_counts(replace(header, num_frames=done, coded_frames=timeline.coded_frames(done),
-                                                latent_frames=timeline.latent_frames(done)))
-            write(encoder.finish())
+            writer.restate_frame_counts(replace(header, num_frames=done[0], coded_frames=timeline.coded_frames(done[0]),
+                                                latent_frames=timeline.latent_frames(done[0])))
             if carry:
                 for packet in reader.audio_packets():
                     writer.write_audio_packet(packet)
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
-    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note)
+    return Report(done[0], info.width, info.height, info.fps, size, time.time() - started, state, plan.coder,
+                  plan.note)
 
+
+@dataclass(frozen=True)
+class LatentClip:
+    """What encode_latents read and made: the clip's geometry and the weights' identity, for its metadata."""
+
+    frames: int  # true frame count of the window
+    coded_frames: int  # padded to 1 + 4k
+    latent_frames: int
+    width: int
+    height: int
+    latent_width: int
+    latent_height: int
+    latent_channels: int
+    fps: Fraction
+    model: str
+    weights_sha256: str
+    seconds: float
+
+
+def encode_latents(src: str | Path, sink: Callable[[torch.Tensor], None], *,
+                   model: str | Path | LoadedModel | None = None, start_s: float = 0.0,
+                   max_frames: int | None = None, device: str = "cpu", progress: Progress | None = None,
+                   max_memory: int | None = None, memory_share: int = 1,
+                   notice: Callable[[str], None] | None = None) -> LatentClip:
+    """The posterior mean of a video, unquantized: `sink` receives it in time order as float32 CPU tensors of
+    shape (L, t, h, w), latent frame chunks of the encoder's schedule (all latent frames of the coded length,
+    the padded tail included). The same pass as encode(), so the latents are the ones a .cdt quantizes."""
+    notice = notice or (lambda line: None)
+    started = time.time()
+    with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
+        info = reader.info
+        for note in input_reductions(info):
+            notice(note)
+        loaded = _model(model, device)
+        net = loaded.net
+        timeline = Timeline.of(net.cfg)
+        check_memory(encode_bytes(net.cfg, timeline.coded_size(info.height), timeline.coded_size(info.width)),
+                     f"{src}: encoding {info.width}x{info.height}", max_memory, memory_share)
+        done = [0]
+        latent_frames = 0
+        for mean in _posterior_means(reader, net, device, progress, done):
+            sink(mean.float().cpu())
+            latent_frames += mean.shape[1]
+        if shortfall := missing_frames(info, done[0], start_s, max_frames):
+            notice(shortfall)
+    if latent_frames != timeline.latent_frames(done[0]):  # the encoder's schedule guarantees it
+        raise CodecError(f"{src}: {latent_frames} latent frames for {done[0]} frames")
+    return LatentClip(done[0], timeline.coded_frames(done[0]), latent_frames, info.width, info.height,
+                      timeline.latent_size(info.width), timeline.latent_size(info.height), net.cfg.latent_dim,
+                      info.fps, loaded.name, loaded.digest, time.time() - started)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decode
 
 def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
     """'A:B' (either side optional, B exclusive) -> (A, B) clipped to the video; errors name decode's `frames`."""
@@ -298,6 +392,33 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
     return start, min(end, total)
 
 
+def _decode_into(out, stream: StreamDecoder, pieces, first: int, end: int, height: int, width: int, device: str,
+                 progress: Progress | None) -> int:
+    """Decode latent pieces into the sink `out`, keeping frames [first, end): `pieces` yields (first video frame
+    of the piece, a function reading its latent (L, t, h, w)); none is read once the pieces pass `end`.
+    Returns the frames written."""
+    written = 0
+    position = 0  # video frame index of the next decoded frame
+    for start, read in pieces:
+        if start >= end:
+            break  # the pieces after this one are never read
+        for x in stream.push(read().unsqueeze(0).to(device)):
+            video = stream.timeline.to_frames(x, height, width)
+            lo, hi = max(first, position), min(end, position + len(video))
+            for frame in video[max(0, lo - position) : max(0, hi - position)]:
+                out.write(frame)
+                written += 1
+            position += len(video)
+        if progress:
+            progress(written, end - first)
+    return written
+
+
+def _output_bytes(dst) -> int:
+    path = Path(dst)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
+
+
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
            crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu",
            progress: Progress | None = None, name: str | None = None, max_memory: int | None = None) -> Report:
@@ -314,12 +435,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         h = reader.header
         _check_layout(h, label)
         first, end = parse_frame_range(frames, h.num_frames)
-        weights = decoder_weights(h, model, label)
-        net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
-        if digest != h.weights_hash.hex():
-            raise WrongWeights("model", "", before=f"{label} was encoded with the weights {h.model_id!r} (sha256 "
-                               f"{h.weights_hash.hex()}), but {weights} has sha256 {digest}; pass the weights it was "
-                               "encoded with as ")
+        net, weights = _load_decoder(h.model_id, h.weights_hash.hex(), model, label, device)
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
         steps = h.sampling_steps or net.cfg.sample_steps
@@ -335,34 +451,20 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         source_audio = reader.audio_track
         whole = first == 0 and end == h.num_frames
         track = source_audio if audio and whole else None
-        written = 0
+
+        def read(index: int) -> torch.Tensor:
+            symbols = reader.read_chunk(index)
+            return dequantize(symbols, qstep) if isinstance(qstep, float) else dequantize(symbols, 1.0) * qstep
+
+        pieces = ((stream.timeline.frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))[0],
+                   functools.partial(read, i)) for i in range(reader.num_chunks))
         with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
             if track is not None:
                 out.follow_audio(reader.audio_packets())  # pulled as far as the frames written, no further
-            position = 0  # video frame index of the next decoded frame
-            for index in range(reader.num_chunks):
-                start, _ = stream.timeline.frames_of_latents(h.chunk_start_frame(index), h.chunk_frames(index))
-                if start >= end:
-                    break  # the chunks after this one are never read
-                symbols = reader.read_chunk(index)
-                if isinstance(qstep, float):
-                    latent = dequantize(symbols, qstep)
-                else:
-                    latent = dequantize(symbols, 1.0) * qstep
-                for x in stream.push(latent.unsqueeze(0).to(device)):
-                    video = stream.timeline.to_frames(x, h.height, h.width)
-                    lo, hi = max(first, position), min(end, position + len(video))
-                    for frame in video[max(0, lo - position) : max(0, hi - position)]:
-                        out.write(frame)
-                        written += 1
-                    position += len(video)
-                if progress:
-                    progress(written, end - first)
+            written = _decode_into(out, stream, pieces, first, end, h.height, h.width, device, progress)
             if written != end - first:  # the header fixes the count; a bad file fails before here
                 raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
             skipped = out.audio_skipped_reason
-    path = Path(dst)
-    size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
     if source_audio is None:
         state = "none"
     elif not audio:
@@ -371,4 +473,42 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         state = "dropped (frame range)"
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
-    return Report(written, h.width, h.height, fps, size, time.time() - started, state, h.entropy_coder)
+    return Report(written, h.width, h.height, fps, _output_bytes(dst), time.time() - started, state, h.entropy_coder)
+
+
+def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, weights_sha256: str, width: int,
+                   height: int, num_frames: int, fps: Fraction, frames: str | None = None, model: str | None = None,
+                   codec: str = "libx264", crf: int = 12, preset: str = "medium", device: str = "cpu",
+                   progress: Progress | None = None, label: str = "latents", inputs: tuple = (),
+                   max_memory: int | None = None) -> Report:
+    """Decode unquantized latents (T', L, h, w: latent frames first, as latent shards hold them) of a
+    `width` x `height` clip of `num_frames` frames into a video, like decode() does a .cdt's (noise seed 0,
+    the model's sampling steps). `model_id` and `weights_sha256` name the weights that made them; `inputs`
+    are the files they were read from (never written onto)."""
+    started = time.time()
+    check_video_output(dst)
+    refuse_inputs(dst, [*inputs, model], folder=True)
+    timeline = CODEC_TIMELINE
+    if width > MAX_SIDE or height > MAX_SIDE or width < 1 or height < 1:
+        raise CodecError(f"{label}: frame size {width}x{height} is outside 1..{MAX_SIDE} pixels per side")
+    expect = (timeline.latent_frames(num_frames), timeline.latent_size(height), timeline.latent_size(width))
+    if latents.dim() != 4 or (latents.shape[0], *latents.shape[2:]) != expect:
+        raise CodecError(f"{label}: latents of shape {tuple(latents.shape)} do not fit {num_frames} frames of "
+                         f"{width}x{height} ({expect[0]} latent frames of {expect[1]}x{expect[2]})")
+    first, end = parse_frame_range(frames, num_frames)
+    net, _ = _load_decoder(model_id, weights_sha256, model, label, device)
+    if net.cfg.latent_dim != latents.shape[1]:
+        raise CodecError(f"{label}: {latents.shape[1]} latent channels, but the model has {net.cfg.latent_dim}")
+    check_memory(decode_bytes(net.cfg, timeline.coded_size(height), timeline.coded_size(width), net.cfg.sample_steps),
+                 f"{label}: decoding {width}x{height}", max_memory)
+    stream = StreamDecoder(net)
+
+    def read(t: int) -> torch.Tensor:
+        return latents[t : t + 1].transpose(0, 1).float()  # (L, 1, h, w)
+
+    pieces = ((timeline.frames_of_latents(t, 1)[0], functools.partial(read, t)) for t in range(latents.shape[0]))
+    with open_sink(dst, width, height, fps=fps, codec=codec, crf=crf, preset=preset) as out:
+        written = _decode_into(out, stream, pieces, first, end, height, width, device, progress)
+        if written != end - first:
+            raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
+    return Report(written, width, height, fps, _output_bytes(dst), time.time() - started, "none")
