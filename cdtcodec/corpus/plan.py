@@ -235,9 +235,9 @@ def plan_latents(clips: list[Clip], out_dir: str, expect: Expected, rule: Overwr
         if stale:
             stale_slots.append((slot, stale))
         elif os.path.lexists(slot.path) and rule is not Overwrite.ALWAYS:
-            missing = len(slot.clips) - sum(1 for c in slot.clips if c.key in existing)
+            missing = len(slot.clips) - len(slot.reused)
             notes.append(f"{slot.path} is damaged ({damaged}); writing it again" if damaged else
-                         f"{slot.path} lacks {missing} of its {len(slot.clips)} clips; writing it again")
+                         f"{slot.path}: {missing} of its {len(slot.clips)} clips missing or damaged; writing it again")
     if stale_slots:
         question = _replace_question(len(stale_slots), out_dir, f"{os.path.basename(stale_slots[0][0].path)}#"
                                                                 f"{stale_slots[0][1]}")

@@ -79,7 +79,6 @@ def _start(ray, address: str) -> bool:
     if ray.is_initialized():
         return False
     ours = {s: signal.getsignal(s) for s in FATAL_SIGNALS}
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the core workers' C++ log lines on stderr
     common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         if address == "local":

@@ -8,13 +8,14 @@ Nothing here prints: a Listener hears the progress and the lines worth showing, 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 
 from cdtcodec.corpus import shards
 from cdtcodec.corpus.inputs import Clip, discover
 from cdtcodec.corpus.local import CorpusError, Handler, forget_temporaries, run_here, run_processes
-from cdtcodec.corpus.plan import Expected, Plan, Slot, plan_cdt, plan_latents
+from cdtcodec.corpus.plan import Expected, Plan, Slot, check_cdt, plan_cdt, plan_latents
 from cdtcodec.corpus.summary import SUMMARY_NAME, Totals, totals, write_summary
 from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings, Task
 from cdtcodec.errors import ParamError
@@ -165,14 +166,23 @@ class _Run(Handler):
                                                     h, str(meta.get("fps", "")))
         self.listener.status("")
 
-    def unfinished(self) -> list[Outcome]:
-        """Outcomes for the clips a stopped run did not settle."""
+    def unfinished(self, since_ns: int, expect: Expected) -> list[Outcome]:
+        """Outcomes for the clips a stopped run did not settle. A .cdt that a worker finished (renamed into
+        place since `since_ns`) before its report could arrive counts as encoded."""
         left = []
         for index, clip in self.clips.items():
             if index in self.outcomes:
                 continue
-            slot = self.slot_of.get(index)
             task = self.tasks.get(index)
+            if task is not None and not task.entry and _written_since(task.output, since_ns):
+                state, _, held = check_cdt(task.output, clip.source, expect)
+                if state == "complete":
+                    size, pixels = held["bytes"], held["frames"] * held["width"] * held["height"]
+                    left.append(Outcome(index, clip.source, task.output, "encoded", held["frames"], size,
+                                        8 * size / max(1, pixels), 0.0, "", held["width"], held["height"],
+                                        held["fps"], note="finished as the run was stopped"))
+                    continue
+            slot = self.slot_of.get(index)
             output = (task.entry or task.output) if task else ""
             held = slot.held.get(index) if slot else None
             if held is not None and held.status == "encoded":
@@ -184,6 +194,13 @@ class _Run(Handler):
                 error = "not finished"
             left.append(Outcome(index, clip.source, output, "interrupted", error=error))
         return left
+
+
+def _written_since(path: str, since_ns: int) -> bool:
+    try:
+        return os.stat(path).st_mtime_ns >= since_ns
+    except OSError:
+        return False
 
 
 def _out_dir(path: str) -> str:
@@ -219,7 +236,7 @@ def encode_corpus(inputs: list[str], out_dir: str, settings: Settings, *, jobs: 
     when it cannot go on at all. A signal ends it with the summary written and the result's `interrupted` set.
     `ray`: None (this machine: `jobs` worker processes, default one, in this process), "local" or a cluster
     address (`jobs` actors, default as many as the cluster's CPUs or GPUs hold)."""
-    started = time.perf_counter()
+    started, started_ns = time.perf_counter(), time.time_ns()
     listener = listener or Listener()
     if jobs is not None and jobs < 1:
         raise BadCorpusArgument("jobs", " must be >= 1")
@@ -255,10 +272,10 @@ def encode_corpus(inputs: list[str], out_dir: str, settings: Settings, *, jobs: 
             run_here(plan.tasks, settings, run)
         else:
             run_processes(plan.tasks, settings, jobs, run)
-    except Interrupted as e:
-        interrupted = e
+    except KeyboardInterrupt as e:  # a signal (Interrupted), or Ctrl-C as Python raises it
+        interrupted = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
     finally:
-        outcomes = list(run.outcomes.values()) + run.unfinished()
+        outcomes = list(run.outcomes.values()) + run.unfinished(started_ns, expect)
         for outcome in outcomes:
             if outcome.status == "interrupted" and outcome.index in run.tasks:
                 forget_temporaries(run.tasks[outcome.index])
