@@ -120,7 +120,11 @@ def run_ray(address: str, tasks: list[Task], settings: Settings, jobs: int | Non
     owned = _start(ray, address)
     try:
         _quiet(ray)
+        if settings.device == "auto":  # the cluster's GPUs, not this machine's
+            settings = dataclasses.replace(settings, device="cuda" if ray.cluster_resources().get("GPU") else "cpu")
         gpus = settings.device.startswith("cuda")
+        if gpus:  # Ray gives each actor its GPU (CUDA_VISIBLE_DEVICES): inside it, that one is cuda
+            settings = dataclasses.replace(settings, device="cuda")
         threads = settings.threads or 1
         actors, share = _actors(ray, jobs, threads, gpus, len(tasks))
         settings = dataclasses.replace(settings, threads=threads)
