@@ -137,7 +137,8 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         load = f"{r['model_load_s'] / max(1, r['model_loads']):.2f}" if "model_load_s" in r else "-"
-        print(f"| {r['mode']} | {r['wall_s']:.1f} | {r['frames']} | {r['frames_per_s']:.2f} | {r['model_loads']} | {load} |")
+        print(f"| {r['mode']} | {r['wall_s']:.1f} | {r['frames']} | {r['frames_per_s']:.2f} | {r['model_loads']} "
+              f"| {load} |")
     by = {r["mode"]: r for r in rows}
     if "files" in by and "jobs1" in by:
         saved = by["files"]["wall_s"] - by["jobs1"]["wall_s"]

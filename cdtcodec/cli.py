@@ -323,7 +323,8 @@ def encode(
     latent_dtype: str = typer.Option("float16", "--latent-dtype", help="Latents' dtype: float16 or bfloat16."),
     shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, "--shard-size", min=1, help="Clips per latent shard."),
     summary: Optional[str] = typer.Option(None, "--summary", metavar="PATH",
-                                          help="Corpus: the JSONL summary, one line per clip (default DIR/summary.jsonl)."),
+                                          help="Corpus: the JSONL summary, one line per clip "
+                                               "(default DIR/summary.jsonl)."),
 ):
     """Encode a video into a .cdt file, or a corpus into a folder of .cdt files or latent shards."""
     if _corpus_reason(inputs, output, latents, ray):
@@ -389,7 +390,7 @@ class _CorpusBar(Listener):
         if self.enabled:
             if not self.bar.live.is_started:
                 self.bar.start()
-            self.bar.update(self.task, description=f"encode ({text})" if text else "encode")
+            self.bar.update(self.task, description=f"encode ({escape(text)})" if text else "encode")  # markup
 
     def stop(self, erase: bool) -> None:
         if self.bar.live.is_started:
@@ -445,7 +446,8 @@ def _encode_corpus(inputs: list[str], output: str, quality: int, step, model: st
                   f"{t.seconds:.1f} s ({t.fps_processed:.2f} frames/s); summary {result.summary}",
                   highlight=False, markup=False, soft_wrap=True)
     if failed:
-        names = ", ".join(result.shown[o.index] for o in failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        names = ", ".join(result.shown[o.index] for o in failed[:3])
+        names += f" and {len(failed) - 3} more" if len(failed) > 3 else ""
         _fail(f"{len(failed)} of {t.inputs} inputs failed ({names}); see {result.summary}")
 
 

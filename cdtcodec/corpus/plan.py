@@ -113,7 +113,14 @@ def check_cdt(path: str, source: str, expect: Expected) -> tuple[str, str, dict]
     return "complete", "", held
 
 
-def _skipped(clip: Clip, output: str, held: dict) -> Outcome:
+def entry_held(meta: dict) -> dict:
+    """What a latent entry holds, as check_cdt says it of a .cdt (for a skipped clip's outcome)."""
+    return {"frames": int(meta.get("frames", 0)), "bytes": int(meta.get("latents_bytes", 0)),
+            "width": int(meta.get("width", 0)), "height": int(meta.get("height", 0)), "fps": str(meta.get("fps", ""))}
+
+
+def skipped(clip: Clip, output: str, held: dict) -> Outcome:
+    """The outcome of a clip whose output was complete before the run."""
     frames, size, w, h = held.get("frames", 0), held.get("bytes", 0), held.get("width", 0), held.get("height", 0)
     return Outcome(clip.index, clip.source, output, "skipped", frames, size, 8 * size / max(1, frames * w * h),
                    0.0, "", w, h, str(held.get("fps", "")))
@@ -147,7 +154,7 @@ def plan_cdt(clips: list[Clip], out_dir: str, expect: Expected, rule: Overwrite,
         else:
             state, why, held = check_cdt(out, clip.source, expect)
             if state == "complete":
-                outcomes[clip.index] = _skipped(clip, out, held)
+                outcomes[clip.index] = skipped(clip, out, held)
             elif rule is Overwrite.NEVER:
                 outcomes[clip.index] = _failed(clip, out, f"{out} exists ({why}); not overwritten (-n)")
             elif state == "damaged":
@@ -221,10 +228,7 @@ def plan_latents(clips: list[Clip], out_dir: str, expect: Expected, rule: Overwr
         if complete:
             slot.frozen = True
             for clip in slot.clips:
-                meta = existing[clip.key].meta
-                outcomes[clip.index] = _skipped(clip, f"{slot.path}#{clip.key}", {
-                    "frames": meta.get("frames", 0), "bytes": meta.get("latents_bytes", 0),
-                    "width": meta.get("width", 0), "height": meta.get("height", 0), "fps": meta.get("fps", "")})
+                outcomes[clip.index] = skipped(clip, f"{slot.path}#{clip.key}", entry_held(existing[clip.key].meta))
             continue
         if os.path.lexists(slot.path) and rule is Overwrite.NEVER:
             slot.frozen = True

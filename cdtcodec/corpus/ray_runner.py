@@ -15,9 +15,10 @@ import json
 import logging
 import os
 import signal
+import warnings
 
 from cdtcodec.corpus.inputs import Clip
-from cdtcodec.corpus.local import CorpusError, Handler
+from cdtcodec.corpus.local import CorpusError, Handler, forget_temporaries
 from cdtcodec.corpus.worker import Outcome, Settings, Task, Worker, describe
 from cdtcodec.interrupts import FATAL_SIGNALS
 
@@ -69,8 +70,11 @@ def _quiet(ray) -> None:
     for name in ("enable_operator_progress_bars", "print_on_execution_start", "enable_auto_log_stats"):
         if hasattr(context, name):
             setattr(context, name, False)
+    # A block is one clip: one that kills its actor (twice, see run_ray) is dropped, and reported here, not
+    # allowed to end the run.
+    context.max_errored_blocks = -1
     for name in ("ray", "ray.data", "ray.data._internal"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _start(ray, address: str) -> bool:
@@ -129,19 +133,31 @@ def run_ray(address: str, tasks: list[Task], settings: Settings, jobs: int | Non
         actors, share = _actors(ray, jobs, threads, gpus, len(tasks))
         settings = dataclasses.replace(settings, threads=threads)
         data = ray.data.from_items([_row(t) for t in tasks], override_num_blocks=len(tasks))
-        results = data.map_batches(_encoder_class(settings, share), batch_size=1,
-                                   compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads,
-                                   num_gpus=1 if gpus else 0)
+        # A dead actor is started again (its model loaded again) and its clip tried once more; a clip that
+        # kills it twice is given up (Ray Data's defaults would retry it for ever). Ray 2.60 takes these two
+        # only as `ray_remote_args`, which it warns are to go in 2.64 (requirements-ray.txt pins 2.60).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            results = data.map_batches(_encoder_class(settings, share), batch_size=1,
+                                       compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads,
+                                       num_gpus=1 if gpus else 0, max_restarts=-1, max_task_retries=1)
         status(f"encoding on Ray: {actors} actor(s) of {threads} CPU thread(s)" + (" and 1 GPU" if gpus else ""))
+        left = {t.clip.index: t for t in tasks}
         try:
             for row in results.iter_rows():
                 if float(row["load_seconds"]):
                     handler.loaded(float(row["load_seconds"]))
-                handler.finished(Outcome.from_dict(json.loads(str(row["outcome"]))))
+                outcome = Outcome.from_dict(json.loads(str(row["outcome"])))
+                left.pop(outcome.index, None)
+                handler.finished(outcome)
         except KeyboardInterrupt:
             raise
-        except Exception as e:  # an actor that cannot start, or one that a clip kills again and again
+        except Exception as e:  # an actor that cannot start (the model), a cluster that went away
             raise CorpusError(f"the Ray run failed: {_ray_reason(e)}") from None
+        for task in left.values():
+            forget_temporaries(task)
+            handler.finished(Outcome(task.clip.index, task.clip.source, task.entry or task.output, "failed",
+                                     error="its Ray actor died on it twice (killed, out of memory); Ray gave up"))
     finally:
         status("")
         if owned:

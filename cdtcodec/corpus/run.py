@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from cdtcodec.corpus import shards
 from cdtcodec.corpus.inputs import Clip, discover
 from cdtcodec.corpus.local import CorpusError, Handler, forget_temporaries, run_here, run_processes
-from cdtcodec.corpus.plan import Expected, Plan, Slot, check_cdt, plan_cdt, plan_latents
+from cdtcodec.corpus.plan import Expected, Plan, Slot, check_cdt, entry_held, plan_cdt, plan_latents, skipped
 from cdtcodec.corpus.summary import SUMMARY_NAME, Totals, totals, write_summary
 from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings, Task
 from cdtcodec.errors import ParamError
@@ -101,8 +101,8 @@ class _Run(Handler):
         self.load_seconds: list[float] = []
         self.notes_said: set[str] = set()
         reused = sum(len(slot.reused) for slot in plan.slots if not slot.frozen)  # taken over: not encoded again
-        self.tally = Tally(len(plan.tasks), skipped=reused + sum(1 for o in plan.outcomes.values() if o.status == "skipped"),
-                           refused=sum(1 for o in plan.outcomes.values() if o.status == "failed"))
+        settled = [o.status for o in plan.outcomes.values()]
+        self.tally = Tally(len(plan.tasks), skipped=reused + settled.count("skipped"), refused=settled.count("failed"))
 
     def loaded(self, seconds: float) -> None:
         self.load_seconds.append(seconds)
@@ -158,12 +158,8 @@ class _Run(Handler):
             if clip.index in slot.held:
                 self.outcomes[clip.index] = slot.held[clip.index]
             elif clip.index in slot.reused:
-                meta = slot.reused[clip.index].meta
-                frames, size = int(meta.get("frames", 0)), int(meta.get("latents_bytes", 0))
-                w, h = int(meta.get("width", 0)), int(meta.get("height", 0))
-                self.outcomes[clip.index] = Outcome(clip.index, clip.source, f"{slot.path}#{clip.key}", "skipped",
-                                                    frames, size, 8 * size / max(1, frames * w * h), 0.0, "", w,
-                                                    h, str(meta.get("fps", "")))
+                self.outcomes[clip.index] = skipped(clip, f"{slot.path}#{clip.key}",
+                                                    entry_held(slot.reused[clip.index].meta))
         self.listener.status("")
 
     def unfinished(self, since_ns: int, expect: Expected) -> list[Outcome]:
@@ -187,8 +183,8 @@ class _Run(Handler):
             held = slot.held.get(index) if slot else None
             if held is not None and held.status == "encoded":
                 error = "staged; its shard was not written (a rerun writes it)"
-            elif held is not None:
-                self.outcomes[index] = held
+            elif held is not None:  # failed: its shard was never written, but that is not why
+                left.append(held)
                 continue
             else:
                 error = "not finished"
@@ -268,7 +264,7 @@ def encode_corpus(inputs: list[str], out_dir: str, settings: Settings, *, jobs: 
             from cdtcodec.corpus.ray_runner import run_ray
 
             run_ray(ray, plan.tasks, settings, jobs, run, listener.status)
-        elif (jobs or 1) == 1:
+        elif min(jobs or 1, len(plan.tasks)) <= 1:  # one worker: this process, no forkserver to start
             run_here(plan.tasks, settings, run)
         else:
             run_processes(plan.tasks, settings, jobs, run)
