@@ -63,7 +63,8 @@ def _os_error(e: OSError) -> str:
 OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed": "--seed", "frames": "--frames",
            "model": "--model PATH", "codecs": "--codecs", "qualities": "--qualities", "presets": "--presets",
            "crfs": "--crf", "size": "--size", "quick": "--quick", "jobs": "--jobs", "shard_size": "--shard-size",
-           "latents": "--latent-dtype"}
+           "latents": "--latent-dtype", "summary": "--summary",
+           "ray": "--ray"}
 
 
 SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it
@@ -75,7 +76,7 @@ def _user_errors() -> tuple[type, ...]:
     found: list[type] = [BitstreamError, OutputRefused]
     for module, name in (("cdtcodec.codec", "CodecError"), ("cdtcodec.media.errors", "VideoError"),
                          ("cdtcodec.weights", "WeightsError"), ("cdtcodec.limits", "MemoryLimitExceeded"),
-                         ("cdtcodec.corpus.local", "CorpusError"), ("cdtcodec.corpus.inputs", "InputError"),
+                         ("cdtcodec.corpus.errors", "CorpusError"), ("cdtcodec.corpus.inputs", "InputError"),
                          ("cdtcodec.corpus.shards", "ShardError")):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))

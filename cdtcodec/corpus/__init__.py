@@ -1,5 +1,6 @@
 """Corpus encoding: many videos into a folder of .cdt files or of latent shards, here or on a Ray cluster.
 
+    errors.py      CorpusError, and BadCorpusArgument naming the argument that would fix it
     inputs.py      files, folders and @manifests -> the clips, their output names and sample keys
     plan.py        what each clip needs, given what the output folder holds (skip, redo, refuse)
     worker.py      Settings, Task, Outcome; Worker: the model loaded once, one clip after another
@@ -13,7 +14,7 @@ The Python API for training: `read_shards(folder)` yields (key, latents, metadat
 """
 
 from cdtcodec.corpus.inputs import Clip, InputError, discover
-from cdtcodec.corpus.local import CorpusError
+from cdtcodec.corpus.errors import CorpusError
 from cdtcodec.corpus.run import DEFAULT_SHARD_SIZE, CorpusResult, Listener, Tally, encode_corpus
 from cdtcodec.corpus.shards import LatentSample, ShardError, read_entry, read_shards
 from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings

@@ -17,14 +17,11 @@ from dataclasses import replace
 from multiprocessing.connection import wait
 
 from bitstream.atomic import remove_leftovers
+from cdtcodec.corpus.errors import CorpusError
 from cdtcodec.corpus.worker import Outcome, Settings, Task, Worker, describe, split_threads
 from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
 
 STOP_WAIT_S = 30  # how long stopped workers get to clean up before they are killed
-
-
-class CorpusError(Exception):
-    """The corpus run cannot go on (its workers cannot start); the message is one line."""
 
 
 class Handler:

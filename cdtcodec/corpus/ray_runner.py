@@ -18,11 +18,12 @@ import signal
 import warnings
 
 from cdtcodec.corpus.inputs import Clip
-from cdtcodec.corpus.local import CorpusError, Handler, forget_temporaries
+from cdtcodec.corpus.errors import BadCorpusArgument, CorpusError
+from cdtcodec.corpus.local import Handler, forget_temporaries
 from cdtcodec.corpus.worker import Outcome, Settings, Task, Worker, describe
 from cdtcodec.interrupts import FATAL_SIGNALS
 
-MISSING_RAY = "--ray needs Ray, which is not installed: pip install 'cdtcodec[ray]' (or -r requirements-ray.txt)"
+MISSING_RAY = " needs Ray, which is not installed: pip install 'cdtcodec[ray]' (or -r requirements-ray.txt)"
 
 
 class _Encoder:
@@ -90,7 +91,7 @@ def _start(ray, address: str) -> bool:
         else:
             ray.init(address=address, **common)
     except Exception as e:
-        raise CorpusError(f"--ray {address}: cannot start or reach Ray: {describe(e)}") from None
+        raise BadCorpusArgument("ray", f" {address}: cannot start or reach Ray: {describe(e)}") from None
     finally:
         for s, handler in ours.items():
             signal.signal(s, handler)
@@ -105,7 +106,7 @@ def _actors(ray, jobs: int | None, threads: int, gpus: bool, tasks: int) -> tupl
         total = ray.cluster_resources()
         jobs = int(total.get("GPU", 0)) if gpus else int(total.get("CPU", 1) // cpus)
         if jobs < 1:
-            raise CorpusError("--ray: the cluster has no " + ("GPU" if gpus else f"node with {cpus} CPUs") + " free")
+            raise BadCorpusArgument("ray", ": the cluster has no " + ("GPU" if gpus else f"node with {cpus} CPUs"))
     jobs = max(1, min(jobs, tasks))
     per_node = max((int(n.get("GPU", 0)) if gpus else int(n.get("CPU", 0) // cpus) for n in nodes), default=1)
     return jobs, max(1, min(jobs, per_node))
@@ -119,7 +120,7 @@ def run_ray(address: str, tasks: list[Task], settings: Settings, jobs: int | Non
         import ray
         import ray.data
     except ImportError:
-        raise CorpusError(MISSING_RAY) from None
+        raise BadCorpusArgument("ray", MISSING_RAY) from None
     status("starting Ray" if address == "local" else f"connecting to Ray at {address}")
     owned = _start(ray, address)
     try:

@@ -14,19 +14,15 @@ from dataclasses import dataclass, field
 
 from cdtcodec.corpus import shards
 from cdtcodec.corpus.inputs import Clip, discover
-from cdtcodec.corpus.local import CorpusError, Handler, forget_temporaries, run_here, run_processes
+from cdtcodec.corpus.errors import BadCorpusArgument, CorpusError
+from cdtcodec.corpus.local import Handler, forget_temporaries, run_here, run_processes
 from cdtcodec.corpus.plan import Expected, Plan, Slot, check_cdt, entry_held, plan_cdt, plan_latents, skipped
 from cdtcodec.corpus.summary import SUMMARY_NAME, Totals, totals, write_summary
 from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings, Task
-from cdtcodec.errors import ParamError
 from cdtcodec.interrupts import Interrupted
-from cdtcodec.overwrite import Overwrite
+from cdtcodec.overwrite import Overwrite, refuse_inputs
 
 DEFAULT_SHARD_SIZE = 100  # clips per latent shard
-
-
-class BadCorpusArgument(ParamError, CorpusError):
-    """An argument of encode_corpus out of its range; the message names the parameter."""
 
 
 @dataclass
@@ -212,6 +208,16 @@ def _out_dir(path: str) -> str:
     return out
 
 
+def _check_summary(path: str, clips: list[Clip]) -> None:
+    """Before any work: the summary can be written, and never onto an input."""
+    parent = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise BadCorpusArgument("summary", f": {path} is a directory")
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise BadCorpusArgument("summary", f": the folder {parent} does not exist or is not writable")
+    refuse_inputs(path, [c.source for c in clips])
+
+
 def _expected(settings: Settings) -> Expected:
     from cdtcodec.codec import check_encode_args
     from cdtcodec.weights import WeightsError, file_sha256, weights_path
@@ -243,7 +249,8 @@ def encode_corpus(inputs: list[str], out_dir: str, settings: Settings, *, jobs: 
     expect = _expected(settings)
     out = _out_dir(out_dir)
     clips = discover(inputs, exclude=out)
-    summary = summary or os.path.join(out, SUMMARY_NAME)
+    summary = os.path.abspath(summary or os.path.join(out, SUMMARY_NAME))
+    _check_summary(summary, clips)
     if settings.latents:
         plan = plan_latents(clips, out, expect, rule, shard_size, ask=ask, interactive=interactive)
     else:

@@ -119,6 +119,7 @@ def stage_clip(clip: Clip, base: str, *, model, dtype: str, start_s: float = 0.0
     """Encode one clip's posterior mean into `base`.latents.npy and its metadata into `base`.json, each
     written atomically, the metadata last (its presence marks a complete staged clip)."""
     from cdtcodec import __version__, codec
+    from cdtcodec.timeline import CODEC_TIMELINE
 
     if dtype not in _STORED:
         raise ValueError(f"latent dtype must be one of {', '.join(_STORED)}, got {dtype!r}")
@@ -142,8 +143,9 @@ def stage_clip(clip: Clip, base: str, *, model, dtype: str, start_s: float = 0.0
             "latent_channels": made.latent_channels, "latent_height": made.latent_height,
             "latent_width": made.latent_width, "layout": "latent frames, channels, height, width",
             "dtype": dtype, "stored_as": "float16" if dtype == "float16" else "uint16 (bfloat16 bit patterns)",
-            "model": made.model, "weights_sha256": made.weights_sha256, "spatial_downsample": 8,
-            "temporal_downsample": 4, "latents_bytes": size, "latents_crc32": npy.crc, "cdtcodec": __version__}
+            "model": made.model, "weights_sha256": made.weights_sha256,
+            "spatial_downsample": CODEC_TIMELINE.spatial, "temporal_downsample": CODEC_TIMELINE.temporal,
+            "latents_bytes": size, "latents_crc32": npy.crc, "cdtcodec": __version__}
     with AtomicOutput(base + META) as tmp:
         tmp.write_text(json.dumps(meta, indent=1) + "\n")
     return Staged(made.frames, made.width, made.height, made.fps, size)
