@@ -28,7 +28,7 @@ from bitstream import BitstreamError
 from bitstream.spec import MAX_SAMPLING_STEPS
 from cdtcodec import __version__
 from cdtcodec.config import DEFAULT_MODEL
-from cdtcodec.corpus.run import DEFAULT_SHARD_SIZE, Listener
+from cdtcodec.corpus import DEFAULT_SHARD_SIZE
 from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT
 from cdtcodec.errors import ParamError
 from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
@@ -359,9 +359,9 @@ def _corpus_reason(inputs: list[str], output: str, latents: bool, ray: str | Non
     return "--latents" if latents else "--ray" if ray is not None else ""
 
 
-class _CorpusBar(Listener):
+class _CorpusBar:
     """The corpus's one progress bar (files and frames, rate, ETA over the estimated frames in all), and its
-    lines printed above it."""
+    lines printed above it: a cdtcodec.corpus.Listener."""
 
     def __init__(self, enabled: bool, quiet: bool):
         self.enabled, self.quiet = enabled, quiet

@@ -183,10 +183,9 @@ def test_jobs_2_encodes_the_good_clips_and_names_the_bad_one(jobs2, corpus, toy,
             assert d["bpp"] == pytest.approx(8 * d["bytes"] / (d["frames"] * d["width"] * d["height"]))
         else:
             assert d["frames"] == 0 and d["error"] and d["output"] == str(out / "bad.cdt")
-    # a worker's output is the very file one command per clip makes (one thread each, the same numbers)
+    # a worker's output is the very file one encode of that clip makes (one thread each, the same numbers)
     single = work / "single_bx.cdt"
-    one = script("encode", corpus / "b" / "x.mp4", "-o", single, "--model", toy, "--threads", "1")
-    assert one.returncode == 0, one.stderr
+    invoke(["encode", corpus / "b" / "x.mp4", "-o", single, "--model", toy, "--threads", "1"])
     assert single.read_bytes() == (out / "b" / "x.cdt").read_bytes()
 
 
@@ -380,7 +379,7 @@ def test_latent_shards_read_back_equal_a_single_encode(shards, corpus, toy, work
     assert torch.equal(read_entry(str(alone / "shard-000000.tar")).latents, samples[3].latents)
     # and a .cdt of it holds those latents quantized
     cdt = work / "c_for_latents.cdt"
-    assert script("encode", corpus / "c.mp4", "-o", cdt, "--model", toy, "--threads", "1").returncode == 0
+    codec.encode(corpus / "c.mp4", cdt, model=str(toy))
     with CdtReader(cdt) as r:
         symbols = np.concatenate(list(r.chunks()), axis=1)  # (L, T', h, w)
         step = r.header.quant_step[0]
@@ -405,9 +404,9 @@ def test_bfloat16_latents_and_decoding_a_shard_entry(tmp_path, corpus, toy):
     # a shard of two clips needs a key; a missing key is one line
     for spec, fragment in ((out / "shard-000000.tar", "holds 2 clips; name one"),
                            (f"{out / 'shard-000000.tar'}#nope", "no clip with the key 'nope'")):
-        bad = script("decode", spec, "-o", tmp_path / "never.mp4", "--model", toy, "--threads", "1")
-        lines = [line for line in bad.stderr.decode().splitlines() if line.strip()]
-        assert bad.returncode == 1 and len(lines) == 1 and fragment in lines[0], lines
+        bad = invoke(["decode", spec, "-o", tmp_path / "never.mp4", "--model", toy, "--threads", "1"], code=1)
+        lines = [line for line in bad.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
     assert not (tmp_path / "never.mp4").exists()
 
 
@@ -446,7 +445,7 @@ def test_a_crafted_shard_entry_is_one_line(tmp_path, toy):
             tf.addfile(info, io.BytesIO(data))
     with pytest.raises(ShardError, match="k: latents"):
         read_entry(str(shard), "k")
-    run = script("decode", f"{shard}#k", "-o", tmp_path / "never.mp4", "--model", toy)
-    lines = [line for line in run.stderr.decode().splitlines() if line.strip()]
-    assert run.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "#k" in lines[0], lines
+    run = invoke(["decode", f"{shard}#k", "-o", tmp_path / "never.mp4", "--model", toy], code=1)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "#k" in lines[0], lines
     assert not (tmp_path / "never.mp4").exists()

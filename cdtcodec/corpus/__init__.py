@@ -13,12 +13,20 @@
 The Python API for training: `read_shards(folder)` yields (key, latents, metadata) for every clip.
 """
 
-from cdtcodec.corpus.inputs import Clip, InputError, discover
-from cdtcodec.corpus.errors import CorpusError
-from cdtcodec.corpus.run import DEFAULT_SHARD_SIZE, CorpusResult, Listener, Tally, encode_corpus
-from cdtcodec.corpus.shards import LatentSample, ShardError, read_entry, read_shards
-from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings
+import importlib
 
-__all__ = ["Clip", "InputError", "discover", "CorpusError", "DEFAULT_SHARD_SIZE", "CorpusResult", "Listener",
-           "Tally", "encode_corpus", "LatentSample", "ShardError", "read_entry", "read_shards", "LATENT_DTYPES",
-           "Outcome", "Settings"]
+DEFAULT_SHARD_SIZE = 100  # clips per latent shard
+
+# The names below load their module on first use (PEP 562): the command line imports this package for
+# DEFAULT_SHARD_SIZE alone, and must stay quick to import (signals are handled only once it has started).
+_HOMES = {"Clip": "inputs", "InputError": "inputs", "discover": "inputs", "CorpusError": "errors",
+          "CorpusResult": "run", "Listener": "run", "Tally": "run", "encode_corpus": "run",
+          "LatentSample": "shards", "ShardError": "shards", "read_entry": "shards", "read_shards": "shards",
+          "LATENT_DTYPES": "worker", "Outcome": "worker", "Settings": "worker"}
+__all__ = ["DEFAULT_SHARD_SIZE", *_HOMES]
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"cdtcodec.corpus.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from cdtcodec.media import is_video_path
-
 
 class InputError(Exception):
     """The corpus cannot be listed (a manifest that cannot be read, nothing to encode); one line."""
@@ -58,6 +56,8 @@ def _manifest(path: str) -> list[str]:
 
 
 def _walk(folder: str, exclude: str | None) -> list[str]:
+    from cdtcodec.media import is_video_path  # here: importing the command line must not load PyAV
+
     found = []
     for parent, dirs, files in os.walk(folder):  # symlinked folders are not followed: no loops
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")

@@ -12,7 +12,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from cdtcodec.corpus import shards
+from cdtcodec.corpus import DEFAULT_SHARD_SIZE, shards
 from cdtcodec.corpus.inputs import Clip, discover
 from cdtcodec.corpus.errors import BadCorpusArgument, CorpusError
 from cdtcodec.corpus.local import Handler, forget_temporaries, run_here, run_processes
@@ -21,9 +21,6 @@ from cdtcodec.corpus.summary import SUMMARY_NAME, Totals, totals, write_summary
 from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings, Task
 from cdtcodec.interrupts import Interrupted
 from cdtcodec.overwrite import Overwrite, refuse_inputs
-
-DEFAULT_SHARD_SIZE = 100  # clips per latent shard
-
 
 @dataclass
 class Tally:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cdtcodec.corpus.inputs import Clip
+from cdtcodec.entropy_choice import ENTROPY_DEFAULT
+from cdtcodec.quantize import DEFAULT_QUALITY
 
 LATENT_DTYPES = ("float16", "bfloat16")
 
@@ -23,11 +25,11 @@ class Settings:
     """Everything that encodes one clip of the corpus the same way as every other."""
 
     model: str
-    quality: int = 5
+    quality: int = DEFAULT_QUALITY
     step: float | None = None
     seed: int = 0
     steps: int | None = None
-    entropy: str = "auto"
+    entropy: str = ENTROPY_DEFAULT
     start_s: float = 0.0
     max_frames: int | None = None
     audio: bool = True
