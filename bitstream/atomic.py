@@ -10,7 +10,55 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+#: the signals that end a process (a user, a terminal, a supervisor); held back while a writer is being built
+_ENDING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class _Held:
+    """A stand-in signal handler that only remembers what arrived."""
+
+    def __init__(self):
+        self.received: list[int] = []
+
+    def __call__(self, signum, frame):
+        self.received.append(signum)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Inside, the signals that end a process are remembered instead of handled; at the end of the block they are
+    sent again, to whatever handlers were installed before (cdtcodec's, Python's KeyboardInterrupt, the default).
+
+    For building a writer's resources: an exception raised half-way through a constructor leaves an object that
+    is neither whole nor absent (a SpooledTemporaryFile interrupted in __init__ complains from __del__; a
+    temporary created but not yet recorded is never removed). With the signal held back, construction finishes
+    and the signal arrives where the caller's clean-up can undo it all. Blocking the signal in the OS would not
+    do: it reaches any other thread (torch's, FFmpeg's) and Python runs its handler anyway. Nests; outside the
+    main thread (where Python cannot set handlers) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    current = {s: signal.getsignal(s) for s in _ENDING_SIGNALS}
+    if any(isinstance(h, _Held) for h in current.values()) or any(h is None for h in current.values()):
+        yield  # already held by an enclosing block, or a handler Python cannot put back (set outside Python)
+        return
+    held = _Held()
+    for s in current:
+        signal.signal(s, held)
+    try:
+        yield
+    finally:
+        for s, h in current.items():
+            signal.signal(s, h)
+        for s in dict.fromkeys(held.received):  # each once, in order of arrival
+            signal.raise_signal(s)
 
 
 def _fsync(path: str, directory: bool = False) -> None:
@@ -68,11 +116,19 @@ class AtomicOutput:
         self.directory = directory
         parent, name = os.path.split(self.final)
         self.path = os.path.join(parent, f".{name}.{secrets.token_hex(4)}.part{suffix}")
-        if directory:
-            os.mkdir(self.path)
-        else:
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        self.done = False
+        self.done = True  # nothing to undo until the temporary exists
+        created = False
+        try:
+            with deferred_signals():  # created and recorded as one step (see deferred_signals)
+                if directory:
+                    os.mkdir(self.path)
+                else:
+                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                created, self.done = True, False
+        except BaseException:
+            if created:  # a signal held back while it was made: undo it
+                self.discard()
+            raise
 
     def commit(self) -> None:
         if self.done:

@@ -9,6 +9,10 @@
 Reading chunk i of a prior file entropy-decodes the chunks from the last reset at or before i up to i (no
 neural decode; the reader keeps the last decoded chunk's frames, so reading in order costs one chunk each).
 A damaged chunk k makes the chunks after it unreadable up to the next reset; from there on they decode again.
+
+Writing: chunk i's payload is a function of its symbols and of the `context_chunks` chunks before it (none at a
+reset), so `payload(i, symbols, before)` codes any chunk on its own; rate control sizes a file that way without
+writing it. `encode(i, symbols)` is the same in chunk order, remembering the chunks it was given.
 """
 
 from __future__ import annotations
@@ -38,9 +42,14 @@ def guarded(what: str, fn):
 class IndependentChunks:
     """zstd and range: chunk i's payload is a function of chunk i's symbols only."""
 
+    context_chunks = 0
+
     def __init__(self, header):
         self.header = header
         self.coder = make_coder(header.entropy_coder, header.full_entropy_params())
+
+    def payload(self, i: int, symbols: np.ndarray, before=()) -> bytes:
+        return self.coder.encode(symbols)
 
     def encode(self, i: int, symbols: np.ndarray) -> bytes:
         return self.coder.encode(symbols)
@@ -84,7 +93,9 @@ class PriorChunks:
         self.keep = weights.arch.prev_frames
         self.step = header.quant_step[0]
         self.interval = header.full_entropy_params()["reset_interval"]
-        self._history: list[np.ndarray] = []  # writer: the frames after the last chunk written
+        # the chunks whose frames the next chunk may see (every chunk but the last is full)
+        self.context_chunks = -(-self.keep // max(1, header.chunk_latent_frames))
+        self._recent: list[np.ndarray] = []  # writer: the last chunks written, oldest first
         self._cached: tuple[int, list[np.ndarray], np.ndarray] | None = None  # reader: (i, history after i, symbols)
 
     def is_reset(self, i: int) -> bool:
@@ -97,12 +108,24 @@ class PriorChunks:
         frames = [np.asarray(symbols[:, t], dtype=np.int64) for t in range(symbols.shape[1])]
         return (history + frames)[-self.keep:]
 
-    def encode(self, i: int, symbols: np.ndarray) -> bytes:
-        reset = self.is_reset(i)
-        history = [] if reset else self._history
+    def payload(self, i: int, symbols: np.ndarray, before=()) -> bytes:
+        """Chunk i's payload, given the symbols of the chunks before it (oldest first, chunk i-1 last): at least
+        `context_chunks` of them, or all since the last reset; the older ones are ignored."""
+        since_reset = i - self.last_reset(i)
+        before = list(before)
+        if len(before) < min(since_reset, self.context_chunks):
+            raise ValueError(f"chunk {i}: its payload depends on the {min(since_reset, self.context_chunks)} chunk(s) "
+                             f"before it, {len(before)} given")
+        history: list[np.ndarray] = []
+        for chunk in before[len(before) - min(len(before), since_reset, self.context_chunks):]:
+            history = self._after(history, np.asarray(chunk))
         body = self.coder.encode(symbols, self.step, history)
-        self._history = self._after(history, np.asarray(symbols))
-        return spec.PRIOR_CHUNK_FLAGS.pack(spec.PRIOR_FLAG_RESET if reset else 0) + body
+        return spec.PRIOR_CHUNK_FLAGS.pack(spec.PRIOR_FLAG_RESET if self.is_reset(i) else 0) + body
+
+    def encode(self, i: int, symbols: np.ndarray) -> bytes:
+        body = self.payload(i, symbols, self._recent)
+        self._recent = (self._recent + [np.asarray(symbols)])[max(0, len(self._recent) + 1 - self.context_chunks):]
+        return body
 
     def _decode_one(self, j: int, payload: bytes, history: list[np.ndarray]) -> np.ndarray:
         what = f"chunk {j}"

@@ -5,7 +5,8 @@ File = header, body records, index record, trailer (docs/bitstream.md):
     header    (header.py)
     records   RECORD_HEAD(type, length) payload CRC32(type+length+payload), in any order:
               one CHUNK per latent-time chunk (in chunk order), at most one AUDIO_TRACK,
-              AUDIO_PACKETs after it, optional record types (>= 0x80) anywhere
+              AUDIO_PACKETs after it, FRAME_TIMES (minor 1, frame_times.py) in boundary order,
+              other optional record types (>= 0x80) anywhere
     index     an INDEX record: chunk count, audio track offset, audio packet count,
               (offset, length) of every chunk record
     trailer   index offset, index length, CRC32 of those, END_MAGIC
@@ -30,7 +31,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from . import spec
-from .atomic import AtomicOutput
+from .atomic import AtomicOutput, deferred_signals
 from .audio import AudioPacket, AudioTrack
 from .chunk_coding import chunk_coder
 from .errors import (
@@ -42,7 +43,8 @@ from .errors import (
     Truncated,
     UnsupportedFeature,
 )
-from .header import Header, encode_header, read_exact, read_header
+from .frame_times import TimesWriter, boundary_times, check_record_length, checked_records, decode_record
+from .header import Header, encode_header, format_version, read_exact, read_versioned_header
 
 _BLOCK = 1 << 16
 
@@ -147,22 +149,29 @@ class CdtWriter:
     def __init__(self, dest, header: Header, *, prior=None):
         self.header = header.with_defaults()
         head = encode_header(self.header)  # validates
+        self._written_version = format_version(self.header)  # the version `head` declares
         self._coder = chunk_coder(self.header, prior)
+        self._times = TimesWriter(self.header)
         self._output: AtomicOutput | None = None
-        if isinstance(dest, (str, os.PathLike)):
-            self._output = AtomicOutput(dest)
-            self._f: BinaryIO = open(self._output.path, "wb")
-        else:
-            self._f = dest
-        self._start = self._f.tell() if self._f.seekable() else 0
+        self._f: BinaryIO | None = None
+        self._index = None
         self._restated = False
         self._pos = 0
-        self._index = tempfile.SpooledTemporaryFile(max_size=1 << 20)
         self._chunks = 0
         self._audio_track_offset = 0
         self._audio_packets = 0
         self._done = False
         try:
+            # The resources are made whole or not at all: a signal meanwhile is held back until they exist
+            # (a SpooledTemporaryFile cut short in its __init__ fails in its __del__), then abort() undoes them.
+            with deferred_signals():
+                if isinstance(dest, (str, os.PathLike)):
+                    self._output = AtomicOutput(dest)
+                    self._f = open(self._output.path, "wb")
+                else:
+                    self._f = dest
+                self._index = tempfile.SpooledTemporaryFile(max_size=1 << 20)
+            self._start = self._f.tell() if self._f.seekable() else 0
             self._write(head)
         except BaseException:
             self.abort()
@@ -231,6 +240,23 @@ class CdtWriter:
         self.header = new
         self._restated = True
 
+    def write_frame_times(self, ticks) -> None:
+        """The times of the next frame boundaries, in the header's time base, in order: the start of frame 1, 2,
+        ... (frame 0 starts at 0), and last the end of the last frame; None for a time not known. Only times off
+        the frame-rate grid are stored (FRAME_TIMES records, frame_times.py), so a constant-rate video writes
+        none and stays version x.0; the first record makes the file x.1, which rewrites the header at close
+        (the output must then be seekable)."""
+        self._check_open()
+        for tick in ticks:
+            for payload in self._times.add(tick):
+                self._frame_times_record(payload)
+
+    def _frame_times_record(self, payload: bytes) -> None:
+        if format_version(self.header, frame_times=True) != self._written_version and not self._f.seekable():
+            raise ValueError("frame times off the frame-rate grid need a seekable output (the header's version "
+                             "is rewritten at close)")
+        self._record(spec.RecordType.FRAME_TIMES, payload)
+
     def set_audio_track(self, track: AudioTrack) -> None:
         self._check_open()
         if self._audio_track_offset:
@@ -251,6 +277,12 @@ class CdtWriter:
         try:
             if self._chunks != self.header.num_chunks:
                 raise ValueError(f"only {self._chunks} of {self.header.num_chunks} chunks written")
+            if self._times.next - 1 > self.header.num_frames:
+                raise ValueError(f"frame times for {self._times.next - 1} boundaries, but {self.header.num_frames} "
+                                 f"frames have only {self.header.num_frames + 1}")
+            for payload in self._times.flush():
+                self._frame_times_record(payload)
+            frame_times = self._times.records > 0
             n = self._chunks
             payload_len = spec.INDEX_HEAD.size + n * spec.INDEX_ENTRY.size
             index_offset = self._pos
@@ -270,9 +302,10 @@ class CdtWriter:
             index_len = self._pos - index_offset
             t12 = spec.TRAILER.pack(index_offset, index_len, 0, spec.END_MAGIC)[:12]
             self._write(spec.TRAILER.pack(index_offset, index_len, zlib.crc32(t12), spec.END_MAGIC))
-            if self._restated:  # same size as the header written first (fixed-width count fields)
+            if self._restated or format_version(self.header, frame_times) != self._written_version:
+                # same size as the header written first (fixed-width counts; only the version may change)
                 self._f.seek(self._start)
-                self._f.write(encode_header(self.header))
+                self._f.write(encode_header(self.header, frame_times=frame_times))
                 self._f.seek(self._start + self._pos)
             self._f.flush()
             if self._output is not None:
@@ -287,13 +320,15 @@ class CdtWriter:
     def abort(self) -> None:
         """Stop writing; for a path, remove the temporary (nothing appears at the final name)."""
         self._done = True
-        try:
-            self._index.close()
-        except Exception:
-            pass
+        if self._index is not None:
+            try:
+                self._index.close()
+            except Exception:
+                pass
         if self._output is not None:
             try:
-                self._f.close()
+                if self._f is not None:
+                    self._f.close()
             finally:
                 self._output.discard()
 
@@ -306,6 +341,39 @@ class CdtWriter:
         else:
             self.close()
         return False
+
+    def __del__(self):
+        # A writer dropped unfinished (say a signal between construction and `with`) leaves no temporary.
+        try:
+            if not self._done:
+                self.abort()
+        except Exception:
+            pass
+
+
+# ------------------------------------------------------------------------------------------------
+# sizes without writing (rate control sizes a file at many quantizer steps; tests check them against
+# the writer)
+# ------------------------------------------------------------------------------------------------
+def chunk_record_bytes(payload_bytes: int) -> int:
+    """File bytes of a chunk record whose coder payload (chunk_coder(...).payload) has `payload_bytes`."""
+    return spec.RECORD_OVERHEAD + spec.CHUNK_PREFIX.size + payload_bytes
+
+
+def audio_record_bytes(track: AudioTrack | None, packets=()) -> int:
+    """File bytes of the audio records CdtWriter writes for `track` and `packets` (0 without a track)."""
+    if track is None:
+        return 0
+    return (spec.RECORD_OVERHEAD + len(encode_audio_track(track))
+            + sum(spec.RECORD_OVERHEAD + len(encode_audio_packet(p)) for p in packets))
+
+
+def file_bytes(header: Header, chunk_records: int, audio_records: int = 0) -> int:
+    """The size of the file CdtWriter writes for `header` (its final frame counts), with chunk records of
+    `chunk_records` bytes in all (chunk_record_bytes) and audio records of `audio_records` bytes."""
+    h = header.with_defaults()
+    index = spec.RECORD_OVERHEAD + spec.INDEX_HEAD.size + h.num_chunks * spec.INDEX_ENTRY.size
+    return len(encode_header(h)) + chunk_records + audio_records + index + spec.TRAILER.size
 
 
 # ------------------------------------------------------------------------------------------------
@@ -321,6 +389,7 @@ class FileStats:
     chunk_payload_bytes: list[int] = field(default_factory=list)  # entropy-coded bytes per chunk
     chunk_framing_bytes: int = 0  # record head/CRC and chunk prefix of all chunk records
     audio_bytes: int = 0  # audio track and packet records, framing included
+    frame_times_bytes: int = 0  # FRAME_TIMES records, framing included
     other_bytes: int = 0  # optional records this reader skipped
 
     @property
@@ -337,7 +406,8 @@ class FileStats:
         return (f"{self.file_bytes} bytes: header {self.header_bytes} ({100 * self.header_bytes / f:.2f}%), "
                 f"index {self.index_bytes} ({100 * self.index_bytes / f:.2f}%), "
                 f"chunk framing {self.chunk_framing_bytes}, chunk payloads {self.payload_bytes} "
-                f"in {len(self.chunk_payload_bytes)} chunks, audio {self.audio_bytes}")
+                f"in {len(self.chunk_payload_bytes)} chunks, audio {self.audio_bytes}"
+                + (f", frame times {self.frame_times_bytes}" if self.frame_times_bytes else ""))
 
 
 class CdtReader:
@@ -382,7 +452,8 @@ class CdtReader:
         f.seek(0, os.SEEK_END)
         self._size = f.tell() - self._base
         f.seek(self._base)
-        self.header, self._header_len = read_header(f, self._size)
+        self.header, self._header_len, self.version = read_versioned_header(f, self._size)
+        self._has_frame_times: bool | None = None
         self._salvaged: list[tuple[int, int]] | None = None
         self._n_audio = 0
         self._audio_track_offset = 0
@@ -566,6 +637,38 @@ class CdtReader:
         for i in range(self.num_chunks):
             yield self.read_chunk(i)
 
+    # -- frame times (minor 1) -------------------------------------------------------------------------------
+    def _holds_frame_times(self, rtype: int) -> bool:
+        return rtype == spec.RecordType.FRAME_TIMES and self.version[1] >= spec.MEDIA_FACTS_MINOR
+
+    @property
+    def has_frame_times(self) -> bool:
+        """Whether the file records frame times off the frame-rate grid (a scan of record heads, once)."""
+        if self._has_frame_times is None:
+            self._has_frame_times = any(self._holds_frame_times(rtype)
+                                        for _, rtype, _ in self._scan(self._header_len, self._body_end))
+        return self._has_frame_times
+
+    def frame_time_records(self) -> Iterator[tuple[int, list[int]]]:
+        """The FRAME_TIMES records as (first boundary, times), CRC-checked and checked against each other
+        (frame_times.checked_records); a record's length is checked against its limit before it is read."""
+        def records():
+            count = 0
+            for off, rtype, length in self._scan(self._header_len, self._body_end):
+                if self._holds_frame_times(rtype):
+                    what = f"frame times record {count}"
+                    check_record_length(length, what)
+                    _, payload = self._read_record(off, what)
+                    count += 1
+                    yield decode_record(payload, what, self.header.num_frames)
+        return checked_records(self.header, records())
+
+    def frame_times(self) -> Iterator[int]:
+        """t_0 .. t_N: when each of the N frames starts, then when the last one ends, in the header's time base
+        (t_0 = 0); from the records where the file has them, from the frame rate elsewhere. Lazy, one record
+        in memory at a time."""
+        return boundary_times(self.header, self.frame_time_records())
+
     def audio_packets(self) -> Iterator[AudioPacket]:
         """The audio packets in file order (CRC-checked)."""
         if not self._audio_track_offset:
@@ -595,6 +698,8 @@ class CdtReader:
             for off, rtype, length in self._scan(self._header_len, self._body_end):
                 if rtype in (spec.RecordType.AUDIO_TRACK, spec.RecordType.AUDIO_PACKET):
                     st.audio_bytes += length + spec.RECORD_OVERHEAD
+                elif self._holds_frame_times(rtype):
+                    st.frame_times_bytes += length + spec.RECORD_OVERHEAD
                 elif rtype != spec.RecordType.CHUNK:
                     st.other_bytes += length + spec.RECORD_OVERHEAD
             self._stats = st
@@ -605,6 +710,8 @@ class CdtReader:
         for _ in self.chunks():
             pass
         for _ in self.audio_packets():
+            pass
+        for _ in self.frame_time_records():
             pass
 
     def close(self) -> None:

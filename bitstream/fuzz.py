@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import random
 import struct
 import time
@@ -140,6 +141,10 @@ def exercise(data: bytes, salvage: bool = False, prior=None) -> str:
                 pass
             for _ in r.audio_packets():
                 pass
+            for _ in r.frame_time_records():  # every record, checked in closed form between them
+                pass
+            for _ in itertools.islice(r.frame_times(), 10_000):  # what a decoder reads, a frame at a time
+                pass
             r.stats
         return "ok"
     except BitstreamError as e:
@@ -230,14 +235,23 @@ def sample_header(coder: str = "range", **overrides):
     return Header(**fields)
 
 
-def sample_file(coder: str = "range", seed: int = 0, audio: bool = True, **overrides) -> bytes:
-    """A small valid .cdt (Laplacian symbols with a few escapes, optional audio) as bytes."""
+#: what sample_file(media_facts=True) adds: a display turned 90 degrees clockwise with 4:3 samples, and frame
+#: times off the 24 fps grid (ticks of 1/12288 s: 512 a frame) for frames 2 and 4 .. 5 and the end
+MEDIA_FACTS = dict(display_matrix=(0, -(1 << 16), 0, 1 << 16, 0, 0, 0, 0, 1 << 30), sample_aspect_num=4,
+                   sample_aspect_den=3)
+MEDIA_FACTS_TIMES = (512, 1536, 2048, 2900, 3300, 3700)
+
+
+def sample_file(coder: str = "range", seed: int = 0, audio: bool = True, media_facts: bool = False,
+                **overrides) -> bytes:
+    """A small valid .cdt (Laplacian symbols with a few escapes, optional audio) as bytes; with `media_facts`
+    a version x.1 file with a DISPLAY field and FRAME_TIMES records (MEDIA_FACTS, MEDIA_FACTS_TIMES)."""
     import numpy as np
 
     from .audio import AudioPacket, AudioTrack
     from .container import CdtWriter
 
-    h = sample_header(coder, **overrides)
+    h = sample_header(coder, **({**MEDIA_FACTS, **overrides} if media_facts else overrides))
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
     w = CdtWriter(buf, h, prior=sample_prior() if coder == "prior" else None)
@@ -250,6 +264,8 @@ def sample_file(coder: str = "range", seed: int = 0, audio: bool = True, **overr
         if audio:
             w.write_audio_packet(AudioPacket(bytes(rng.integers(0, 256, 5 + i, dtype=np.uint8)),
                                              1024 * i, None if i % 2 else 1024 * i, 1024))
+        if media_facts and i == 1:
+            w.write_frame_times(MEDIA_FACTS_TIMES[:h.num_frames])
     w.close()
     return buf.getvalue()
 
@@ -297,3 +313,54 @@ def crafted_cases(data: bytes) -> Iterator[tuple[str, bytes]]:
     for name, timing in (("fps-1/max", (1, u32, 1, u32)), ("fps-max/1", (u32, 1, u32, 1)),
                          ("timebase-max/1", (h.fps_num, h.fps_den, u32, 1)), ("fps-max/max", (u32, u32, u32, u32))):
         yield f"crafted-{name}", with_field(data, spec.Tag.TIMING, spec.TIMING.pack(*timing))
+    yield from _crafted_media_facts(data, h)
+
+
+def _frame_times_records(data: bytes) -> list[tuple[int, int]]:
+    return [(off, length) for off, rtype, length in layout(data).records if rtype == spec.RecordType.FRAME_TIMES]
+
+
+def _crafted_media_facts(data: bytes, h) -> Iterator[tuple[str, bytes]]:
+    """For a file with a DISPLAY field and FRAME_TIMES records (sample_file(media_facts=True)): records claiming
+    2^32 - 1 times or a 4 GiB payload, one really holding 65,536 times, times beyond the video or running back,
+    a singular display matrix, a zero aspect ratio."""
+    records = _frame_times_records(data)
+    if not records or h.display_matrix == spec.IDENTITY_MATRIX:
+        return
+    lay = layout(data)
+    off, length = records[0]
+    u32 = (1 << 32) - 1
+    for name, at, value in (("frame-times-count-max", 4, u32), ("frame-times-first-max", 0, u32),
+                            ("frame-times-first-0", 0, 0)):
+        b = bytearray(data)
+        struct.pack_into("<I", b, off + spec.RECORD_HEAD.size + at, value)
+        fix_checksums(b, lay)
+        yield f"crafted-{name}", bytes(b)
+    b = bytearray(data)
+    struct.pack_into("<I", b, off + 1, u32)  # the record's length: 4 GiB
+    fix_checksums(b, lay)
+    yield "crafted-frame-times-length-max", bytes(b)
+    b = bytearray(data)
+    first = spec.FRAME_TIMES_HEAD.unpack_from(b, off + spec.RECORD_HEAD.size)[0]
+    struct.pack_into("<q", b, off + spec.RECORD_HEAD.size + spec.FRAME_TIMES_HEAD.size, -1)  # before t_{first-1}
+    fix_checksums(b, lay)
+    yield "crafted-frame-times-backwards", bytes(b)
+    many = spec.FRAME_TIMES_HEAD.pack(1, 1 << 16) + b"".join(spec.FRAME_TIME.pack(i) for i in range(1, (1 << 16) + 1))
+    yield "crafted-frame-times-65536", with_record_before_index(data, spec.RecordType.FRAME_TIMES, many)
+    for name, matrix, aspect in (("display-singular", (0,) * 8 + (1 << 30,), (1, 1)),
+                                 ("display-aspect-0", spec.IDENTITY_MATRIX, (0, 1))):
+        yield f"crafted-{name}", with_field(data, spec.Tag.DISPLAY, spec.DISPLAY.pack(*matrix, *aspect))
+
+
+def with_record_before_index(data: bytes, rtype: int, payload: bytes) -> bytes:
+    """`data` (a valid file) with one more record just before its index, the index's place moved to match."""
+    lay = layout(data)
+    index_at = lay.records[-1][0]
+    head = spec.RECORD_HEAD.pack(rtype, len(payload))
+    rec = head + payload + spec.CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
+    b = bytearray(data[:index_at] + rec + data[index_at:])
+    t = len(b) - spec.TRAILER.size
+    _, index_len, _, _ = spec.TRAILER.unpack_from(b, t)
+    t12 = spec.TRAILER.pack(index_at + len(rec), index_len, 0, spec.END_MAGIC)[:12]
+    spec.TRAILER.pack_into(b, t, index_at + len(rec), index_len, zlib.crc32(t12), spec.END_MAGIC)
+    return bytes(b)

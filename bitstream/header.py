@@ -7,7 +7,8 @@ Byte form (see docs/bitstream.md):
     crc        CRC-32 of preamble + fields
 
 FIELDS is the one table of which attributes each field carries, in which byte order: the writer and the parser
-both walk it.
+both walk it. Its optional fields (DISPLAY, format minor 1) are written only when their values are not the
+defaults, so a header without them is byte for byte what earlier writers made, and its version stays x.0.
 
 Why over 400 lines: the field table, the validation, the writer and the parser must agree field by field; they stay
 together.
@@ -74,6 +75,11 @@ class Header:
     temporal_downsample: int = 4
     #: optional named fields carried verbatim (readers that do not know a key ignore it)
     extensions: Mapping[str, bytes] = field(default_factory=dict)
+    #: how a player shows the frames (DISPLAY field, minor 1): the display matrix (FFmpeg's layout: 9 ints, a b u
+    #: c d v x y w) and the sample aspect ratio; the defaults (identity, 1:1) mean "as coded" and write no field
+    display_matrix: tuple[int, ...] = spec.IDENTITY_MATRIX
+    sample_aspect_num: int = 1
+    sample_aspect_den: int = 1
 
     def __post_init__(self):
         # accept numpy integers and None for empty strings from callers; store plain types
@@ -89,6 +95,11 @@ class Header:
             qs = (qs,)
         object.__setattr__(self, "quant_step", tuple(float(q) for q in qs))
         object.__setattr__(self, "entropy_params", dict(self.entropy_params))
+        if not isinstance(self.display_matrix, tuple) or any(type(v) is not int for v in self.display_matrix):
+            try:
+                object.__setattr__(self, "display_matrix", tuple(int(v) for v in self.display_matrix))
+            except (TypeError, ValueError):
+                pass  # validate_header names the problem
         object.__setattr__(self, "extensions", dict(self.extensions))
         if isinstance(self.weights_hash, (bytearray, memoryview)):
             object.__setattr__(self, "weights_hash", bytes(self.weights_hash))
@@ -130,6 +141,21 @@ class Header:
     def with_defaults(self) -> "Header":
         """This header as a reader will return it (entropy params made explicit)."""
         return replace(self, entropy_params=self.full_entropy_params())
+
+    # ---- display (DISPLAY field) -------------------------------------------------------------------------
+    @property
+    def rotation(self) -> float:
+        """Degrees counter-clockwise the frames are turned for display, as FFmpeg's av_display_rotation_get
+        reads the display matrix (-90 for a phone video flagged `rotate=90`); 0 for the identity."""
+        m = [v / (1 << 16) for v in self.display_matrix]
+        sx, sy = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+        return -math.degrees(math.atan2(m[1] / sy, m[0] / sx)) + 0.0 if sx and sy else 0.0
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether the display matrix flips the picture (negative determinant)."""
+        m = self.display_matrix
+        return m[0] * m[4] - m[1] * m[3] < 0
 
 # ------------------------------------------------------------------------------------------------
 # The field table. FIELDS says, for every required header field in the order the writer puts them, which
@@ -239,6 +265,18 @@ class _Steps:
         return (tuple(c.unpack(spec.QUANT_STEP)[0] for _ in range(n)),)
 
 
+class _Display:
+    """DISPLAY: the display matrix (9 i32) as one attribute, then the sample aspect ratio's two u32."""
+
+    def write(self, values) -> bytes:
+        matrix, num, den = values
+        return spec.DISPLAY.pack(*matrix, num, den)
+
+    def read(self, c: _Cursor, names) -> tuple:
+        v = c.unpack(spec.DISPLAY)
+        return tuple(v[:9]), v[9], v[10]
+
+
 class _Coder:
     """The coder's u8 id, then its parameters as coder_params lays them out: (entropy_coder, entropy_params)."""
 
@@ -260,9 +298,20 @@ class _Field:
     what: str  # the field's name in error messages
     names: tuple[str, ...]  # the Header attributes its value carries, in byte order
     layout: object
+    #: 0: required in every file. Otherwise optional: known from that minor version on, written (without the
+    #: required bit) only when its attributes are not their defaults, which a file without it reads as
+    since_minor: int = 0
+
+    @property
+    def required(self) -> bool:
+        return self.since_minor == 0
 
     def encode(self, h: Header) -> bytes:
         return self.layout.write(tuple(getattr(h, n) for n in self.names))
+
+    def present(self, h: Header) -> bool:
+        """Whether `h` writes this field (an optional one only when its values are not the defaults)."""
+        return self.required or any(getattr(h, n) != _DEFAULTS[n] for n in self.names)
 
     def decode(self, value: bytes) -> dict:
         c = _Cursor(value, self.what)
@@ -285,12 +334,16 @@ FIELDS: tuple[_Field, ...] = (
     _Field(spec.Tag.QUANT, "quant", ("quant_step",), _Steps()),
     _Field(spec.Tag.ENTROPY, "entropy", ("entropy_coder", "entropy_params"), _Coder()),
     _Field(spec.Tag.SAMPLING, "sampling", ("seed", "sampling_steps"), _Packed(spec.SAMPLING)),
+    _Field(spec.Tag.DISPLAY, "display", ("display_matrix", "sample_aspect_num", "sample_aspect_den"), _Display(),
+           since_minor=spec.MEDIA_FACTS_MINOR),
 )
 _BY_TAG = {f.tag: f for f in FIELDS}
+_DEFAULTS = {f.name: f.default for f in fields(Header)}
 # The table covers the header: every attribute but the extensions (a repeatable field of their own) once.
 assert sorted(n for f in FIELDS for n in f.names) == sorted(f.name for f in fields(Header) if f.name != "extensions")
-assert tuple(_BY_TAG) == spec.REQUIRED_TAGS
-_INT_FIELDS = tuple(n for f in FIELDS if isinstance(f.layout, _Packed) for n in f.names)
+assert tuple(f.tag for f in FIELDS if f.required) == spec.REQUIRED_TAGS
+_INT_FIELDS = tuple(n for f in FIELDS if isinstance(f.layout, (_Packed, _Display)) for n in f.names
+                    if n != "display_matrix")
 _STR_FIELDS = tuple(n for f in FIELDS if isinstance(f.layout, _Strings) for n in f.names)
 
 
@@ -365,10 +418,37 @@ def validate_header(h: Header) -> None:
                             f"positions, this one has {h.latent_height}x{h.latent_width}")
     _int_in(h.seed, "seed", 0, (1 << 64) - 1)
     _int_in(h.sampling_steps, "sampling_steps", 0, spec.MAX_SAMPLING_STEPS)
+    _validate_display(h)
     for k, v in h.extensions.items():
         _ascii_ok(k, "extension key", allow_empty=False)
         if not isinstance(v, (bytes, bytearray)):
             raise InconsistentHeader(f"header: extension {k!r} value must be bytes")
+
+
+def _validate_display(h: Header) -> None:
+    m = h.display_matrix
+    if not isinstance(m, tuple) or len(m) != 9:
+        raise InconsistentHeader("header: display_matrix must be 9 integers")
+    for i, v in enumerate(m):
+        _int_in(v, f"display_matrix[{i}]", -(1 << 31), (1 << 31) - 1)
+    if m[2] or m[5] or m[8] != 1 << 30:
+        raise InconsistentHeader("header: display_matrix must have u = v = 0 and w = 2^30 (a 2-D transform)")
+    if m[0] * m[4] - m[1] * m[3] == 0:
+        raise InconsistentHeader("header: display_matrix is singular (it would show nothing)")
+    _int_in(h.sample_aspect_num, "sample_aspect_num", 1, spec.MAX_ASPECT)
+    _int_in(h.sample_aspect_den, "sample_aspect_den", 1, spec.MAX_ASPECT)
+
+
+def format_version(h: Header, frame_times: bool = False) -> tuple[int, int]:
+    """(major, minor) of a file with header `h` (and FRAME_TIMES records when `frame_times`): the coder's version,
+    its minor raised to the one that defines each optional field present and the frame-times records."""
+    major, minor = coder_params.version(h.entropy_coder)
+    for f in FIELDS:
+        if not f.required and f.present(h):
+            minor = max(minor, f.since_minor)
+    if frame_times:
+        minor = max(minor, spec.MEDIA_FACTS_MINOR)
+    return major, minor
 
 
 # ------------------------------------------------------------------------------------------------
@@ -379,25 +459,29 @@ def _field(tag: int, value: bytes, required: bool = True) -> bytes:
     return spec.FIELD_HEAD.pack(tag, flags, len(value)) + value
 
 
-def encode_header(h: Header, extra_fields: Iterable[tuple[int, bool, bytes]] = ()) -> bytes:
-    """The header's bytes: preamble, fields (FIELDS in order, then the extensions), CRC. extra_fields
-    (tag, required, value) are appended verbatim (for testing forward compatibility)."""
+def encode_header(h: Header, extra_fields: Iterable[tuple[int, bool, bytes]] = (), *,
+                  frame_times: bool = False) -> bytes:
+    """The header's bytes: preamble, fields in tag order (the required ones, the extensions, the optional ones
+    whose values are not the defaults), CRC. extra_fields (tag, required, value) are appended verbatim (for
+    testing forward compatibility). `frame_times`: the file holds FRAME_TIMES records (see format_version)."""
     validate_header(h)
     h = h.with_defaults()  # the coder's parameters written out in full
-    parts = [_field(f.tag, f.encode(h)) for f in FIELDS]
+    parts = [_field(f.tag, f.encode(h)) for f in FIELDS if f.required]
     for k, v in h.extensions.items():
         parts.append(_field(spec.Tag.EXTENSION, _s(k) + bytes(v), required=False))
+    parts += [_field(f.tag, f.encode(h), required=False) for f in FIELDS if not f.required and f.present(h)]
     for tag, required, value in extra_fields:
         parts.append(_field(tag, bytes(value), required))
     body = b"".join(parts)
     if len(body) > spec.MAX_HEADER_BYTES:
         raise LimitExceeded(f"header: {len(body)} bytes exceeds {spec.MAX_HEADER_BYTES}")
-    pre = spec.PREAMBLE.pack(spec.MAGIC, *coder_params.version(h.entropy_coder), len(body))
+    pre = spec.PREAMBLE.pack(spec.MAGIC, *format_version(h, frame_times), len(body))
     return pre + body + spec.CRC.pack(zlib.crc32(pre + body))
 
 
-def parse_header_fields(body: bytes) -> Header:
-    """Header from the field area (CRC already checked)."""
+def parse_header_fields(body: bytes, minor: int = spec.FORMAT_MINOR) -> Header:
+    """Header from the field area (CRC already checked) of a file of minor version `minor`: an optional field
+    of a later minor is unknown there (skipped, or refused when flagged required)."""
     seen: dict[int, bytes] = {}
     extensions: dict[str, bytes] = {}
     pos = 0
@@ -416,19 +500,20 @@ def parse_header_fields(body: bytes) -> Header:
             if key in extensions:
                 raise InconsistentHeader(f"header: extension {key!r} appears twice")
             extensions[key] = c.rest()
-        elif tag in _BY_TAG:
+        elif tag in _BY_TAG and minor >= _BY_TAG[tag].since_minor:
             if tag in seen:
                 raise InconsistentHeader(f"header: field {tag} appears twice")
             seen[tag] = value
         elif flags & spec.FIELD_FLAG_REQUIRED:
             raise UnsupportedFeature(f"header: unknown required field {tag} (written by a newer cdtcodec?)")
         # unknown optional field: skipped
-    missing = [f.tag for f in FIELDS if f.tag not in seen]
+    missing = [f.tag for f in FIELDS if f.required and f.tag not in seen]
     if missing:
         raise InconsistentHeader(f"header: missing required field(s) {missing}")
     values: dict = {}
     for f in FIELDS:
-        values.update(f.decode(seen[f.tag]))
+        if f.tag in seen:  # an optional field absent: its attributes keep their defaults
+            values.update(f.decode(seen[f.tag]))
     h = Header(**values, extensions=extensions)
     validate_header(h)
     return h
@@ -445,6 +530,12 @@ def read_exact(f: BinaryIO, n: int, what: str) -> bytes:
 def read_header(f: BinaryIO, file_size: int) -> tuple[Header, int]:
     """Parse the header at the current position (the start of the file); returns it and its
     total length in bytes. Checks magic, version, size limits and the CRC before parsing."""
+    h, length, _ = read_versioned_header(f, file_size)
+    return h, length
+
+
+def read_versioned_header(f: BinaryIO, file_size: int) -> tuple[Header, int, tuple[int, int]]:
+    """read_header, plus the file's (major, minor) version."""
     head = f.read(spec.PREAMBLE.size)
     if head is None or len(head) < len(spec.MAGIC) or head[:len(spec.MAGIC)] != spec.MAGIC:
         if head and spec.MAGIC.startswith(head):
@@ -465,10 +556,10 @@ def read_header(f: BinaryIO, file_size: int) -> tuple[Header, int]:
     if zlib.crc32(head + body) != crc:
         raise ChecksumMismatch("header: checksum mismatch")
     try:
-        h = parse_header_fields(body)
+        h = parse_header_fields(body, minor)
     except BitstreamError:
         raise
     except Exception as e:  # last line of defence: never let a parse bug escape untyped
         raise InconsistentHeader(f"header: unparseable ({type(e).__name__}: {e})") from None
     coder_params.check_version(h.entropy_coder, major, minor)
-    return h, spec.PREAMBLE.size + flen + spec.CRC.size
+    return h, spec.PREAMBLE.size + flen + spec.CRC.size, (major, minor)

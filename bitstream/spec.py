@@ -24,7 +24,12 @@ END_MAGIC = b"CDTe"
 #: The newest format version. A reader accepts files whose major version is in READ_MAJORS and any minor
 #: version: minor bumps only add optional things that older readers skip.
 FORMAT_MAJOR = 2
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
+#: The minor version that added the media facts: the DISPLAY header field and FRAME_TIMES records. A file that
+#: holds either is written as x.1 (1.1 for zstd / range, 2.1 for prior); one that holds neither stays x.0, byte
+#: for byte what earlier writers made. Readers interpret them only in files of minor >= 1 (in x.0 files they are
+#: unknown optional content, skipped).
+MEDIA_FACTS_MINOR = 1
 #: major versions this reader reads. Version 1: coders zstd and range (chunks independent); version 2 adds the
 #: coder `prior` (chunk i conditioned on chunk i-1). A writer uses the lowest major its coder needs, so
 #: `zstd` and `range` files stay version 1.0 and readers of version 1 keep reading them.
@@ -69,6 +74,17 @@ QUANT_STEP = struct.Struct("<d")
 ENTROPY_ID = struct.Struct("<B")  # then the coder's parameter bytes (the rest of the field)
 SAMPLING = struct.Struct("<QI")  # decoder noise seed, number of sampling steps
 STR_LEN = struct.Struct("<B")  # short strings: u8 length then ASCII bytes
+#: DISPLAY (optional, minor 1): the display matrix as FFmpeg's AV_PKT_DATA_DISPLAYMATRIX / ISO/IEC 14496-12's
+#: tkhd matrix (9 i32, row by row: a b u c d v x y w; 16.16 fixed point except u, v, w in 2.30), then the sample
+#: aspect ratio (u32 numerator, u32 denominator)
+DISPLAY = struct.Struct("<9iII")  # 44 bytes
+#: the display matrix of a picture shown as coded (and the DISPLAY defaults: identity, square samples)
+IDENTITY_MATRIX = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+
+# --- frame times (FRAME_TIMES record payload, minor 1) ------------------------------------------------------
+#: first boundary k (>= 1), count n; then n FRAME_TIME values: the times of boundaries k .. k+n-1 in time-base ticks
+FRAME_TIMES_HEAD = struct.Struct("<II")  # 8 bytes
+FRAME_TIME = struct.Struct("<q")
 
 # --- audio record payloads -----------------------------------------------------------------
 #: after codec_name (STR_LEN-prefixed): sample_rate, channels, then layout (STR_LEN-prefixed),
@@ -96,6 +112,7 @@ class Tag:
     ENTROPY = 8
     SAMPLING = 9
     EXTENSION = 10  # optional, repeatable: STR_LEN key then value bytes
+    DISPLAY = 11  # optional (minor 1): display matrix and sample aspect ratio, when not the defaults
 
 
 REQUIRED_TAGS = (
@@ -120,6 +137,7 @@ class RecordType:
     AUDIO_PACKET = 3
     INDEX = 4
     OPTIONAL_MIN = 0x80
+    FRAME_TIMES = 0x80  # optional (minor 1): frame times off the frame-rate grid
 
 
 class CoderId:
@@ -194,6 +212,13 @@ MAX_AUDIO_PACKET = 1 << 24
 MAX_EXTRADATA = 1 << 20
 MAX_QUANT_STEPS = MAX_CHANNELS
 MAX_VARINT_BYTES = 5  # escape values fit in 33 bits
+#: frame times per FRAME_TIMES record (32 KiB of values): a reader checks the count against this and the record's
+#: length before it reads the values, and holds one record at a time whatever the number of frames
+MAX_FRAME_TIMES = 4096
+#: boundary times are signed 64-bit (FFmpeg's timestamps); the grid may not run past them either
+MAX_TICK = (1 << 63) - 1
+#: sample aspect ratio terms: FFmpeg's rationals are signed 32-bit
+MAX_ASPECT = (1 << 31) - 1
 SYMBOL_MIN = -(1 << 31)
 SYMBOL_MAX = (1 << 31) - 1
 

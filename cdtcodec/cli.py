@@ -62,9 +62,9 @@ def _os_error(e: OSError) -> str:
 #: How the command line spells the library parameters that errors name (ParamError): the option that sets each.
 OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed": "--seed", "frames": "--frames",
            "model": "--model PATH", "codecs": "--codecs", "qualities": "--qualities", "presets": "--presets",
-           "crfs": "--crf", "size": "--size", "quick": "--quick", "jobs": "--jobs", "shard_size": "--shard-size",
-           "latents": "--latent-dtype", "summary": "--summary",
-           "ray": "--ray"}
+           "crfs": "--crf", "size": "--size", "quick": "--quick", "max_memory": "--max-memory SIZE",
+           "target_kbps": "--target-kbps", "target_bpp": "--target-bpp", "jobs": "--jobs",
+           "shard_size": "--shard-size", "latents": "--latent-dtype", "summary": "--summary", "ray": "--ray"}
 
 
 SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it
@@ -265,7 +265,8 @@ def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
         err.print(f"{kind}: {d['frames']} frames {d['width']}x{d['height']} @ {d['fps']} fps -> {out}: "
                   f"{d['bytes']:,} bytes, {d['bpp']:.4f} bpp, {d['kbps']:.1f} kbps, {d['seconds']:.1f} s "
                   f"({d['fps_processed']:.2f} frames/s), audio {d['audio']}"
-                  + (f", entropy {d['entropy']}" if d.get("entropy") else ""),
+                  + (f", entropy {d['entropy']}" if d.get("entropy") else "")
+                  + (f", step {d['step']:.5g} for the target {d['target']}" if d.get("target") else ""),
                   highlight=False, markup=False, soft_wrap=True)
         if d.get("note"):
             err.print(f"note: {d['note']}", highlight=False, markup=False, soft_wrap=True)
@@ -291,10 +292,16 @@ def encode(
                                             "inputs, folders (their videos, recursively) or @list.txt manifests "
                                             "(one path a line) make a corpus, written into -o DIR/."),
     output: str = typer.Option(..., "-o", "--output", help=".cdt file to write, - for stdout, or DIR/ for a corpus."),
-    quality: int = typer.Option(DEFAULT_QUALITY, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS),
-                                help=f"1 (smallest) .. {max(QUALITY_STEPS)} (best); sets the quantizer step: "
-                                     + ", ".join(f"{q}={s}" for q, s in QUALITY_STEPS.items())),
+    quality: Optional[int] = typer.Option(None, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS),
+                                          help=f"1 (smallest) .. {max(QUALITY_STEPS)} (best), default {DEFAULT_QUALITY}; "
+                                               "sets the quantizer step: "
+                                               + ", ".join(f"{q}={s}" for q, s in QUALITY_STEPS.items())),
     step: Optional[float] = typer.Option(None, help="Quantizer step size (overrides --quality)."),
+    target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search the step so that "
+                                                "the whole file (audio included) lands within 2% of this many kbps; "
+                                                "instead of --quality / --step."),
+    target_bpp: Optional[float] = typer.Option(None, "--target-bpp", help="Rate control, the target in bits per "
+                                               "pixel (file bits / (frames x width x height))."),
     model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
     seed: int = typer.Option(0, min=0, max=2**64 - 1, help="Decoder noise seed, stored in the file."),
     steps: int = typer.Option(1, min=1, max=MAX_SAMPLING_STEPS, help="DDIM sampling steps used at decode, stored in the file."),
@@ -334,16 +341,41 @@ def encode(
     from cdtcodec import codec
 
     input = inputs[0]
+    target = _rate_target(quality, step, target_kbps, target_bpp)
     confirm_output(output, policy(yes, no), [input])
     _set_threads(threads)
     device = _device(device)
     with _input_path(input, ".video") as src, _output_path(output, ".cdt") as dst, \
             _progress(not (quiet or as_json), "encode") as progress:
-        report = codec.encode(src, dst, model=model, quality=quality, step=step, seed=seed, steps=steps,
-                              entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
+        report = codec.encode(src, dst, model=model, quality=quality, step=step, target=target, seed=seed,
+                              steps=steps, entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
                               device=device, progress=progress, max_memory=_memory(max_memory),
-                              notice=None if quiet else _warn)
+                              notice=None if quiet else _warn,
+                              rate_progress=None if (quiet or as_json) else _rate_trial(target))
     _summary("encode", report, output, as_json, quiet)
+
+
+def _rate_target(quality, step, target_kbps, target_bpp):
+    """The rate target the options ask for (None: a quality or a step); combinations that mean two are refused."""
+    from cdtcodec.rate_control import RateTarget
+
+    given = [name for name, v in (("--quality", quality), ("--step", step), ("--target-kbps", target_kbps),
+                                  ("--target-bpp", target_bpp)) if v is not None]
+    if len(given) > 1 and not given == ["--quality", "--step"]:  # --step overriding --quality is documented
+        _fail(f"{' and '.join(given)} cannot be combined: give a quality, a step or one rate target")
+    return (RateTarget("kbps", target_kbps) if target_kbps is not None else
+            RateTarget("bpp", target_bpp) if target_bpp is not None else None)
+
+
+def _rate_trial(target):
+    """Prints each rate-control trial as it ends: the search is the encode's second phase."""
+    def show(trial) -> None:
+        rate = target.value * trial.bytes / trial.target
+        where = "whole file" if trial.whole else f"estimate from {trial.chunks} chunks"
+        err.print(f"rate control: step {trial.step:.5g} -> {rate:.4g} {target.unit} ({where}; target {target})",
+                  highlight=False, markup=False, soft_wrap=True)
+
+    return show
 
 
 def _corpus_reason(inputs: list[str], output: str, latents: bool, ray: str | None) -> str:
@@ -399,15 +431,21 @@ class _CorpusBar:
             self.bar.stop()
 
 
-def _encode_corpus(inputs: list[str], output: str, quality: int, step, model: str, seed: int, steps: int,
-                   entropy: str, start: float, frames, no_audio: bool, threads: int, device: str, as_json: bool,
-                   quiet: bool, max_memory, yes: bool, no: bool, jobs, ray, latents: bool, latent_dtype: str,
-                   shard_size: int, summary) -> None:
+def _encode_corpus(inputs: list[str], output: str, quality, step, target_kbps, target_bpp, model: str, seed: int,
+                   steps: int, entropy: str, start: float, frames, no_audio: bool, threads: int, device: str,
+                   as_json: bool, quiet: bool, max_memory, yes: bool, no: bool, jobs, ray, latents: bool,
+                   latent_dtype: str, shard_size: int, summary) -> None:
     """`cdtcodec encode` of a corpus (see cdtcodec/corpus): one line per failed clip, a summary line, and a
     non-zero exit when any clip failed."""
     from cdtcodec.corpus import Settings, encode_corpus
 
     reason = _corpus_reason(inputs, output, latents, ray)
+    for option, value in (("--target-kbps", target_kbps), ("--target-bpp", target_bpp)):
+        # Rate control gives each file its own step, which a rerun could not check a finished clip against
+        # (the plan compares each .cdt's step with the corpus's); a corpus is coded at one step throughout.
+        if value is not None:
+            raise ValueError(f"{option}: rate control encodes one file; a corpus ({reason}) is encoded at one "
+                             "--quality or --step for all its clips")
     if "-" in inputs:
         raise ValueError("-: standard input cannot be part of a corpus (" + reason + ")")
     if output == "-" or not (output.endswith(("/", os.sep)) or os.path.isdir(output)):
@@ -420,7 +458,7 @@ def _encode_corpus(inputs: list[str], output: str, quality: int, step, model: st
     settings = Settings(model=model, quality=quality, step=step, seed=seed, steps=steps, entropy=entropy,
                         start_s=start, max_frames=frames, audio=not no_audio,
                         device=_device(device, here=ray is None), max_memory=_memory(max_memory), threads=threads,
-                        latents=latent_dtype if latents else None)
+                        latents=latent_dtype if latents else None, option_names=tuple(OPTIONS.items()))
     bar = _CorpusBar(not (quiet or as_json), quiet)
     try:
         result = encode_corpus(inputs, output, settings, jobs=jobs, ray=ray, rule=rule, shard_size=shard_size,
@@ -516,10 +554,18 @@ def info(
         return
     out = Console(emoji=False, highlight=False)
     table = Table(title=Text(input), show_header=False)
+    table.add_row("format version", data["version"])
     for key, value in data["header"].items():
         table.add_row(key, Text(str(value)))
-    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "payload_bytes", "framing_bytes",
-                "other_bytes", "bpp", "kbps"):
+    display = data["display"]
+    table.add_row("rotation", f"{display['rotation']:g} degrees counter-clockwise"
+                  + (", mirrored" if display["mirrored"] else ""))
+    times = data["frame_times"]
+    table.add_row("frame times", "on the frame-rate grid" if times is None else
+                  f"{times['recorded']:,} recorded off the grid in {times['records']:,} record(s); "
+                  f"the last frame ends at {times['end_s']:.6g} s")
+    for key in ("file_bytes", "header_bytes", "index_bytes", "audio_bytes", "frame_times_bytes", "payload_bytes",
+                "framing_bytes", "other_bytes", "bpp", "kbps"):
         value = data[key]
         table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}")
     out.print(table)

@@ -1,9 +1,10 @@
 """Video file <-> .cdt file: the codec's whole data flow, streaming chunk by chunk.
 
 encode: frames (uint8) -> pad to the model's stride -> StreamEncoder (the timeline's chunks) -> posterior mean
-        -> quantize -> one chunk record per latent frame -> .cdt (+ the source audio packets)
+        -> quantize -> one chunk record per latent frame -> .cdt (+ the source audio packets, the frame times
+        off the frame-rate grid, the display matrix and sample aspect ratio)
 decode: .cdt -> chunk records -> dequantize -> StreamDecoder (one latent frame per pass) -> crop, trim
-        -> frames (uint8) -> video file (+ the audio packets)
+        -> frames (uint8) -> video file (+ the audio packets, each frame at its time, the display facts)
 
 Nothing here prints: progress goes through a callback, so the CLI owns the progress bar.
 """
@@ -24,11 +25,15 @@ import torch
 
 from bitstream import spec
 from bitstream import BitstreamError, CdtReader, CdtWriter, Header
+from bitstream.frame_times import Grid
+from bitstream.container import audio_record_bytes
 from cdtcodec.config import PRESETS
-from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT, EntropyChoiceError, plan_encode, prior_for_decode
+from cdtcodec.entropy_choice import (ENTROPY_CHOICES, ENTROPY_DEFAULT, BadEntropy, EntropyChoiceError, plan_encode,
+                                     prior_for_decode)
 from cdtcodec.errors import ParamError
 from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
 from cdtcodec.quantize import DEFAULT_QUALITY, MIN_STEP, dequantize, quantize, step_for_quality
+from cdtcodec.rate_control import Choice, FileSizer, LatentSpool, RateTarget, Trial, choose_step
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
@@ -64,6 +69,8 @@ class Report:
     audio: str  # "carried", "none", or why it was dropped
     entropy: str = ""  # the file's entropy coder
     note: str = ""  # one line worth telling the user (e.g. why the default coder fell back to range)
+    step: float | None = None  # encode: the quantizer step
+    target: str = ""  # encode: the rate target rate control met ("" without one)
 
     @property
     def bpp(self) -> float:
@@ -78,7 +85,9 @@ class Report:
         return {"frames": self.frames, "width": self.width, "height": self.height, "fps": str(self.fps),
                 "bytes": self.file_bytes, "bpp": self.bpp, "kbps": self.kbps, "seconds": self.seconds,
                 "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio,
-                **({"entropy": self.entropy} if self.entropy else {}), **({"note": self.note} if self.note else {})}
+                **({"entropy": self.entropy} if self.entropy else {}), **({"note": self.note} if self.note else {}),
+                **({"step": self.step} if self.step is not None else {}),
+                **({"target": self.target} if self.target else {})}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -189,6 +198,32 @@ def _load_decoder(model_id: str, weights_sha256: str, model, label: str, device:
                            f"{weights_sha256}), but {weights} has sha256 {digest}; pass the weights it was "
                            "encoded with as ")
     return net, weights
+def _display_facts(info, notice: Callable[[str], None]) -> dict:
+    """The header's DISPLAY attributes from what the source says (nothing when it shows the frames as coded)."""
+    facts = {}
+    m = info.display_matrix
+    if m is not None and tuple(m) != spec.IDENTITY_MATRIX:
+        if len(m) == 9 and m[2] == m[5] == 0 and m[8] == 1 << 30 and m[0] * m[4] - m[1] * m[3] != 0:
+            facts["display_matrix"] = tuple(m)
+        else:
+            notice(f"{info.path}: its display matrix {tuple(m)} is not a 2-D transform; not kept")
+    sar = info.sample_aspect
+    if sar is not None and max(sar.numerator, sar.denominator) <= spec.MAX_ASPECT:
+        facts.update(sample_aspect_num=sar.numerator, sample_aspect_den=sar.denominator)
+    return facts
+
+
+def _frame_stamps(times, first: int, end: int):
+    """(pts, duration) of frames first .. end - 1 from the boundary times t_0 .. (a file's frame_times()), pts
+    counted from frame `first`."""
+    previous = origin = None
+    for i, t in enumerate(times):
+        if i > end:
+            return
+        if i - 1 >= first:
+            origin = previous if origin is None else origin
+            yield previous - origin, t - previous
+        previous = t
 
 
 def _check_layout(h: Header, label: str) -> None:
@@ -203,16 +238,18 @@ def _check_layout(h: Header, label: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # encode
 
-def check_encode_args(quality: int = DEFAULT_QUALITY, step: float | None = None, seed: int = 0,
-                      steps: int | None = None, entropy: str = ENTROPY_DEFAULT) -> float:
-    """The quantizer step encode() will use, after checking every argument that does not need the input (a
-    corpus checks them once, before its first clip)."""
-    if step is None:
+def check_encode_args(quality: int | None = None, step: float | None = None, target: RateTarget | None = None,
+                      seed: int = 0, steps: int | None = None, entropy: str = ENTROPY_DEFAULT) -> float | None:
+    """The quantizer step encode() will use (None: rate control chooses it for `target`), after checking every
+    argument that does not need the input (a corpus checks them once, before its first clip)."""
+    if target is not None and (step is not None or quality is not None):
+        raise BadArgument(target.param, " chooses the quantizer step itself: give it without quality or step")
+    if target is None and step is None:
         try:
-            step = step_for_quality(quality)
+            step = step_for_quality(DEFAULT_QUALITY if quality is None else quality)
         except ValueError as e:
             raise CodecError(str(e)) from None
-    if not (isinstance(step, (int, float)) and math.isfinite(step) and step >= MIN_STEP):
+    if target is None and not (isinstance(step, (int, float)) and math.isfinite(step) and step >= MIN_STEP):
         raise BadArgument("step", f" must be a finite number >= {MIN_STEP:g}, got {step!r}")
     if steps is not None and steps < 1:
         raise BadArgument("steps", " must be >= 1")
@@ -220,59 +257,74 @@ def check_encode_args(quality: int = DEFAULT_QUALITY, step: float | None = None,
         raise BadArgument("entropy", f" must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
     if not 0 <= seed < 1 << 64:
         raise BadArgument("seed", " must be in 0 .. 2**64-1")
-    return float(step)
+    return None if step is None else float(step)
 
 
-def _model(model: str | Path | LoadedModel | None, device: str) -> LoadedModel:
-    return model if isinstance(model, LoadedModel) else load(model, device)
+@contextmanager
+def _encoder_input(src, start_s: float, max_frames: int | None, model: str | Path | LoadedModel | None, device: str,
+                   notice: Callable[[str], None]):
+    """(reader, model) for an encode: the input opened, what it loses said to `notice`, then the model loaded
+    (unless it already is). Opening probes the input: missing, unreadable, not a video, zero frames, absurd size
+    all fail here, before the (possibly large) model is loaded."""
+    with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
+        for note in input_reductions(reader.info):
+            notice(note)
+        yield reader, model if isinstance(model, LoadedModel) else load(model, device)
 
 
-def _posterior_means(reader, net, device: str, progress: Progress | None, counted: list[int]):
+def _posterior_means(reader, net, device: str, progress: Progress | None, counted: list[int],
+                     times: Callable[[list], object] | None = None):
     """One pass over the reader's window: the posterior mean (L, t, h, w), one encoder chunk at a time, as the
-    timeline schedules them; the frames read are added to counted[0] as they go."""
+    timeline schedules them; the frames read are added to counted[0] as they go. `times`, when given, receives
+    the frame boundaries' times in the source's ticks (boundary i >= 1 is the start of frame i, frame 0 starting
+    at 0; last the end of the last frame), each batch's after its chunks, the end before the encoder's last."""
     encoder = StreamEncoder(net)
     timeline = encoder.timeline
     latent_dim = net.cfg.latent_dim
     total = reader.expected_frames  # for the progress bar only
     if progress:
         progress(0, total)
-    for batch in reader.batches(timeline.chunk_sizes()):
+    for batch, starts in reader.timed_batches(timeline.chunk_sizes()):
         for moments in encoder.push(timeline.to_model(batch).to(device)):
             yield moments[0, :latent_dim]
+        if times is not None:
+            times(starts if counted[0] else starts[1:])
         counted[0] += batch.shape[0]
         if progress:
             progress(counted[0], total)
+    if times is not None:
+        times([reader.end_tick])
     for moments in encoder.finish():
         yield moments[0, :latent_dim]
 
 
 def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel | None = None,
-           quality: int = DEFAULT_QUALITY,
-           step: float | None = None, seed: int = 0, steps: int | None = None, entropy: str = ENTROPY_DEFAULT,
-           start_s: float = 0.0, max_frames: int | None = None, audio: bool = True, device: str = "cpu",
-           progress: Progress | None = None, max_memory: int | None = None, memory_share: int = 1,
-           notice: Callable[[str], None] | None = None) -> Report:
+           quality: int | None = None, step: float | None = None, target: RateTarget | None = None, seed: int = 0,
+           steps: int | None = None, entropy: str = ENTROPY_DEFAULT, start_s: float = 0.0,
+           max_frames: int | None = None, audio: bool = True, device: str = "cpu", progress: Progress | None = None,
+           max_memory: int | None = None, memory_share: int = 1, notice: Callable[[str], None] | None = None,
+           rate_progress: Callable[[Trial], None] | None = None) -> Report:
     """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
-    `model` is a preset, a weights file, or weights already loaded (on `device`). `notice` receives warnings
-    (alpha or deep samples reduced, frames missing), one line each. `memory_share`: this encode runs beside
-    that many (itself included) and may take only that share of the memory limit."""
+    `model` is a preset, a weights file, or weights already loaded (on `device`).
+
+    The quantizer step is `step`, else that of `quality` (default DEFAULT_QUALITY), else, with `target`, the one
+    rate control chooses so that the whole file meets the target (cdtcodec/rate_control.py; each trial goes to
+    `rate_progress`). `notice` receives warnings (alpha or deep samples reduced, frames missing, a target out of
+    reach), one line each. `memory_share`: this encode runs beside that many (itself included) and may take only
+    that share of the memory limit."""
     notice = notice or (lambda line: None)
     started = time.time()
-    step = check_encode_args(quality, step, seed, steps, entropy)
+    step = check_encode_args(quality, step, target, seed, steps, entropy)
     check_cdt_output(dst)
     refuse_inputs(dst, [src])  # never onto the source, whatever the caller's overwrite policy
-    # Opening probes the input: missing, unreadable, not a video, zero frames, absurd size all fail here,
-    # before the (possibly large) model is loaded.
-    with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
-        info = reader.info
-        for note in input_reductions(info):
-            notice(note)
-        loaded = _model(model, device)
-        net = loaded.net
+    with _encoder_input(src, start_s, max_frames, model, device, notice) as (reader, loaded):
+        info, net = reader.info, loaded.net
         timeline = Timeline.of(net.cfg)
         latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
-        try:
-            plan = plan_encode(entropy, loaded.path, (step,), net.cfg.latent_dim, latent_pixels)
+        try:  # rate control's steps all lie in the prior's range, so one plan holds for each of them
+            plan = plan_encode(entropy, loaded.path, (float(step or 1.0),), net.cfg.latent_dim, latent_pixels)
+        except BadEntropy as e:  # names its parameter: the caller words it (--entropy on the command line)
+            raise BadArgument(e.param, e.after, e.before) from None
         except EntropyChoiceError as e:
             raise CodecError(str(e)) from None
         steps = steps or net.cfg.sample_steps
@@ -291,32 +343,91 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
             color_primaries=info.color_primaries, color_trc=info.color_trc,
             latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
             latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
-            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(step,), entropy_coder=plan.coder, entropy_params=plan.params,
-            seed=seed, sampling_steps=steps, extensions={},
+            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step or 1.0),), entropy_coder=plan.coder, entropy_params=plan.params,
+            seed=seed, sampling_steps=steps, extensions={}, **_display_facts(info, notice),
         )
+        # Frame times: the source's, where they leave the frame-rate grid (a still image has none worth keeping)
+        keep_times = not info.is_image and Grid.of(header).holds_frame_times
+        if not info.is_image and not keep_times:
+            notice(f"{src}: its time base {info.time_base} is coarser than a frame at {info.fps} fps; the frames are "
+                   "given the frame rate's times")
         carry = audio and info.audio is not None
-        done = [0]
-        try:
-            writer = CdtWriter(dst, header, prior=plan.prior)
-        except OSError as e:
-            raise CodecError(f"{dst}: cannot write: {e.strerror or e}") from None
-        with writer:
-            if carry:
-                writer.set_audio_track(info.audio)
-            for mean in _posterior_means(reader, net, device, progress, done):
+
+        def counted(frames: int) -> Header:
+            return replace(header, num_frames=frames, coded_frames=timeline.coded_frames(frames),
+                           latent_frames=timeline.latent_frames(frames))
+
+        def encode_pass(sink: Callable[[torch.Tensor], object], times: Callable[[list], object]) -> int:
+            """The one pass over the input: each latent chunk (C, 1, h, w) to `sink`, the frame boundaries' times
+            to `times` where they are kept; returns the frames read."""
+            done = [0]
+            for mean in _posterior_means(reader, net, device, progress, done, times if keep_times else None):
                 for t in range(mean.shape[1]):
-                    writer.write_chunk(quantize(mean[:, t : t + 1], step))
+                    sink(mean[:, t : t + 1])
             if shortfall := missing_frames(info, done[0], start_s, max_frames):
                 notice(shortfall)
-            writer.restate_frame_counts(replace(header, num_frames=done[0], coded_frames=timeline.coded_frames(done[0]),
-                                                latent_frames=timeline.latent_frames(done[0])))
-            if carry:
-                for packet in reader.audio_packets():
-                    writer.write_audio_packet(packet)
+            return done[0]
+
+        def write(writer: CdtWriter, chunks: Callable[[CdtWriter], int]) -> int:
+            """The file: audio track, chunks(writer) (returns the frame count), audio packets."""
+            with writer:
+                if carry:
+                    writer.set_audio_track(info.audio)
+                frames = chunks(writer)
+                if carry:
+                    for packet in reader.audio_packets():
+                        writer.write_audio_packet(packet)
+            return frames
+
+        def direct(writer: CdtWriter) -> int:
+            frames = encode_pass(lambda latent: writer.write_chunk(quantize(latent, step)), writer.write_frame_times)
+            writer.restate_frame_counts(counted(frames))
+            return frames
+
+        if target is None:
+            done = write(_open_writer(dst, header, plan.prior), direct)
+        else:
+            with LatentSpool() as spool:
+                frame_times: list = []  # written before the chunks: the reader takes FRAME_TIMES records anywhere
+                done = encode_pass(spool.append, frame_times.extend)
+                final = counted(done)
+                audio_bytes = audio_record_bytes(info.audio, reader.audio_packets()) if carry else 0
+                sizer = FileSizer(final, spool, plan.prior, audio_bytes)
+                want = target.bytes_for(done, info.width, info.height, info.fps)
+                choice = choose_step(sizer, want, step_for_quality(DEFAULT_QUALITY), on_trial=rate_progress)
+                step = choice.step
+                if not choice.reached:
+                    notice(_out_of_reach(target, choice, target.rate_of(choice.bytes, done, info.width, info.height,
+                                                                        info.fps)))
+
+                def spooled(writer: CdtWriter) -> int:
+                    writer.write_frame_times(frame_times)
+                    for i in range(len(spool)):
+                        writer.write_chunk(quantize(spool[i], step))
+                    return done
+
+                write(_open_writer(dst, replace(final, quant_step=(step,)), plan.prior), spooled)
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
-    return Report(done[0], info.width, info.height, info.fps, size, time.time() - started, state, plan.coder,
-                  plan.note)
+    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note,
+                  step=float(step), target=str(target) if target else "")
+
+
+def _open_writer(dst, header: Header, prior) -> CdtWriter:
+    try:
+        return CdtWriter(dst, header, prior=prior)
+    except OSError as e:
+        raise CodecError(f"{dst}: cannot write: {e.strerror or e}") from None
+
+
+def _out_of_reach(target: RateTarget, choice: Choice, rate: float) -> str:
+    got = f"{rate:.4g} {target.unit} at step {choice.step:g}"
+    if choice.beyond == "above":
+        return f"target {target} is above the highest rate this video reaches ({got}, the smallest step); encoded there"
+    if choice.beyond == "below":
+        return (f"target {target} is below the lowest rate this video reaches ({got}, the largest step: the latents "
+                "are all but zero); encoded there")
+    return f"target {target}: the nearest rate the step search found is {got}; encoded there"
 
 
 @dataclass(frozen=True)
@@ -347,12 +458,8 @@ def encode_latents(src: str | Path, sink: Callable[[torch.Tensor], None], *,
     the padded tail included). The same pass as encode(), so the latents are the ones a .cdt quantizes."""
     notice = notice or (lambda line: None)
     started = time.time()
-    with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
-        info = reader.info
-        for note in input_reductions(info):
-            notice(note)
-        loaded = _model(model, device)
-        net = loaded.net
+    with _encoder_input(src, start_s, max_frames, model, device, notice) as (reader, loaded):
+        info, net = reader.info, loaded.net
         timeline = Timeline.of(net.cfg)
         check_memory(encode_bytes(net.cfg, timeline.coded_size(info.height), timeline.coded_size(info.width)),
                      f"{src}: encoding {info.width}x{info.height}", max_memory, memory_share)
@@ -393,10 +500,11 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
 
 
 def _decode_into(out, stream: StreamDecoder, pieces, first: int, end: int, height: int, width: int, device: str,
-                 progress: Progress | None) -> int:
+                 progress: Progress | None, stamps=None) -> int:
     """Decode latent pieces into the sink `out`, keeping frames [first, end): `pieces` yields (first video frame
     of the piece, a function reading its latent (L, t, h, w)); none is read once the pieces pass `end`.
-    Returns the frames written."""
+    `stamps`, when given, yields each written frame's (pts, duration) (_frame_stamps). Returns the frames
+    written."""
     written = 0
     position = 0  # video frame index of the next decoded frame
     for start, read in pieces:
@@ -406,7 +514,7 @@ def _decode_into(out, stream: StreamDecoder, pieces, first: int, end: int, heigh
             video = stream.timeline.to_frames(x, height, width)
             lo, hi = max(first, position), min(end, position + len(video))
             for frame in video[max(0, lo - position) : max(0, hi - position)]:
-                out.write(frame)
+                out.write(frame, *(next(stamps) if stamps else ()))
                 written += 1
             position += len(video)
         if progress:
@@ -435,6 +543,10 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         h = reader.header
         _check_layout(h, label)
         first, end = parse_frame_range(frames, h.num_frames)
+        timed = reader.has_frame_times
+        if timed:
+            for _ in reader.frame_time_records():  # a damaged one fails now, not after minutes of decoding
+                pass
         net, weights = _load_decoder(h.model_id, h.weights_hash.hex(), model, label, device)
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
@@ -451,6 +563,14 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         source_audio = reader.audio_track
         whole = first == 0 and end == h.num_frames
         track = source_audio if audio and whole else None
+        facts = dict(color_range=h.color_range, color_space=h.color_space, color_primaries=h.color_primaries,
+                     color_trc=h.color_trc)
+        if timed:
+            facts["time_base"] = Fraction(h.time_base_num, h.time_base_den)
+        if h.display_matrix != spec.IDENTITY_MATRIX:
+            facts["display_matrix"] = h.display_matrix
+        if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
+            facts["sample_aspect"] = Fraction(h.sample_aspect_num, h.sample_aspect_den)
 
         def read(index: int) -> torch.Tensor:
             symbols = reader.read_chunk(index)
@@ -458,10 +578,13 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
 
         pieces = ((stream.timeline.frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))[0],
                    functools.partial(read, i)) for i in range(reader.num_chunks))
-        with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track) as out:
+        with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track,
+                       **facts) as out:
+            note = _facts_lost(h, timed, out, os.fspath(dst))
+            stamps = _frame_stamps(reader.frame_times(), first, end) if timed and out.keeps_frame_times else None
             if track is not None:
                 out.follow_audio(reader.audio_packets())  # pulled as far as the frames written, no further
-            written = _decode_into(out, stream, pieces, first, end, h.height, h.width, device, progress)
+            written = _decode_into(out, stream, pieces, first, end, h.height, h.width, device, progress, stamps)
             if written != end - first:  # the header fixes the count; a bad file fails before here
                 raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
             skipped = out.audio_skipped_reason
@@ -473,7 +596,8 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         state = "dropped (frame range)"
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
-    return Report(written, h.width, h.height, fps, _output_bytes(dst), time.time() - started, state, h.entropy_coder)
+    return Report(written, h.width, h.height, fps, _output_bytes(dst), time.time() - started, state, h.entropy_coder,
+                  note)
 
 
 def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, weights_sha256: str, width: int,
@@ -512,3 +636,19 @@ def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, wei
         if written != end - first:
             raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
     return Report(written, width, height, fps, _output_bytes(dst), time.time() - started, "none")
+
+
+def _facts_lost(h: Header, timed: bool, out, dst: str) -> str:
+    """One line on what of the file's media facts the output cannot hold ("" when it holds them all)."""
+    lost = []
+    if timed and not out.keeps_frame_times:
+        lost.append("frame times (variable frame rate: frames are written 1/fps apart)")
+    if not out.keeps_display:
+        if h.display_matrix != spec.IDENTITY_MATRIX:
+            lost.append(f"display matrix (rotation {h.rotation:g} degrees{', mirrored' if h.mirrored else ''})")
+        if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
+            lost.append(f"sample aspect ratio {h.sample_aspect_num}:{h.sample_aspect_den}")
+    parts = [f"{dst}: this output holds no {', no '.join(lost)}; decode to .mp4 or .mkv to keep them"] if lost else []
+    if out.facts_lost:
+        parts.append(f"{dst}: not written: {'; '.join(out.facts_lost)}")
+    return "; ".join(parts)

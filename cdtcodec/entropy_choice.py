@@ -20,6 +20,7 @@ from pathlib import Path
 from bitstream import Header
 from bitstream.spec import PRIOR_MAX_LATENT_PIXELS
 from bitstream.prior import STEP_BITS, STEP_Q_MAX, STEP_Q_MIN, PriorWeights, load_prior
+from cdtcodec.errors import ParamError
 
 ENTROPY_DEFAULT = "auto"
 ENTROPY_CHOICES = ("auto", "prior", "range", "zstd")
@@ -28,6 +29,10 @@ PRIOR_SUFFIX = ".prior.safetensors"
 
 class EntropyChoiceError(ValueError):
     """The requested coder cannot be used; the message is one line."""
+
+
+class BadEntropy(ParamError, EntropyChoiceError):
+    """The `entropy` argument cannot be honoured; the message names it (the command line says --entropy)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ def plan_encode(entropy: str, weights: str | Path, steps: tuple[float, ...], cha
     """The coder for an encode with these weights, quantizer step(s) (one, or one per channel), latent channels
     and latent positions per frame."""
     if entropy not in ENTROPY_CHOICES:
-        raise EntropyChoiceError(f"--entropy must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
+        raise BadEntropy("entropy", f" must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
     if entropy in ("range", "zstd"):
         return EntropyPlan(entropy)
     path = prior_path(weights)
@@ -73,7 +78,7 @@ def plan_encode(entropy: str, weights: str | Path, steps: tuple[float, ...], cha
             f"the prior {path.name} is for {prior.arch.channels} latent channels, the model has {channels}")
     if reason:
         if entropy == "prior":
-            raise EntropyChoiceError(f"--entropy prior: {reason}")
+            raise BadEntropy("entropy", f" prior: {reason}")
         return EntropyPlan("range", note=f"entropy range (format 1.0): {reason}")
     return EntropyPlan("prior", {"prior_sha256": prior.sha256}, prior)
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import dataclasses
 from fractions import Fraction
 
+from bitstream.frame_times import end_time
 from cdtcodec.codec import decoder_weights, named_errors, source_label, open_cdt
 from cdtcodec.entropy_choice import prior_for_decode
 from cdtcodec.timeline import CODEC_TIMELINE
 
 
 def describe(path, label: str | None = None, verify: bool = False, model=None) -> dict:
-    """Header fields, byte accounting, rate (bpp, kbps) and the per-chunk table, as plain JSON-able data.
+    """Format version, header fields, display facts, frame times, byte accounting, rate (bpp, kbps) and the
+    per-chunk table, as plain JSON-able data.
 
     The byte counts add up: file_bytes = header_bytes + index_bytes + payload_bytes + framing_bytes
-    + audio_bytes + other_bytes. `path` is a path or a seekable binary file. `verify` also reads every chunk
+    + audio_bytes + frame_times_bytes + other_bytes. `frame_times` is None for a file on its frame-rate grid,
+    else how many records and times it holds and when the last frame ends (which `duration_s` then is). `path` is a path or a seekable binary file. `verify` also reads every chunk
     and audio packet through its CRC and entropy-decodes the chunks (no neural decode), raising on the first
     bad one; otherwise only the header, index and trailer are checked.
     """
@@ -34,6 +37,11 @@ def describe(path, label: str | None = None, verify: bool = False, model=None) -
         pixels = h.width * h.height
         fps = Fraction(h.fps_num, h.fps_den)
         seconds = h.num_frames / float(fps) if fps else 0.0
+        frame_times = None
+        if reader.has_frame_times:  # off the frame-rate grid: the file says when the last frame ends
+            end, records, recorded = end_time(h, reader.frame_time_records())
+            seconds = float(end * Fraction(h.time_base_num, h.time_base_den))
+            frame_times = {"records": records, "recorded": recorded, "end_ticks": end, "end_s": seconds}
         chunks = []
         for i, payload in enumerate(stats.chunk_payload_bytes):
             start, count = CODEC_TIMELINE.frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))
@@ -46,12 +54,17 @@ def describe(path, label: str | None = None, verify: bool = False, model=None) -
                      "audio_packets": sum(1 for _ in reader.audio_packets())} if verify else None)
     return {
         "verified": verified,
+        "version": "{}.{}".format(*reader.version),
         "header": header,
+        "display": {"rotation": h.rotation, "mirrored": h.mirrored,
+                    "sample_aspect": f"{h.sample_aspect_num}:{h.sample_aspect_den}"},
+        "frame_times": frame_times,
         "frames": h.num_frames,
         "file_bytes": stats.file_bytes,
         "header_bytes": stats.header_bytes,
         "index_bytes": stats.index_bytes,
         "audio_bytes": stats.audio_bytes,
+        "frame_times_bytes": stats.frame_times_bytes,
         "payload_bytes": stats.payload_bytes,
         "framing_bytes": stats.chunk_framing_bytes,
         "other_bytes": stats.other_bytes,

@@ -9,7 +9,8 @@ settings), scaled by the model's widths and rounded up:
     decode 404 / 622 / 1,433 MB at 1 step, 446 / 829 / 2,182 MB at 3 steps
     encode 451 / 759 MB at 256x256 / 512x512
 
-The limit is the machine's physical memory unless --max-memory or CDTCODEC_MAX_MEMORY says otherwise.
+The limit is the machine's physical memory unless the caller's `max_memory` (the command line's --max-memory) or
+CDTCODEC_MAX_MEMORY says otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 
 from cdtcodec.config import CDTConfig
+from cdtcodec.errors import ParamError
 
 LIMIT_ENV = "CDTCODEC_MAX_MEMORY"
 PROCESS_BYTES = 400 << 20  # the interpreter, torch and the codec before the first frame (measured ~330 MB)
@@ -28,8 +30,9 @@ _ENCODE_PER_WIDTH = 28
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-class MemoryLimitExceeded(Exception):
-    """The work would need more memory than the limit allows; the message is one line and says how to raise it."""
+class MemoryLimitExceeded(ParamError):
+    """The work would need more memory than the limit allows; the message is one line and names the parameter
+    that raises it (`max_memory`; the command line says --max-memory)."""
 
 
 def _weights_bytes(cfg: CDTConfig) -> int:
@@ -68,7 +71,7 @@ def memory_limit(explicit: int | None = None) -> tuple[int | None, str]:
     """(limit in bytes or None for none, where it came from): the argument, else the environment, else the
     machine's physical memory."""
     if explicit is not None:
-        return explicit, "--max-memory"
+        return explicit, "asked for"
     if os.environ.get(LIMIT_ENV):
         return parse_size(os.environ[LIMIT_ENV]), LIMIT_ENV
     return physical_memory(), "the machine's memory"
@@ -84,6 +87,6 @@ def check_memory(needed: int, what: str, explicit: int | None = None, share: int
     limit, source = memory_limit(explicit)
     if limit is not None and needed * max(1, share) > limit:
         part = "" if share <= 1 else f"its 1/{share} share ({_gb(limit // share)}, one of {share} jobs) of "
-        raise MemoryLimitExceeded(
-            f"{what} needs about {_gb(needed)} of memory, more than {part}the limit of {_gb(limit)} ({source}); "
-            f"raise it with --max-memory SIZE or {LIMIT_ENV}=SIZE if this machine can hold it")
+        raise MemoryLimitExceeded("max_memory", f" or {LIMIT_ENV}=SIZE if this machine can hold it",
+                                  before=f"{what} needs about {_gb(needed)} of memory, more than {part}the limit "
+                                         f"of {_gb(limit)} ({source}); raise it with ")

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from cdtcodec.quantize import QUALITY_STEP_RANGE
 from cdtcodec.train.data import ClipDataset, validation_clips
 
 Log = Callable[[str], None]
@@ -69,7 +70,8 @@ class PriorTrainConfig:
     batch: int = 16  # clips per step (each clip: all its latent frames)
     crop: int = 16  # latent crop side: the network sees 7x7 latents, so small crops train as well, cheaper
     lr: float = 3e-3
-    step_range: tuple[float, float] = (0.15, 2.5)  # quantizer steps drawn log-uniformly (quality 8..1 and beyond)
+    # quantizer steps drawn log-uniformly: the quality scale and half an octave beyond each end
+    step_range: tuple[float, float] = (QUALITY_STEP_RANGE[0] / 2 ** 0.5, QUALITY_STEP_RANGE[1] * 2 ** 0.5)
     fake_quant_iterations: int = 200  # the last ones simulate the integer rounding (straight-through)
     seed: int = 0
 

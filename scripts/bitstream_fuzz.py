@@ -37,6 +37,8 @@ def seed_files() -> list[bytes]:
         fuzz.sample_file("prior", seed=5),
         fuzz.sample_file("prior", seed=6, audio=False, latent_frames=5, coded_frames=17, num_frames=17,
                          chunk_latent_frames=2),
+        fuzz.sample_file("range", seed=7, media_facts=True),  # version 1.1: DISPLAY field, FRAME_TIMES records
+        fuzz.sample_file("prior", seed=8, media_facts=True, audio=False),  # 2.1
     ]
 
 

@@ -4,13 +4,14 @@ hang or allocate absurdly. scripts/bitstream_fuzz.py runs the same thing for lon
 
 from __future__ import annotations
 
+import io
 import resource
 import time
 import tracemalloc
 
 import pytest
 
-from bitstream import fuzz
+from bitstream import CdtReader, fuzz
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,16 @@ def seeds():
                              num_frames=13, chunk_latent_frames=2),
             fuzz.sample_file("prior", seed=4),
             fuzz.sample_file("prior", seed=5, audio=False, latent_frames=4, coded_frames=13, num_frames=13,
-                             chunk_latent_frames=2)]
+                             chunk_latent_frames=2),
+            fuzz.sample_file("range", seed=6, media_facts=True),  # version 1.1: DISPLAY, FRAME_TIMES
+            fuzz.sample_file("prior", seed=7, media_facts=True, audio=False)]  # 2.1
+
+
+def test_media_facts_seeds_hold_them(seeds):
+    for data in seeds[-2:]:
+        r = CdtReader(io.BytesIO(data), prior=fuzz.sample_prior())
+        assert r.version[1] == 1 and r.header.rotation == 90.0 and r.has_frame_times
+        assert list(r.frame_times()) == [0, *fuzz.MEDIA_FACTS_TIMES]
 
 
 def test_valid_seed_files_decode(seeds):
@@ -56,9 +66,11 @@ def test_fuzz_allocations_stay_small(seeds):
 
 def test_crafted_headers_are_answered_quickly_and_in_bounded_memory(seeds):
     """Valid checksums, every field in range, extreme values: each case answers within 2 s, allocating at most
-    one declared chunk's symbols (8 bytes each, 128 MiB for 16 x 1024 x 1024) before the payload is judged."""
-    outcomes = {}
-    for data in seeds:
+    one declared chunk's symbols (8 bytes each, 128 MiB for 16 x 1024 x 1024) before the payload is judged.
+    The media-facts seeds add frame-times records claiming 2^32 - 1 times or 4 GiB, one holding 65,536 times,
+    times out of place, and impossible display values."""
+    outcomes, facts = {}, {}
+    for k, data in enumerate(seeds):
         for name, mutant in fuzz.crafted_cases(data):
             tracemalloc.start()
             started = time.perf_counter()
@@ -70,9 +82,21 @@ def test_crafted_headers_are_answered_quickly_and_in_bounded_memory(seeds):
             seconds = time.perf_counter() - started
             assert seconds < 2.0, (name, seconds)
             assert peak < 160 << 20, (name, peak)
-            outcomes.setdefault(name, set()).add(outcome)
+            if "frame-times" in name:
+                assert peak < 1 << 20, (name, peak)  # refused before the times are read
+            (facts if k >= len(seeds) - 2 else outcomes).setdefault(name, set()).add(outcome)
     assert outcomes["crafted-steps-1000"] == {"ok"}
     assert outcomes["crafted-steps-1001"] == outcomes["crafted-steps-4294967295"] == {"InconsistentHeader"}
     assert outcomes["crafted-size-65536"] == {"LimitExceeded"}
     assert all(o == {"ok"} for name, o in outcomes.items() if "fps" in name or "timebase" in name)
     assert "ok" not in outcomes["crafted-size-8192"] | outcomes["crafted-frames-max"]
+    assert not any("frame-times" in name or "display" in name for name in outcomes)  # need the media facts
+    assert facts["crafted-frame-times-count-max"] == facts["crafted-frame-times-first-max"] == {"CorruptRecord"}
+    assert facts["crafted-frame-times-first-0"] == facts["crafted-frame-times-backwards"] == {"CorruptRecord"}
+    assert facts["crafted-frame-times-length-max"] == {"Truncated"}
+    assert facts["crafted-frame-times-65536"] == {"LimitExceeded"}
+    assert facts["crafted-display-singular"] == facts["crafted-display-aspect-0"] == {"InconsistentHeader"}
+    # an extreme grid cannot hold the seeds' times (coarser than a frame, or past 2^63 ticks); 1 fps at 1 s can
+    assert facts["crafted-fps-max/max"] == {"ok"}
+    assert all(facts[n] == {"CorruptRecord"} for n in ("crafted-fps-1/max", "crafted-fps-max/1",
+                                                       "crafted-timebase-max/1"))

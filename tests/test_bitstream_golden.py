@@ -6,6 +6,8 @@ reader decodes. Files are named golden_v<major>.<minor>_<coder>.cdt; every one f
 checked, so files of older format versions keep being tested after a version bump. A `prior` file
 has its prior weights beside it (golden_v<major>.<minor>_prior.prior.safetensors: small integer
 weights, also regenerated here from the seed), so a retrained shipped prior never orphans it.
+Minor 1 files add the media facts (a DISPLAY field, FRAME_TIMES records); content without them is
+still written as minor 0, byte for byte the committed x.0 files.
 
 To add the files for a new format version: bump spec.FORMAT_MINOR/FORMAT_MAJOR, then run
     CDT_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_bitstream_golden.py
@@ -29,6 +31,12 @@ from bitstream.prior import PriorArch, PriorWeights, load_prior, save_prior
 
 GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
 CODERS = ("range", "zstd", "prior")
+MINORS = (0, spec.MEDIA_FACTS_MINOR)
+#: minor 1 content: shown turned (FFmpeg's `rotate=90`: the display matrix of -90 degrees) with 10:11 samples, and
+#: frames 2, 7 and 12 of the 30000/1001 grid dropped (ticks of 1001/30000 s: one a frame), the end included
+GOLDEN_DISPLAY = dict(display_matrix=(0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30), sample_aspect_num=10,
+                      sample_aspect_den=11)
+GOLDEN_TIMES = (0, 1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 14)
 SEED = 20240611
 PRIOR_ARCH = PriorArch(channels=16, hidden=8, channel_groups=2)
 
@@ -51,7 +59,12 @@ def prior_path(cdt: Path) -> Path:
     return cdt.with_name(cdt.name.removesuffix(".cdt") + ".prior.safetensors")
 
 
-def golden_header(coder: str, prior_sha256: str | None = None) -> Header:
+FIRST_PRIOR = GOLDEN_DIR / "golden_v2.0_prior.prior.safetensors"
+
+
+def golden_header(coder: str, prior_sha256: str | None = None, minor: int = 0) -> Header:
+    if minor:
+        return replace(golden_header(coder, prior_sha256), **GOLDEN_DISPLAY)
     if coder == "prior":
         return replace(golden_header("range"), quant_step=(0.5,), entropy_coder="prior",
                        entropy_params={"prior_sha256": prior_sha256, "reset_interval": 2}).with_defaults()
@@ -94,39 +107,47 @@ def golden_packets():
                         1024 * i if i % 2 else None, 1024) for i in range(5)]
 
 
-def write_golden(path: Path, coder: str) -> None:
+def write_golden(path: Path, coder: str, minor: int = 0, times=None) -> None:
+    """The golden content of `coder` at `minor`; `times` (default: the content's own, on the grid for minor 0)
+    go to write_frame_times a third at a time, between the chunks."""
     prior = None
     if coder == "prior":
-        save_prior(golden_prior(), prior_path(path))
+        if FIRST_PRIOR.is_file():  # the same bytes beside every prior golden file (safetensors' own layout of
+            prior_path(path).write_bytes(FIRST_PRIOR.read_bytes())  # its metadata has changed across versions)
+        else:
+            save_prior(golden_prior(), prior_path(path))
         prior = load_prior(prior_path(path))
-    h = golden_header(coder, prior.sha256 if prior else None)
+    h = golden_header(coder, prior.sha256 if prior else None, minor)
+    times = list(times if times is not None else GOLDEN_TIMES if minor else [])[1:]  # t_0 = 0 is implied
     packets = golden_packets()
     with CdtWriter(path, h, prior=prior) as w:
         w.set_audio_track(GOLDEN_TRACK)
         for i in range(h.num_chunks):
             w.write_chunk(golden_symbols(h, i))
             w.write_audio_packet(packets[i])
+            w.write_frame_times(times[i * len(times) // 3: (i + 1) * len(times) // 3])
         for p in packets[h.num_chunks:]:
             w.write_audio_packet(p)
 
 
-def current_name(coder: str) -> str:
-    major, minor = spec.CODER_VERSION[coder]  # range and zstd files stay version 1
-    return f"golden_v{major}.{minor}_{coder}.cdt"
+def current_name(coder: str, minor: int = 0) -> str:
+    major, base = spec.CODER_VERSION[coder]  # range and zstd files stay version 1
+    return f"golden_v{major}.{max(base, minor)}_{coder}.cdt"
 
 
 def test_regenerate_only_on_request():
     if os.environ.get("CDT_REGENERATE_GOLDEN") != "1":
         for coder in CODERS:
-            assert (GOLDEN_DIR / current_name(coder)).exists(), (
-                f"no golden file for format {spec.FORMAT_MAJOR}.{spec.FORMAT_MINOR}; "
-                "create it with CDT_REGENERATE_GOLDEN=1")
+            for minor in MINORS:
+                assert (GOLDEN_DIR / current_name(coder, minor)).exists(), (
+                    f"no golden file {current_name(coder, minor)}; create it with CDT_REGENERATE_GOLDEN=1")
         return
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
     for coder in CODERS:
-        path = GOLDEN_DIR / current_name(coder)
-        if not path.exists():  # golden files are never rewritten: a change of content needs a version bump
-            write_golden(path, coder)
+        for minor in MINORS:
+            path = GOLDEN_DIR / current_name(coder, minor)
+            if not path.exists():  # golden files are never rewritten: a change of content needs a version bump
+                write_golden(path, coder, minor)
 
 
 def golden_files():
@@ -137,7 +158,7 @@ def golden_files():
 def test_golden_file_still_decodes(path):
     m = re.fullmatch(r"golden_v(\d+)\.(\d+)_(\w+)\.cdt", path.name)
     assert m, path.name
-    coder = m.group(3)
+    coder, minor = m.group(3), int(m.group(2))
     assert path.stat().st_size < 8192  # stays small
     prior = None
     if coder == "prior":
@@ -145,12 +166,17 @@ def test_golden_file_still_decodes(path):
         for key, value in golden_prior().tensors.items():
             np.testing.assert_array_equal(prior[key], value)
     with CdtReader(path, prior=prior) as r:
-        assert r.header == golden_header(coder, prior.sha256 if prior else None)
+        assert r.version == (int(m.group(1)), minor)
+        assert r.header == golden_header(coder, prior.sha256 if prior else None, minor)
         assert r.num_chunks == 3
         for i, got in enumerate(r.chunks()):
             np.testing.assert_array_equal(got, golden_symbols(r.header, i))
         assert r.audio_track == GOLDEN_TRACK
         assert list(r.audio_packets()) == golden_packets()
+        assert r.has_frame_times == bool(minor)
+        assert list(r.frame_times()) == (list(GOLDEN_TIMES) if minor else list(range(12)))  # 11 frames, 12 boundaries
+        if minor:
+            assert r.header.rotation == -90.0 and r.stats.frame_times_bytes == 3 * (9 + 8 + 8)  # boundaries 3, 8, 11
 
 
 def test_golden_files_exist_for_both_coders():
@@ -166,3 +192,16 @@ def test_reencoding_golden_content_roundtrips(tmp_path):
         with CdtReader(tmp_path / f"{coder}.cdt", prior=prior) as r:
             for i, got in enumerate(r.chunks()):
                 np.testing.assert_array_equal(got, golden_symbols(r.header, i))
+
+
+@pytest.mark.parametrize("coder", CODERS)
+def test_content_without_media_facts_is_written_as_before(tmp_path, coder):
+    """Frame times on the grid and an unturned display write nothing: the bytes are those of the committed x.0
+    golden file, written before frame times existed; off-grid times make the same content x.1."""
+    committed = GOLDEN_DIR / current_name(coder, 0)
+    write_golden(tmp_path / "uniform.cdt", coder, 0, times=range(12))
+    assert (tmp_path / "uniform.cdt").read_bytes() == committed.read_bytes()
+    write_golden(tmp_path / "vfr.cdt", coder, 0, times=GOLDEN_TIMES)
+    data = (tmp_path / "vfr.cdt").read_bytes()
+    assert data[8:12] == spec.PREAMBLE.pack(spec.MAGIC, spec.CODER_VERSION[coder][0], 1, 0)[8:12]
+    assert len(data) == len(committed.read_bytes()) + 3 * (9 + 8 + 8)

@@ -308,7 +308,39 @@ def record(data, off):
     return rtype, payload
 
 
-def read_cdt(data: bytes, prior_path=None):
+def read_display(fields, minor):
+    """DISPLAY (tag 11, minor >= 1): the display matrix and sample aspect ratio, or the defaults."""
+    if minor < 1 or 11 not in fields:
+        return (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30), (1, 1)
+    v = struct.unpack("<9iII", fields[11])
+    a, b, u, c, d, vv, x, y, w = v[:9]
+    assert u == vv == 0 and w == 1 << 30 and a * d - b * c != 0 and v[9] >= 1 and v[10] >= 1
+    return v[:9], (v[9], v[10])
+
+
+def frame_times(fields, records, num_frames):
+    """t_0 .. t_N from "Frame times": the grid, and the FRAME_TIMES records (k, times) in file order."""
+    fps_num, fps_den, tb_num, tb_den = struct.unpack("<4I", fields[4])
+
+    def grid(i):
+        return (2 * i * fps_den * tb_den + fps_num * tb_num) // (2 * fps_num * tb_num)
+
+    given = {}
+    last = 0
+    for k, times in records:
+        assert k > last and k + len(times) - 1 <= num_frames and 1 <= len(times) <= 4096
+        assert fps_num * tb_num <= fps_den * tb_den
+        given.update(zip(range(k, k + len(times)), times))
+        last = k + len(times) - 1
+    t = [0]
+    for i in range(1, num_frames + 1):
+        t.append(given[i] if i in given else t[-1] + grid(i) - grid(i - 1))
+        assert t[-1] > t[-2] and t[-1] < 1 << 63
+    return t
+
+
+def read_cdt(data: bytes, prior_path=None, facts=None):
+    """Chunks and audio packets; `facts` (a dict), when given, receives the display and the frame times."""
     assert data[:8] == b"\x89CDT\r\n\x1a\n"
     major, minor, L = struct.unpack_from("<HHI", data, 8)
     assert major in (1, 2)
@@ -350,15 +382,24 @@ def read_cdt(data: bytes, prior_path=None):
             continue
         sym = (decode_range if coder == 2 else decode_zstd)(p[8:], C, t * h * w)
         chunks.append(np.array(sym, dtype=np.int64).reshape(C, t, h, w))
-    packets = []
+    packets, times = [], []
     pos = 16 + L + 4
     while pos < ioff:
         rtype, p = record(data, pos)
         if rtype == 3:
             flags, pts, dts, dur = struct.unpack_from("<Bqqq", p, 0)
             packets.append((p[25:], pts if flags & 1 else None, dts if flags & 2 else None, dur))
+        if rtype == 0x80 and minor >= 1:
+            k, n = struct.unpack_from("<II", p, 0)
+            assert len(p) == 8 + 8 * n
+            times.append((k, list(struct.unpack_from(f"<{n}q", p, 8))))
         pos += 9 + len(p)
     assert len(packets) == naudio
+    if facts is not None:
+        num_frames = struct.unpack_from("<6I", fields[3])[4]
+        facts["version"] = (major, minor)
+        facts["display"] = read_display(fields, minor)
+        facts["times"] = frame_times(fields, times, num_frames)
     return chunks, packets
 
 
@@ -375,12 +416,49 @@ def test_reference_decoder_reads_golden_files(path):
     from bitstream import CdtReader
 
     prior = _beside(path) if path.name.endswith("_prior.cdt") else None
-    chunks, packets = read_cdt(path.read_bytes(), prior)
+    facts = {}
+    chunks, packets = read_cdt(path.read_bytes(), prior, facts)
     with CdtReader(path, prior=prior) as r:
         assert len(chunks) == r.num_chunks
         for i, c in enumerate(chunks):
             np.testing.assert_array_equal(c, r.read_chunk(i))
         assert packets == [(p.data, p.pts, p.dts, p.duration) for p in r.audio_packets()]
+        assert facts["version"] == r.version
+        assert facts["display"] == (r.header.display_matrix, (r.header.sample_aspect_num, r.header.sample_aspect_den))
+        assert facts["times"] == list(r.frame_times())
+    if facts["version"][1] >= 1:  # the golden x.1 files hold the media facts (tests/test_bitstream_golden.py)
+        assert facts["display"][0] != (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+        assert facts["times"] != list(range(len(facts["times"])))
+
+
+def test_reference_decoder_reads_fresh_media_facts():
+    """Frame times with gaps between records, a run cut at MAX_FRAME_TIMES, and the grid falling between ticks."""
+    import io
+
+    from bitstream import CdtReader, CdtWriter, fuzz
+
+    h = fuzz.sample_header("zstd", fps_num=30000, fps_den=1001, time_base_num=1, time_base_den=1000,
+                           latent_frames=1201, coded_frames=4801, num_frames=4800, latent_height=1, latent_width=1,
+                           coded_height=8, coded_width=8, width=8, height=8, quant_step=(0.5,),
+                           display_matrix=(-65536, 0, 0, 0, -65536, 0, 0, 0, 1 << 30),
+                           sample_aspect_num=32, sample_aspect_den=27)
+    ms = [round(i * 1001 / 30) for i in range(4801)]  # a millisecond clock: on the grid within one tick
+    ms[100:] = [t + 500 for t in ms[100:]]  # half a second without frames after frame 99: one recorded time
+    ms[400:] = [ms[399] + 20 * (i + 1) for i in range(4401)]  # then 50 fps: 4401 times off the grid, two records
+    buf = io.BytesIO()
+    with CdtWriter(buf, h) as w:
+        for i in range(h.num_chunks):
+            w.write_chunk(np.zeros(h.chunk_shape(i), np.int32))
+        w.write_frame_times(ms[1:])
+    facts = {}
+    read_cdt(buf.getvalue(), None, facts)
+    r = CdtReader(io.BytesIO(buf.getvalue()))
+    assert facts["times"] == list(r.frame_times()) and len(facts["times"]) == 4801
+    assert max(abs(a - b) for a, b in zip(facts["times"], ms)) <= 1  # within one tick of the source
+    assert facts["display"] == ((-65536, 0, 0, 0, -65536, 0, 0, 0, 1 << 30), (32, 27))
+    assert abs(r.header.rotation) == 180 and not r.header.mirrored  # FFmpeg says -180 for a half turn
+    assert facts["version"] == (1, 1) and [(k, len(t)) for k, t in r.frame_time_records()] == [(100, 1), (400, 4096),
+                                                                                              (4496, 305)]
 
 
 @pytest.mark.parametrize("coder", ["range", "zstd"])

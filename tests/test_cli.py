@@ -189,7 +189,8 @@ def test_info_json_adds_up(encoded, toy):
     path = encoded[0]
     data = json.loads(invoke(["info", path, "--json"]).stdout)
     assert data["file_bytes"] == path.stat().st_size
-    parts = ("header_bytes", "index_bytes", "payload_bytes", "framing_bytes", "audio_bytes", "other_bytes")
+    parts = ("header_bytes", "index_bytes", "payload_bytes", "framing_bytes", "audio_bytes", "frame_times_bytes",
+             "other_bytes")
     assert sum(data[k] for k in parts) == data["file_bytes"]
     assert data["payload_bytes"] == sum(c["bytes"] for c in data["chunks"])
     assert data["audio_bytes"] > 0

@@ -31,7 +31,7 @@ from cdtcodec.cli import app
 from cdtcodec.corpus import ShardError, discover, read_entry, read_shards
 from cdtcodec.corpus.summary import read_summary
 from cdtcodec.limits import MemoryLimitExceeded, check_memory
-from cdtcodec.quantize import dequantize, step_for_quality
+from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, step_for_quality
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)
 
@@ -130,7 +130,13 @@ def test_corpus_arguments_are_checked_first(work, corpus, toy):
                            ([clip, "-", "-o", f"{work}/never/"], "standard input"),
                            ([clip, "-o", work / "x.cdt", "--latents"], "end the output with /"),
                            ([clip, clip, "-o", f"{work / 'missing' / 'deep'}/"], "does not exist"),
-                           ([corpus, "-o", f"{work}/never/", "--latents", "--latent-dtype", "int8"], "--latent-dtype")):
+                           ([corpus, "-o", f"{work}/never/", "--latents", "--latent-dtype", "int8"], "--latent-dtype"),
+                           # rate control is for one file: a corpus refuses it, .cdt files or latents alike
+                           ([clip, clip, "-o", f"{work}/never/", "--target-kbps", "100"],
+                            "--target-kbps: rate control encodes one file; a corpus (several inputs)"),
+                           ([corpus, "-o", f"{work}/never/", "--latents", "--target-bpp", "0.1"], "--target-bpp:"),
+                           ([clip, clip, "-o", f"{work}/never/", "-q", "3", "--target-kbps", "100"],
+                            "--target-kbps:")):
         result = invoke(["encode", *args, "--model", toy], code=1)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
@@ -150,6 +156,17 @@ def test_each_job_gets_its_share_of_the_memory_limit():
     check_memory(600, "x", explicit=1000, share=1)
     with pytest.raises(MemoryLimitExceeded, match="1/2 share"):
         check_memory(600, "x", explicit=1000, share=2)
+
+
+def test_a_clip_over_the_memory_limit_fails_naming_the_option(tmp_path, corpus, toy):
+    clip = corpus / "a" / "x.mp4"
+    out = tmp_path / "out"
+    result = invoke(["encode", clip, "-o", f"{out}/", "--model", toy, "--threads", "1", "--max-memory", "1M"],
+                    code=1)
+    [line] = read_summary(str(out / "summary.jsonl"))
+    assert line["status"] == "failed" and "raise it with --max-memory SIZE or CDTCODEC_MAX_MEMORY=SIZE" in \
+        line["error"], line
+    assert line["error"] in result.stderr and not list(out.rglob("*.cdt"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -214,8 +231,8 @@ def test_outputs_made_otherwise_follow_the_overwrite_policy(tmp_path, corpus, to
     made = out / "c.cdt"
     inode = made.stat().st_ino
     result = invoke(["encode", clip, "-o", f"{out}/", "--model", toy, "--threads", "1", "-q", "2"], code=1)
-    assert (f"failed: {clip}: {made} exists (quantizer step 0.5, not {step_for_quality(2):g}); pass -y to encode "
-            "it again") in result.stderr
+    assert (f"failed: {clip}: {made} exists (quantizer step {step_for_quality(DEFAULT_QUALITY):g}, not "
+            f"{step_for_quality(2):g}); pass -y to encode it again") in result.stderr
     result = invoke(["encode", clip, "-o", f"{out}/", "--model", toy, "--threads", "1", "-q", "2", "-n"], code=1)
     assert "not overwritten (-n)" in result.stderr and made.stat().st_ino == inode
     invoke(["encode", clip, "-o", f"{out}/", "--model", toy, "--threads", "1", "-q", "2", "-y"])

@@ -394,3 +394,57 @@ def test_decode_across_thread_counts(work):
             symbols[threads] = [reader.read_chunk(i) for i in range(reader.num_chunks)]
     torch.set_num_threads(1)
     assert all(np.array_equal(a, b) for a, b in zip(symbols[1], symbols[3]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 7. residuals: a signal while a writer is being built; library messages name parameters, not flags
+
+def test_a_signal_while_the_writer_is_built_leaves_nothing(tmp_path, monkeypatch):
+    """SIGTERM inside SpooledTemporaryFile's constructor (CdtWriter's index spool) used to escape it half-built
+    ('Exception ignored in ... __del__') and leave the .part file; now it is held back until the writer is whole,
+    then raised where the writer undoes itself."""
+    import gc
+    import sys
+    import tempfile
+
+    from cdtcodec.interrupts import Interrupted, signals_caught
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    built = []
+
+    class SignalledSpool(tempfile.SpooledTemporaryFile):
+        def __init__(self, *args, **kwargs):
+            signal.raise_signal(signal.SIGTERM)  # arrives in the middle of the constructor
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", SignalledSpool)
+    with pytest.raises(Interrupted) as caught:
+        with signals_caught():
+            CdtWriter(tmp_path / "x.cdt", fuzz.sample_header("range"))
+    gc.collect()
+    assert caught.value.signum == signal.SIGTERM
+    assert built and built[0].closed  # the spool was finished, then closed by the writer's abort
+    assert os.listdir(tmp_path) == [] and unraisable == []
+
+
+def test_library_errors_name_parameters_and_the_cli_names_options(tmp_path, clip, toy):
+    from cdtcodec.cli import OPTIONS
+    from cdtcodec.entropy_choice import BadEntropy, plan_encode
+
+    with pytest.raises(MemoryLimitExceeded) as caught:
+        check_memory(2 << 30, "decoding x", explicit=1 << 30)
+    assert caught.value.param == "max_memory" and "--" not in str(caught.value)
+    assert "raise it with max_memory or CDTCODEC_MAX_MEMORY=SIZE" in str(caught.value)
+    assert "raise it with --max-memory SIZE or" in caught.value.worded(OPTIONS["max_memory"])
+    for entropy, fragment in (("lzma", "entropy must be one of"), ("prior", "entropy prior: the model")):
+        with pytest.raises(BadEntropy) as caught:
+            plan_encode(entropy, toy, (0.5,), 16)
+        assert caught.value.param == "entropy" and str(caught.value).startswith(fragment), str(caught.value)
+    # the command line words the same errors with its options
+    one_error_line(script("encode", clip, "-o", tmp_path / "x.cdt", "--model", toy, "--entropy", "prior"),
+                   "--entropy prior: the model toy.safetensors has no prior weights")
+    one_error_line(script("encode", clip, "-o", tmp_path / "x.cdt", "--model", toy, "--max-memory", "100M"),
+                   "(asked for); raise it with --max-memory SIZE or CDTCODEC_MAX_MEMORY=SIZE")
+    assert os.listdir(tmp_path) == []

@@ -219,7 +219,8 @@ def _expected(settings: Settings) -> Expected:
     from cdtcodec.codec import check_encode_args
     from cdtcodec.weights import WeightsError, file_sha256, weights_path
 
-    step = check_encode_args(settings.quality, settings.step, settings.seed, settings.steps, settings.entropy)
+    step = check_encode_args(settings.quality, settings.step, seed=settings.seed, steps=settings.steps,
+                             entropy=settings.entropy)
     weights = weights_path(settings.model)
     if not weights.is_file():
         raise WeightsError(f"{settings.model}: no such weights file")

@@ -15,7 +15,6 @@ from typing import Callable
 
 from cdtcodec.corpus.inputs import Clip
 from cdtcodec.entropy_choice import ENTROPY_DEFAULT
-from cdtcodec.quantize import DEFAULT_QUALITY
 
 LATENT_DTYPES = ("float16", "bfloat16")
 
@@ -25,7 +24,7 @@ class Settings:
     """Everything that encodes one clip of the corpus the same way as every other."""
 
     model: str
-    quality: int = DEFAULT_QUALITY
+    quality: int | None = None  # None: DEFAULT_QUALITY (unless `step` is given)
     step: float | None = None
     seed: int = 0
     steps: int | None = None
@@ -37,6 +36,8 @@ class Settings:
     max_memory: int | None = None  # the limit for all workers together (None: the machine's memory)
     threads: int = 0  # CPU threads of this worker (0: torch's default)
     latents: str | None = None  # a LATENT_DTYPES entry: posterior means for latent shards instead of .cdt files
+    #: how the caller spells the parameters that errors name (the command line: its options), for the summary
+    option_names: tuple[tuple[str, str], ...] = ()
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -85,14 +86,17 @@ def split_threads(threads: int, jobs: int) -> list[int]:
     return [max(1, total // jobs + (1 if i < total % jobs else 0)) for i in range(jobs)]
 
 
-def describe(error: BaseException, source: str = "") -> str:
-    """One line for a failed clip, without the clip's own path in front (the summary names it)."""
+def describe(error: BaseException, source: str = "", names: dict[str, str] | None = None) -> str:
+    """One line for a failed clip, without the clip's own path in front (the summary names it); a ParamError's
+    parameter is called what `names` calls it (Settings.option_names)."""
     from cdtcodec.errors import ParamError
 
     if isinstance(error, MemoryError):
         return "out of memory"
     if isinstance(error, OSError) and error.strerror:
         text = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    elif isinstance(error, ParamError) and names:
+        text = " ".join(error.worded(names.get(error.param, error.param)).split())
     else:
         text = " ".join(str(error).split())
     known = _user_errors() + (ParamError, OSError, ValueError)
@@ -172,7 +176,7 @@ class Worker:
                                                     report.file_bytes)
         except Exception as e:  # the clip's own failure; KeyboardInterrupt (and signals) go through
             return Outcome(clip.index, clip.source, output, "failed", seconds=time.perf_counter() - started,
-                           error=describe(e, clip.source), warnings=warnings)
+                           error=describe(e, clip.source, dict(s.option_names)), warnings=warnings)
         return Outcome(clip.index, clip.source, output, "encoded", frames, size,
                        8 * size / max(1, frames * width * height), time.perf_counter() - started, "", width, height,
                        str(fps), warnings, note)

@@ -59,8 +59,20 @@ _COLOR_TRC_NAMES = {
 }
 _COLOR_PRIMARIES_VALUES = {v: k for k, v in _COLOR_PRIMARIES_NAMES.items()}
 _COLOR_TRC_VALUES = {v: k for k, v in _COLOR_TRC_NAMES.items()}
+_COLOR_SPACE_VALUES = {v: k for k, v in _COLOR_SPACE_NAMES.items()}
+# Colour matrices swscale converts RGB with (PyAV's Colorspace names), by FFmpeg's name; the others (gbr, ycgco,
+# bt2020c, ictcp, chroma-derived, ...) have no RGB -> YUV conversion there.
+_SWS_MATRICES = {"bt709": "ITU709", "smpte170m": "SMPTE170M", "bt470bg": "ITU601", "fcc": "FCC",
+                 "smpte240m": "SMPTE240M", "bt2020nc": "BT2020"}
+
+# What PyAV 18.1 (FFmpeg 8.1) cannot write, found by writing outputs and reading them back (README, media facts):
+# Matroska and WebM take the sample aspect ratio from the AVStream, which PyAV cannot set (it sets the codec
+# context's): only codecs that carry it in their own bitstream keep it there. mp4 / mov write it from the codec.
+_ASPECT_IN_BITSTREAM = frozenset({"libx264", "libx265"})
+_ASPECT_FROM_STREAM = frozenset({"matroska", "webm"})
 
 _AVCOL_RANGE_MPEG = 1
+_AVCOL_RANGE_JPEG = 2
 _AVCOL_SPC_BT709 = 1
 _AVCOL_SPC_SMPTE170M = 6
 

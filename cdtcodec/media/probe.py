@@ -1,4 +1,4 @@
-"""Probing an input once: its streams, size, exact frame rate, colour tags and audio track.
+"""Probing an input once: its streams, size, exact frame rate, colour tags, display facts and audio track.
 
 Also the two low-level steps every pass over an input shares: opening it and decoding one stream's frames.
 """
@@ -6,6 +6,7 @@ Also the two low-level steps every pass over an input shares: opening it and dec
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
@@ -76,6 +77,10 @@ class VideoInfo:
     is_image: bool
     codec_name: str = ""  # video codec, e.g. "h264"
     container_format: str = ""  # FFmpeg demuxer name
+    #: how a player shows the frames: the display matrix (FFmpeg's 9 ints, a b u c d v x y w) when the stream has
+    #: one (a phone's `rotate` flag), the sample aspect ratio when it is known and not square
+    display_matrix: tuple[int, ...] | None = None
+    sample_aspect: Fraction | None = None
 
 
 def _open_input(path: str):
@@ -112,6 +117,28 @@ def _audio_track(stream) -> AudioTrack | None:
         bit_rate=int(cc.bit_rate or 0),
         extradata=bytes(cc.extradata or b""),
     )
+
+
+def _display_matrix(frame) -> tuple[int, ...] | None:
+    """The display matrix FFmpeg attaches to decoded frames (from the container's tkhd matrix, Matroska's
+    projection, or the bitstream), as its 9 int32 in host order; None when there is none."""
+    try:
+        for side in frame.side_data:
+            if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX and len(bytes(side)) == 36:
+                return struct.unpack("=9i", bytes(side))
+    except (AttributeError, ValueError, av.FFmpegError):
+        pass
+    return None
+
+
+def _sample_aspect(stream) -> Fraction | None:
+    try:
+        sar = stream.sample_aspect_ratio  # FFmpeg's guess: the container's, else the codec's
+    except (AttributeError, ValueError, ZeroDivisionError, av.FFmpegError):
+        return None
+    if not sar or sar.numerator <= 0 or sar.denominator <= 0 or sar == 1:
+        return None
+    return Fraction(sar.numerator, sar.denominator)
 
 
 def _decode_frames(container, stream, path: str) -> Iterator:
@@ -221,6 +248,8 @@ def _probe(path: str) -> _Probe:
             is_image=is_image,
             codec_name=str(vs.codec_context.codec.canonical_name or cc.name or ""),
             container_format=fmt,
+            display_matrix=_display_matrix(frame),
+            sample_aspect=_sample_aspect(vs),
         )
         return _Probe(info, vs.index, audio_index, origin, first_time)
     except VideoError:

@@ -1,11 +1,13 @@
 """Writing RGB frames (and passthrough audio): one Sink interface, three kinds, picked by :func:`open_sink`.
 
 * ``.mp4`` / ``.m4v`` / ``.mov`` / ``.mkv`` / ``.webm`` (ContainerSink): encoded with ``codec`` (default
-  libx264, CRF 12, preset medium, yuv420p). RGB is converted with the BT.709 matrix, limited range, and the
-  stream is tagged accordingly. **Odd sizes**: H.264/HEVC cannot code an odd width or height in 4:2:0 (x264
-  even refuses odd SPS crops in 4:2:0), so for those encoders an odd size switches the pixel format to
-  yuv444p, which keeps the exact size with no padding or cropping flags. AV1 (libsvtav1, libaom) and VP9
-  code odd sizes natively in 4:2:0 and keep yuv420p.
+  libx264, CRF 12, preset medium, yuv420p). RGB is converted with the source's matrix and range when they are
+  known and swscale has the matrix (bt709, smpte170m, bt470bg, fcc, smpte240m, bt2020nc), else with BT.709,
+  limited range, and the stream is tagged with what was used; primaries and transfer are tagged as the source
+  had them. The display matrix (rotation) and sample aspect ratio go to the container. **Odd sizes**:
+  H.264/HEVC cannot code an odd width or height in 4:2:0 (x264 even refuses odd SPS crops in 4:2:0), so for
+  those encoders an odd size switches the pixel format to yuv444p, which keeps the exact size with no padding
+  or cropping flags. AV1 (libsvtav1, libaom) and VP9 code odd sizes natively in 4:2:0 and keep yuv420p.
 * ``.y4m`` (Y4mSink): raw yuv4mpegpipe, yuv444p (no chroma subsampling, any size), limited range with the
   BT.601 matrix, which is what y4m readers assume since the format cannot tag a matrix. The round trip
   RGB -> y4m -> RGB is off by at most 2 levels per channel.
@@ -13,8 +15,11 @@
   numbered PNGs ``frame_000000.png``, ``frame_000001.png``, ... (exact).
 
 Frame ``i`` gets pts ``i`` in the time base ``1/fps`` so the output frame rate is exactly the rational
-``fps`` (e.g. 30000/1001). Output goes to a temporary beside the final name (bitstream.atomic) and is
-renamed over it only when everything succeeded; any exception (KeyboardInterrupt included) removes it.
+``fps`` (e.g. 30000/1001); given a ``time_base``, an encoded output takes each frame's pts and duration from
+the caller instead (variable frame rate), and every packet carries its frame's duration, so the last frame
+ends where it should (mp4's edit list and Matroska's durations both read it). Output goes to a temporary
+beside the final name (bitstream.atomic) and is renamed over it only when everything succeeded; any exception
+(KeyboardInterrupt included) removes it.
 
 Audio packets are remuxed untouched when the output container can hold the codec (e.g. AAC in mp4/mov/mkv,
 Opus in mkv/mp4, Vorbis in mkv/webm); otherwise they are dropped and ``audio_skipped_reason`` says why.
@@ -38,9 +43,11 @@ from bitstream.atomic import AtomicOutput
 from bitstream.audio import AudioPacket, AudioTrack
 from cdtcodec.media.audio import AudioInterleaver
 from cdtcodec.media.errors import VideoError, _describe, _err
-from cdtcodec.media.formats import (MAX_SIDE, _AVCOL_RANGE_MPEG, _AVCOL_SPC_BT709, _AVCOL_SPC_SMPTE170M,
-                                    _COLOR_PRIMARIES_VALUES, _COLOR_TRC_VALUES, _CONTAINER_FORMATS,
-                                    _ODD_SIZE_SUBSAMPLED_OK, _SVT_PRESETS, _VPX_CPU_USED, output_kind)
+from cdtcodec.media.formats import (MAX_SIDE, _ASPECT_FROM_STREAM, _ASPECT_IN_BITSTREAM, _AVCOL_RANGE_JPEG,
+                                    _AVCOL_RANGE_MPEG, _AVCOL_SPC_BT709, _AVCOL_SPC_SMPTE170M,
+                                    _COLOR_PRIMARIES_VALUES, _COLOR_SPACE_VALUES, _COLOR_TRC_VALUES,
+                                    _CONTAINER_FORMATS, _ODD_SIZE_SUBSAMPLED_OK,
+                                    _SVT_PRESETS, _SWS_MATRICES, _VPX_CPU_USED, output_kind)
 
 AUDIO_LEAD = Fraction(1, 2)  # audio is muxed up to this far past the video written so far
 MIN_FPS, MAX_FPS = Fraction(1, 3600), Fraction(1000)  # one frame an hour .. a high-speed camera
@@ -63,8 +70,11 @@ class Sink:
     output under its name, leaving it with an exception removes everything written."""
 
     kind = ""
+    #: whether the output holds each frame's own time (else frame i is at i / fps), and the display matrix and
+    #: sample aspect ratio
+    keeps_frame_times = keeps_display = False
 
-    def __init__(self, path, width: int, height: int, fps, audio: AudioTrack | None):
+    def __init__(self, path, width: int, height: int, fps, audio: AudioTrack | None, time_base=None):
         self.path = os.fspath(path)
         if isinstance(width, bool) or isinstance(height, bool) or int(width) != width or int(height) != height:
             raise VideoError(f"{self.path}: invalid frame size {width!r}x{height!r}")
@@ -78,6 +88,16 @@ class Sink:
             # FFmpeg keeps rates and time bases as 32-bit signed rationals; beyond them it overflows
             raise VideoError(f"{self.path}: frame rate {self.fps} cannot be written (a video file holds "
                              f"{MIN_FPS}..{MAX_FPS} fps, numerator and denominator below 2^31)")
+        #: frames carry the caller's pts and durations in this time base (else frame i is at i / fps)
+        self._timed = time_base is not None and self.keeps_frame_times
+        self.time_base = _as_fraction(time_base, "time base") if self._timed else Fraction(1) / self.fps
+        if not 0 < self.time_base or max(self.time_base.numerator, self.time_base.denominator) > _AV_INT_MAX:
+            raise VideoError(f"{self.path}: time base {self.time_base} cannot be written (a video file holds "
+                             "positive ones with numerator and denominator below 2^31)")
+        self._video_end = Fraction(0)  # seconds of video written so far
+        self._last_pts: int | None = None
+        #: the facts given that this output could not write as they were, one phrase each (formats.py says why)
+        self.facts_lost: list[str] = []
         self.audio = audio
         self.audio_skipped_reason: str | None = None
         self.frames_written = 0
@@ -101,8 +121,10 @@ class Sink:
 
     # ---- the interface
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one RGB frame, ``np.uint8`` of shape (height, width, 3)."""
+    def write(self, frame: np.ndarray, pts: int | None = None, duration: int | None = None) -> None:
+        """Append one RGB frame, ``np.uint8`` of shape (height, width, 3). With a ``time_base`` (and an output
+        that keeps frame times) ``pts`` and ``duration`` say when it starts and how long it lasts, in its ticks,
+        pts increasing; otherwise the frame is at index / fps and they are ignored."""
         if self._done:
             raise VideoError(f"{self.path}: writer is already closed")
         arr = np.asarray(frame)
@@ -111,9 +133,20 @@ class Sink:
                 f"{self.path}: frame {self.frames_written} must be uint8 of shape "
                 f"({self.height}, {self.width}, 3), got {arr.dtype} {arr.shape}"
             )
-        self._write(np.ascontiguousarray(arr), self.frames_written)
+        if not self._timed:
+            pts, duration = self.frames_written, 1
+        elif pts is None or duration is None:
+            raise VideoError(f"{self.path}: frame {self.frames_written} needs a pts and a duration "
+                             f"(time base {self.time_base})")
+        elif not (0 <= pts < (1 << 62) and 0 < duration < (1 << 62)) or (
+                self._last_pts is not None and pts <= self._last_pts):
+            raise VideoError(f"{self.path}: frame {self.frames_written} at {pts} ticks for {duration} cannot be "
+                             "written (times must increase and fit 62 bits)")
+        self._write(np.ascontiguousarray(arr), self.frames_written, int(pts), int(duration))
+        self._last_pts = int(pts)
         self.frames_written += 1
-        self._mux_audio(Fraction(self.frames_written) / self.fps + AUDIO_LEAD)
+        self._video_end = (pts + duration) * self.time_base
+        self._mux_audio(self._video_end + AUDIO_LEAD)
 
     def write_audio_packet(self, packet: AudioPacket) -> bool:
         """Queue one passthrough audio packet; False when audio is being skipped (see audio_skipped_reason)."""
@@ -124,7 +157,7 @@ class Sink:
                 self.audio_skipped_reason = "no audio track was declared when the writer was created"
             return False
         self._audio.add(packet)
-        self._mux_audio(Fraction(self.frames_written) / self.fps + AUDIO_LEAD)
+        self._mux_audio(self._video_end + AUDIO_LEAD)
         return True
 
     def follow_audio(self, packets: Iterable[AudioPacket]) -> None:
@@ -179,7 +212,7 @@ class Sink:
 
     _audio: AudioInterleaver | None = None
 
-    def _write(self, frame: np.ndarray, index: int) -> None:
+    def _write(self, frame: np.ndarray, index: int, pts: int, duration: int) -> None:
         raise NotImplementedError
 
     def _mux_audio(self, until: Fraction | None) -> None:
@@ -209,7 +242,7 @@ class PngSink(Sink):
             self.audio_skipped_reason = "a PNG frame folder cannot hold audio"
         self._dir = self._create(directory=True)
 
-    def _write(self, frame: np.ndarray, index: int) -> None:
+    def _write(self, frame: np.ndarray, index: int, pts: int, duration: int) -> None:
         from PIL import Image
 
         name = os.path.join(self._dir, f"frame_{index:06d}.png")
@@ -227,16 +260,38 @@ class ContainerSink(Sink):
     """Frames encoded with a video encoder into a container (see the module docstring)."""
 
     kind = "container"
+    keeps_frame_times = keeps_display = True
+    #: the conversion when the source's matrix is unknown or swscale has none for it: BT.709, limited range
     matrix, colorspace = "ITU709", _AVCOL_SPC_BT709
+    keeps_colour = True  # RGB converted with the source's matrix and range (Y4mSink: never)
 
     def __init__(self, path, width: int, height: int, fps=Fraction(24, 1), codec: str = "libx264",
                  crf: int | None = 12, preset: str | None = "medium", audio: AudioTrack | None = None, *,
-                 pix_fmt: str | None = None, color_primaries: str = "", color_trc: str = "",
-                 codec_options: dict | None = None):
-        super().__init__(path, width, height, fps, audio)
+                 pix_fmt: str | None = None, color_range: str = "", color_space: str = "",
+                 color_primaries: str = "", color_trc: str = "", codec_options: dict | None = None,
+                 time_base=None, display_matrix=None, sample_aspect=None):
+        super().__init__(path, width, height, fps, audio, time_base)
         self.codec = codec
         self._container = None
         self._stream = None
+        self._durations: dict[int, int] = {}  # pts -> duration of the frames inside the encoder
+        self.range_name, self.range_value = "MPEG", _AVCOL_RANGE_MPEG
+        if self.keeps_colour:
+            if color_range == "pc":
+                self.range_name, self.range_value = "JPEG", _AVCOL_RANGE_JPEG
+            if color_space in _SWS_MATRICES:
+                self.matrix, self.colorspace = _SWS_MATRICES[color_space], _COLOR_SPACE_VALUES[color_space]
+            elif color_space:
+                self.facts_lost.append(f"the colour matrix {color_space} (swscale converts RGB to no such YUV; "
+                                       "written as bt709)")
+        self.display_matrix = tuple(display_matrix) if display_matrix is not None and self.keeps_display else None
+        self.sample_aspect = (_as_fraction(sample_aspect, "sample aspect ratio")
+                              if sample_aspect is not None and self.keeps_display else None)
+        fmt = _CONTAINER_FORMATS.get(Path(self._final).suffix.lower())
+        if self.sample_aspect is not None and fmt in _ASPECT_FROM_STREAM and codec not in _ASPECT_IN_BITSTREAM:
+            self.facts_lost.append(f"the sample aspect ratio {self.sample_aspect.numerator}:"
+                                   f"{self.sample_aspect.denominator} ({fmt} takes it from the stream, which PyAV "
+                                   f"18.1 cannot set, and {codec} does not carry it)")
         if os.path.isdir(self._final):
             raise VideoError(f"{self.path}: is an existing directory")
         suffix = Path(self._final).suffix
@@ -317,7 +372,7 @@ class ContainerSink(Sink):
         except av.FFmpegError as e:
             raise _err(path, "cannot create output", e) from None
         try:
-            tb = Fraction(self.fps.denominator, self.fps.numerator)
+            tb = self.time_base
             stream = self._container.add_stream(codec, rate=self.fps, options=dict(options))
             stream.width = self.width
             stream.height = self.height
@@ -326,14 +381,17 @@ class ContainerSink(Sink):
             cc = stream.codec_context
             cc.time_base = tb
             if pix_fmt.startswith(("yuv", "nv")):
-                cc.color_range = _AVCOL_RANGE_MPEG
+                cc.color_range = self.range_value
                 cc.colorspace = self.colorspace
-            if color_primaries in _COLOR_PRIMARIES_VALUES:
+            if color_primaries in _COLOR_PRIMARIES_VALUES and self.keeps_colour:
                 cc.color_primaries = _COLOR_PRIMARIES_VALUES[color_primaries]
-            if color_trc in _COLOR_TRC_VALUES:
+            if color_trc in _COLOR_TRC_VALUES and self.keeps_colour:
                 cc.color_trc = _COLOR_TRC_VALUES[color_trc]
+            if self.display_matrix is not None:
+                stream.set_display_matrix(list(self.display_matrix))  # written as the container's coded side data
+            if self.sample_aspect is not None:
+                cc.sample_aspect_ratio = self.sample_aspect
             self._stream = stream
-            self._frame_tb = tb
         except ValueError as e:
             raise _err(path, f"the {fmt} container cannot hold {codec}", e) from None
         except av.FFmpegError as e:
@@ -395,17 +453,24 @@ class ContainerSink(Sink):
 
     # ---- writing
 
-    def _write(self, frame: np.ndarray, index: int) -> None:
+    def _write(self, frame: np.ndarray, index: int, pts: int, duration: int) -> None:
         try:
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
             if self.pix_fmt != "rgb24":
-                vf = vf.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range="MPEG")
-            vf.pts = index
-            vf.time_base = self._frame_tb
-            for pkt in self._stream.encode(vf):
-                self._container.mux(pkt)
+                vf = vf.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=self.range_name)
+            vf.pts = pts
+            vf.time_base = self.time_base
+            self._durations[pts] = duration
+            self._mux_video(self._stream.encode(vf))
         except (av.FFmpegError, OSError, ValueError) as e:
             raise _err(self.path, f"encoding frame {index} failed", e) from None
+
+    def _mux_video(self, packets) -> None:
+        # The encoders here leave packet durations at 0 (they do not pass frame durations on); each packet gets
+        # its own frame's, found by its pts, so the muxer knows where the last frame ends.
+        for pkt in packets:
+            pkt.duration = self._durations.pop(pkt.pts, 0)
+            self._container.mux(pkt)
 
     def _mux_audio(self, until: Fraction | None) -> None:
         if self._audio is None:
@@ -426,8 +491,7 @@ class ContainerSink(Sink):
 
     def _finish(self) -> None:
         try:
-            for pkt in self._stream.encode(None):
-                self._container.mux(pkt)
+            self._mux_video(self._stream.encode(None))
             self._mux_audio(None)
             self._container.close()
         except (av.FFmpegError, OSError, ValueError) as e:
@@ -445,9 +509,11 @@ class ContainerSink(Sink):
 
 
 class Y4mSink(ContainerSink):
-    """Raw yuv4mpegpipe: yuv444p, BT.601 limited range (what y4m readers assume), never audio."""
+    """Raw yuv4mpegpipe: yuv444p, BT.601 limited range (what y4m readers assume), never audio, one frame every
+    1 / fps (the format has no timestamps), no display matrix."""
 
     kind = "y4m"
+    keeps_frame_times = keeps_display = keeps_colour = False
     matrix, colorspace = "ITU601", _AVCOL_SPC_SMPTE170M
 
     def _format_and_codec(self, suffix: str) -> tuple[str, str]:
@@ -470,7 +536,9 @@ def open_sink(path, width: int, height: int, fps=Fraction(24, 1), codec: str = "
               preset: str | None = "medium", audio: AudioTrack | None = None, **options) -> Sink:
     """The sink for an output path (its kind from output_kind); raises VideoError on any problem.
 
-    `options` (pix_fmt, color_primaries, color_trc, codec_options) go to encoded outputs only.
+    `options` (pix_fmt, color_range, color_space, color_primaries, color_trc, codec_options, time_base,
+    display_matrix, sample_aspect) go to encoded outputs only; those an output cannot hold (`keeps_frame_times`,
+    `keeps_display`) are dropped.
     """
     kind = output_kind(path)
     if kind == "png_dir":

@@ -3,7 +3,8 @@
 :func:`open_video` opens anything PyAV/FFmpeg can demux and decode (plus still images, read as one-frame
 videos) and returns a :class:`VideoReader`. Frames come out one at a time as ``np.uint8`` RGB arrays of
 shape ``(H, W, 3)``, decoded in display order and never buffered beyond what the decoder itself needs, so
-arbitrarily long inputs use bounded memory. ``start_s`` / ``max_frames`` select a window; a pass seeks to
+arbitrarily long inputs use bounded memory; :meth:`VideoReader.timed_batches` adds when each frame starts, in the
+stream's time base (variable frame rates kept). ``start_s`` / ``max_frames`` select a window; a pass seeks to
 the keyframe before ``start_s`` (seek_before, the one seek both passes use) and decodes forward. The first
 audio stream can be read back as its untouched compressed packets, limited to the window and re-timed so
 the window starts at 0. Every failure is a VideoError with a one-line message naming the file.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -72,6 +74,8 @@ class VideoReader:
         self._closed = False
         #: number of frames yielded by the latest :meth:`frames` pass
         self.frames_read = 0
+        #: when the last frame of the latest pass ends, in ticks from its first frame (None: not known)
+        self.end_tick: int | None = None
         if self.info.is_image and start > 0:
             raise VideoError(f"{self.path}: a still image has no frame at start {start:g} s")
 
@@ -167,12 +171,28 @@ class VideoReader:
             container.close()
 
     def _frames(self) -> Iterator[np.ndarray]:
+        for rgb, _ in self._timed_frames():
+            yield rgb
+
+    def _timed_frames(self) -> Iterator[tuple[np.ndarray, int | None]]:
+        """Frames with their start in the stream's time base, counted from the first frame of the window; None
+        where the source gives no time, or one not after the frame before (a damaged stream: the writer puts
+        such a frame on the frame-rate grid). At the end, `end_tick` says when the last frame ends."""
         count = 0
         self.frames_read = 0
+        self.end_tick = None
         limit = self.max_frames
+        origin = last = None  # pts of the first frame; the last time given
         for frame, t in self._selected():
             if limit is not None and count >= limit:
                 break
+            if count == 0:
+                origin = frame.pts
+            tick = None if origin is None or frame.pts is None else int(frame.pts) - int(origin)
+            if tick is not None and last is not None and tick <= last:
+                tick = None
+            duration = int(frame.duration or 0)
+            last = tick if tick is not None else last
             try:
                 rgb = frame.to_ndarray(format="rgb24")
             except (av.FFmpegError, ValueError) as e:
@@ -185,17 +205,30 @@ class VideoReader:
                 )
             count += 1
             self.frames_read = count
-            yield rgb
+            self.end_tick = tick + duration if tick is not None and duration > 0 else None
+            yield rgb, tick
         if count == 0:
             dur = f" (the video lasts {self.info.duration_s:.3f} s)" if self.info.duration_s else ""
             raise VideoError(f"{self.path}: no frames at or after start {self.start_s:g} s{dur}")
 
     def batches(self, sizes: Iterable[int]) -> Iterator[np.ndarray]:
         """Stacked frames ``(t, H, W, 3)``, t taken from ``sizes`` in turn; the last may be shorter."""
+        return self._track(self._untimed(self._batches(sizes)))
+
+    @staticmethod
+    def _untimed(timed) -> Iterator[np.ndarray]:
+        with closing(timed):
+            for batch, _ in timed:
+                yield batch
+
+    def timed_batches(self, sizes: Iterable[int]) -> Iterator[tuple[np.ndarray, list[int | None]]]:
+        """:meth:`batches` with each frame's start: ticks of ``info.time_base`` from the window's first frame
+        (0 for it), None where the source gives no usable time. After the pass, ``end_tick`` is when the last
+        frame ends (None when the source does not say)."""
         return self._track(self._batches(sizes))
 
-    def _batches(self, sizes: Iterable[int]) -> Iterator[np.ndarray]:
-        frames = self._frames()
+    def _batches(self, sizes: Iterable[int]) -> Iterator[tuple[np.ndarray, list[int | None]]]:
+        frames = self._timed_frames()
         try:
             h, w = self.info.height, self.info.width
             for n in sizes:
@@ -203,15 +236,17 @@ class VideoReader:
                 if n < 1:
                     raise VideoError(f"{self.path}: batch size must be >= 1, got {n}")
                 buf = np.empty((n, h, w, 3), dtype=np.uint8)
+                starts: list[int | None] = []
                 k = 0
-                for frame in frames:
+                for frame, tick in frames:
                     buf[k] = frame
+                    starts.append(tick)
                     k += 1
                     if k == n:
                         break
                 if k == 0:
                     return
-                yield buf if k == n else buf[:k]
+                yield (buf if k == n else buf[:k]), starts
                 if k < n:
                     return
         finally:

@@ -11,6 +11,7 @@ from cdtcodec.sampling import q_sample
 from cdtcodec.train.config import LossWeights  # noqa: F401 (re-exported: its old home)
 from cdtcodec.model.encoder import split_moments
 from cdtcodec.model import CDT
+from cdtcodec.quantize import QUALITY_STEP_RANGE
 
 
 def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -29,7 +30,7 @@ class Objective(nn.Module):
     """
 
     def __init__(self, model: CDT, weights: LossWeights, lpips: nn.Module | None, prior: nn.Module | None = None,
-                 rate_steps: tuple[float, float] = (0.177, 2.0)):
+                 rate_steps: tuple[float, float] = QUALITY_STEP_RANGE):
         """prior: the frozen torch twin of the model's conditional prior (entropy_model.ConditionalPrior), needed
         when weights.rate > 0; rate_steps: the quantizer steps the rate is taken at (log-uniform)."""
         super().__init__()
