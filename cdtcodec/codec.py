@@ -292,6 +292,8 @@ def _posterior_means(reader, net, device: str, progress: Progress | None, counte
         counted[0] += batch.shape[0]
         if progress:
             progress(counted[0], total)
+    if progress and counted[0] != total:  # the estimate was off (a VFR clip's duration x fps): close at the count
+        progress(counted[0], counted[0])
     if times is not None:
         times([reader.end_tick])
     for moments in encoder.finish():

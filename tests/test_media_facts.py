@@ -178,6 +178,15 @@ def test_a_frame_range_keeps_its_relative_times(work, encoded, toy):
     assert np.abs(np.array(got["starts"]) - want[:-1]).max() <= got["tick"] and got["end"] == pytest.approx(want[-1])
 
 
+def test_the_progress_bar_closes_at_the_true_count(work, source, toy):
+    """The frame count of a VFR mkv is estimated as duration x declared fps (1.3 s x 25 = 33, not 17); the
+    bar must not stop at 17/33 as if the encode had been cut short."""
+    calls = []
+    codec.encode(source, work / "progress.cdt", model=str(toy), progress=lambda done, total: calls.append((done, total)))
+    assert calls[0][1] not in (None, len(SOURCE_MS))  # the estimate really was off
+    assert calls[-1] == (len(SOURCE_MS), len(SOURCE_MS))
+
+
 def test_a_constant_rate_untagged_clip_writes_no_media_facts(work, toy):
     """Such a clip is written as before the media facts existed: version x.0, no DISPLAY field, no records."""
     clip = make_clip(work / "plain.mp4", 32, 24, 5, fps=Fraction(25))
