@@ -21,7 +21,12 @@ $(VENV)/.runtimes: requirements-runtimes.txt $(VENV)/.installed
 demo: venv
 	$(BIN)/cdtcodec demo
 
-test: venv $(VENV)/.runtimes
+# Ray, for corpus encoding on a cluster (`pip install cdtcodec[ray]`): the codec never needs it, the Ray test does.
+$(VENV)/.ray: requirements-ray.txt $(VENV)/.installed
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-ray.txt
+	touch $@
+
+test: venv $(VENV)/.runtimes $(VENV)/.ray
 	$(BIN)/python -m pytest
 
 clean:

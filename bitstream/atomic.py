@@ -75,6 +75,35 @@ def _fsync(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
+def leftover_temporaries(final: str | os.PathLike) -> list[str]:
+    """The temporaries of `final` that a process killed outright (SIGKILL, power loss) left beside it: the
+    names AtomicOutput gives them. A rerun that writes `final` again removes them first."""
+    final = os.path.abspath(os.fspath(final).rstrip("/" + os.sep) or ".")
+    parent, name = os.path.split(final)
+    prefix = f".{name}."
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    return [os.path.join(parent, n) for n in names
+            if n.startswith(prefix) and len(n) >= len(prefix) + 13 and n[len(prefix) + 8 : len(prefix) + 13] == ".part"
+            and all(c in "0123456789abcdef" for c in n[len(prefix) : len(prefix) + 8])]
+
+
+def remove_leftovers(final: str | os.PathLike) -> int:
+    """Remove leftover_temporaries(final); returns how many there were."""
+    found = leftover_temporaries(final)
+    for path in found:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+    return len(found)
+
+
 class AtomicOutput:
     """A temporary file (or directory) `path` beside `final`, created empty on construction.
 

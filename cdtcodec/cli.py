@@ -28,6 +28,7 @@ from bitstream import BitstreamError
 from bitstream.spec import MAX_SAMPLING_STEPS
 from cdtcodec import __version__
 from cdtcodec.config import DEFAULT_MODEL
+from cdtcodec.corpus import DEFAULT_SHARD_SIZE
 from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT
 from cdtcodec.errors import ParamError
 from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
@@ -62,7 +63,8 @@ def _os_error(e: OSError) -> str:
 OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed": "--seed", "frames": "--frames",
            "model": "--model PATH", "codecs": "--codecs", "qualities": "--qualities", "presets": "--presets",
            "crfs": "--crf", "size": "--size", "quick": "--quick", "max_memory": "--max-memory SIZE",
-           "target_kbps": "--target-kbps", "target_bpp": "--target-bpp"}
+           "target_kbps": "--target-kbps", "target_bpp": "--target-bpp", "jobs": "--jobs",
+           "shard_size": "--shard-size", "latents": "--latent-dtype", "summary": "--summary", "ray": "--ray"}
 
 
 SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it
@@ -73,7 +75,9 @@ def _user_errors() -> tuple[type, ...]:
     those can have raised one), so that reporting an early error never waits for torch to load."""
     found: list[type] = [BitstreamError, OutputRefused]
     for module, name in (("cdtcodec.codec", "CodecError"), ("cdtcodec.media.errors", "VideoError"),
-                         ("cdtcodec.weights", "WeightsError"), ("cdtcodec.limits", "MemoryLimitExceeded")):
+                         ("cdtcodec.weights", "WeightsError"), ("cdtcodec.limits", "MemoryLimitExceeded"),
+                         ("cdtcodec.corpus.errors", "CorpusError"), ("cdtcodec.corpus.inputs", "InputError"),
+                         ("cdtcodec.corpus.shards", "ShardError")):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))
     return tuple(found)
@@ -188,14 +192,17 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _device(name: str) -> str:
+def _device(name: str, here: bool = True) -> str:
+    """The device `name` means, checked; `here` False (Ray actors on other machines) checks only its spelling."""
+    kind, _, index = name.partition(":")
+    if name != "auto" and (kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit()))):
+        raise ValueError(f"--device {name}: unknown device (use cpu, cuda, cuda:N or auto)")
+    if not here:
+        return name
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
-        raise ValueError(f"--device {name}: unknown device (use cpu, cuda, cuda:N or auto)")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: no CUDA device is available")
     if index and int(index) >= torch.cuda.device_count():
@@ -280,8 +287,11 @@ NO = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing
 @app.command()
 @friendly_errors
 def encode(
-    input: str = typer.Argument(..., help="Video or still image (any format PyAV reads), or - for stdin."),
-    output: str = typer.Option(..., "-o", "--output", help=".cdt file to write, or - for stdout."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT",
+                                       help="Video or still image (any format PyAV reads), or - for stdin. Several "
+                                            "inputs, folders (their videos, recursively) or @list.txt manifests "
+                                            "(one path a line) make a corpus, written into -o DIR/."),
+    output: str = typer.Option(..., "-o", "--output", help=".cdt file to write, - for stdout, or DIR/ for a corpus."),
     quality: Optional[int] = typer.Option(None, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS),
                                           help=f"1 (smallest) .. {max(QUALITY_STEPS)} (best), default {DEFAULT_QUALITY}; "
                                                "sets the quantizer step: "
@@ -300,24 +310,38 @@ def encode(
     start: float = typer.Option(0.0, min=0.0, help="Start time in seconds."),
     frames: Optional[int] = typer.Option(None, min=1, help="Encode at most this many frames."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not carry the source audio."),
-    threads: int = THREADS,
+    threads: int = typer.Option(0, min=0, max=MAX_THREADS,
+                                help="CPU threads for the model (0: torch's default, one per core); a corpus "
+                                     "splits them between its --jobs; with --ray, each actor's."),
     device: str = DEVICE,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
     max_memory: Optional[str] = MAX_MEMORY,
     yes: bool = YES,
     no: bool = NO,
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1,
+                                       help="Corpus: worker processes, each loading the model once (default 1); "
+                                            "with --ray, actors (default: as many as the cluster holds)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS|local",
+                                      help="Corpus on Ray: local starts Ray on this machine, else a cluster "
+                                           "address (auto, ray://HEAD:10001). Needs pip install 'cdtcodec[ray]'."),
+    latents: bool = typer.Option(False, "--latents",
+                                 help="Corpus: WebDataset tar shards of the posterior means with per-clip metadata "
+                                      "(training latents) instead of .cdt files."),
+    latent_dtype: str = typer.Option("float16", "--latent-dtype", help="Latents' dtype: float16 or bfloat16."),
+    shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, "--shard-size", min=1, help="Clips per latent shard."),
+    summary: Optional[str] = typer.Option(None, "--summary", metavar="PATH",
+                                          help="Corpus: the JSONL summary, one line per clip "
+                                               "(default DIR/summary.jsonl)."),
 ):
-    """Encode a video into a .cdt file."""
+    """Encode a video into a .cdt file, or a corpus into a folder of .cdt files or latent shards."""
+    if _corpus_reason(inputs, output, latents, ray):
+        _encode_corpus(**locals())  # the options, all of them (nothing else is defined yet)
+        return
     from cdtcodec import codec
-    from cdtcodec.rate_control import RateTarget
 
-    given = [name for name, v in (("--quality", quality), ("--step", step), ("--target-kbps", target_kbps),
-                                  ("--target-bpp", target_bpp)) if v is not None]
-    if len(given) > 1 and not given == ["--quality", "--step"]:  # --step overriding --quality is documented
-        _fail(f"{' and '.join(given)} cannot be combined: give a quality, a step or one rate target")
-    target = (RateTarget("kbps", target_kbps) if target_kbps is not None else
-              RateTarget("bpp", target_bpp) if target_bpp is not None else None)
+    input = inputs[0]
+    target = _rate_target(quality, step, target_kbps, target_bpp)
     confirm_output(output, policy(yes, no), [input])
     _set_threads(threads)
     device = _device(device)
@@ -331,6 +355,18 @@ def encode(
     _summary("encode", report, output, as_json, quiet)
 
 
+def _rate_target(quality, step, target_kbps, target_bpp):
+    """The rate target the options ask for (None: a quality or a step); combinations that mean two are refused."""
+    from cdtcodec.rate_control import RateTarget
+
+    given = [name for name, v in (("--quality", quality), ("--step", step), ("--target-kbps", target_kbps),
+                                  ("--target-bpp", target_bpp)) if v is not None]
+    if len(given) > 1 and not given == ["--quality", "--step"]:  # --step overriding --quality is documented
+        _fail(f"{' and '.join(given)} cannot be combined: give a quality, a step or one rate target")
+    return (RateTarget("kbps", target_kbps) if target_kbps is not None else
+            RateTarget("bpp", target_bpp) if target_bpp is not None else None)
+
+
 def _rate_trial(target):
     """Prints each rate-control trial as it ends: the search is the encode's second phase."""
     def show(trial) -> None:
@@ -342,10 +378,123 @@ def _rate_trial(target):
     return show
 
 
+def _corpus_reason(inputs: list[str], output: str, latents: bool, ray: str | None) -> str:
+    """Why these arguments are a corpus ('' when they are one encode): the first that makes them one."""
+    if len(inputs) > 1:
+        return "several inputs"
+    if inputs[0].startswith("@"):
+        return f"the manifest {inputs[0]}"
+    if inputs[0] != "-" and os.path.isdir(inputs[0]):
+        return f"the folder {inputs[0]}"
+    if output.endswith(("/", os.sep)):
+        return "a folder output"
+    return "--latents" if latents else "--ray" if ray is not None else ""
+
+
+class _CorpusBar:
+    """The corpus's one progress bar (files and frames, rate, ETA over the estimated frames in all), and its
+    lines printed above it: a cdtcodec.corpus.Listener."""
+
+    def __init__(self, enabled: bool, quiet: bool):
+        self.enabled, self.quiet = enabled, quiet
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                            TextColumn("{task.fields[files]}"), TextColumn("{task.fields[frames]}"),
+                            FramesPerSecond(), TimeRemainingColumn(), console=err, transient=False)
+        self.task = self.bar.add_task("encode", total=None, files="", frames="")
+
+    def progress(self, tally) -> None:
+        if not self.enabled:
+            return
+        if not self.bar.live.is_started:
+            self.bar.start()
+        expected = tally.frames_expected
+        skipped = f", {tally.skipped} complete" if tally.skipped else ""
+        failed = f", {tally.failed + tally.refused} failed" if tally.failed + tally.refused else ""
+        self.bar.update(self.task, completed=tally.frames, total=expected,
+                        files=f"{tally.done}/{tally.files} files{skipped}{failed}",
+                        frames=f"{tally.frames}/{'~' if expected and tally.done < tally.files else ''}"
+                               f"{expected if expected is not None else '?'} frames")
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def status(self, text: str) -> None:
+        if self.enabled:
+            if not self.bar.live.is_started:
+                self.bar.start()
+            self.bar.update(self.task, description=f"encode ({escape(text)})" if text else "encode")  # markup
+
+    def stop(self, erase: bool) -> None:
+        if self.bar.live.is_started:
+            self.bar.live.transient = erase
+            self.bar.stop()
+
+
+def _encode_corpus(inputs: list[str], output: str, quality, step, target_kbps, target_bpp, model: str, seed: int,
+                   steps: int, entropy: str, start: float, frames, no_audio: bool, threads: int, device: str,
+                   as_json: bool, quiet: bool, max_memory, yes: bool, no: bool, jobs, ray, latents: bool,
+                   latent_dtype: str, shard_size: int, summary) -> None:
+    """`cdtcodec encode` of a corpus (see cdtcodec/corpus): one line per failed clip, a summary line, and a
+    non-zero exit when any clip failed."""
+    from cdtcodec.corpus import Settings, encode_corpus
+
+    reason = _corpus_reason(inputs, output, latents, ray)
+    for option, value in (("--target-kbps", target_kbps), ("--target-bpp", target_bpp)):
+        # Rate control gives each file its own step, which a rerun could not check a finished clip against
+        # (the plan compares each .cdt's step with the corpus's); a corpus is coded at one step throughout.
+        if value is not None:
+            raise ValueError(f"{option}: rate control encodes one file; a corpus ({reason}) is encoded at one "
+                             "--quality or --step for all its clips")
+    if "-" in inputs:
+        raise ValueError("-: standard input cannot be part of a corpus (" + reason + ")")
+    if output == "-" or not (output.endswith(("/", os.sep)) or os.path.isdir(output)):
+        if reason.startswith("the folder"):
+            raise ValueError(f"{inputs[0]}: is a directory; to encode the videos in it, give a folder output "
+                             "(-o DIR/)")
+        raise ValueError(f"-o {output}: a corpus ({reason}) is written into a folder; end the output with / "
+                         f"(-o {'DIR' if output == '-' else output}/)")
+    rule = policy(yes, no)
+    settings = Settings(model=model, quality=quality, step=step, seed=seed, steps=steps, entropy=entropy,
+                        start_s=start, max_frames=frames, audio=not no_audio,
+                        device=_device(device, here=ray is None), max_memory=_memory(max_memory), threads=threads,
+                        latents=latent_dtype if latents else None, option_names=tuple(OPTIONS.items()))
+    bar = _CorpusBar(not (quiet or as_json), quiet)
+    try:
+        result = encode_corpus(inputs, output, settings, jobs=jobs, ray=ray, rule=rule, shard_size=shard_size,
+                               summary=summary, listener=bar)
+    except BaseException:
+        bar.stop(erase=True)
+        raise
+    bar.stop(erase=False)
+    t = result.totals
+    if result.interrupted is not None:
+        e = result.interrupted
+        _fail(f"interrupted by {e.name}; {t.encoded} clip(s) encoded in this run, {t.skipped} were complete before, "
+              f"{t.interrupted} not written (run the same command again to finish them); summary {result.summary}",
+              e.exit_code)
+    failed = result.failed
+    if as_json:
+        typer.echo(json.dumps({"command": "encode", "output": result.out_dir, "summary": result.summary,
+                               **t.as_dict(), "model_loads": len(result.load_seconds),
+                               "model_load_seconds": sum(result.load_seconds),
+                               "failed_inputs": [o.input for o in failed]}))
+    elif not quiet:
+        err.print(f"encode: {t.inputs} inputs -> {output}: {t.encoded} encoded, {t.skipped} already "
+                  f"complete, {t.failed} failed; {t.frames} frames, {t.bytes:,} bytes, {t.bpp:.4f} bpp, "
+                  f"{t.seconds:.1f} s ({t.fps_processed:.2f} frames/s); summary {result.summary}",
+                  highlight=False, markup=False, soft_wrap=True)
+    if failed:
+        names = ", ".join(result.shown[o.index] for o in failed[:3])
+        names += f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        _fail(f"{len(failed)} of {t.inputs} inputs failed ({names}); see {result.summary}")
+
+
 @app.command()
 @friendly_errors
 def decode(
-    input: str = typer.Argument(..., help=".cdt file, or - for stdin."),
+    input: str = typer.Argument(..., help=".cdt file, - for stdin, or one clip of a latent shard: SHARD.tar#KEY "
+                                          "(SHARD.tar alone when it holds one clip)."),
     output: str = typer.Option(..., "-o", "--output",
                                help="Video file (.mp4/.mkv/.mov), .y4m, a folder for PNGs (ends with /), or - (y4m on stdout)."),
     frames: Optional[str] = typer.Option(None, help="Only frames A:B (B exclusive); decoding stops after B."),
@@ -362,10 +511,20 @@ def decode(
     yes: bool = YES,
     no: bool = NO,
 ):
-    """Decode a .cdt file into a video."""
+    """Decode a .cdt file (or a clip of a latent shard) into a video."""
     from cdtcodec import codec
+    from cdtcodec.corpus.shards import decode_entry, split_entry
 
-    confirm_output(output, policy(yes, no), [input, *([model] if model else [])], folder=True)
+    entry = split_entry(input) if input != "-" else None
+    confirm_output(output, policy(yes, no), [entry[0] if entry else input, *([model] if model else [])], folder=True)
+    if entry is not None:  # latents: no audio, noise seed 0, the model's sampling steps
+        _set_threads(threads)
+        device = _device(device)
+        with _output_path(output, ".y4m") as dst, _progress(not (quiet or as_json), "decode") as progress:
+            report = decode_entry(*entry, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
+                                  device=device, progress=progress, max_memory=_memory(max_memory))
+        _summary("decode", report, output, as_json, quiet)
+        return
     _set_threads(threads)
     device = _device(device)
     with _input_path(input, ".cdt") as src, _output_path(output, ".y4m") as dst, \

@@ -11,6 +11,7 @@ Nothing here prints: progress goes through a callback, so the CLI owns the progr
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -38,7 +39,7 @@ from cdtcodec.timeline import CODEC_TIMELINE, Timeline
 from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
 from cdtcodec.media.notes import input_reductions, missing_frames
 from cdtcodec.overwrite import refuse_inputs
-from cdtcodec.weights import WeightsError, load_model, shipped_weights, weights_path
+from cdtcodec.weights import LoadedModel, WeightsError, load, load_model, shipped_weights
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
 
@@ -165,9 +166,9 @@ def source_label(src) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Weights for decoding: the file names them (model_id) and pins them (sha256 of the weights file).
 
-def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
-    """The weights file to decode `h` with: `model` (a path or the name of shipped weights) when given,
-    else the shipped weights named by the header's model_id. Its hash is checked once it is loaded."""
+def named_weights(model_id: str, weights_sha256: str, model: str | Path | None, label: str) -> Path:
+    """The weights file to decode what `label` holds with: `model` (a path or the name of shipped weights) when
+    given, else the shipped weights called `model_id`. Its hash is checked once it is loaded."""
     if model:
         path = Path(model)
         if not path.is_file():
@@ -175,14 +176,28 @@ def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
             if path is None:
                 raise WeightsError(f"{model}: no such weights file")
         return path
-    path = shipped_weights(h.model_id)
+    path = shipped_weights(model_id)
     if path is None:
-        hint = "" if h.model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
-        raise WrongWeights("model", hint, before=f"{label} was encoded with the weights {h.model_id!r} (sha256 "
-                           f"{h.weights_hash.hex()}), but no shipped weights have that name; pass that weights file as ")
+        hint = "" if model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
+        raise WrongWeights("model", hint, before=f"{label} was encoded with the weights {model_id!r} (sha256 "
+                           f"{weights_sha256}), but no shipped weights have that name; pass that weights file as ")
     return path
 
 
+def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
+    """named_weights for a .cdt header."""
+    return named_weights(h.model_id, h.weights_hash.hex(), model, label)
+
+
+def _load_decoder(model_id: str, weights_sha256: str, model, label: str, device: str):
+    """(network, weights file) to decode `label` with; WrongWeights unless the file's sha256 is the one named."""
+    weights = named_weights(model_id, weights_sha256, model, label)
+    net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
+    if digest != weights_sha256:
+        raise WrongWeights("model", "", before=f"{label} was encoded with the weights {model_id!r} (sha256 "
+                           f"{weights_sha256}), but {weights} has sha256 {digest}; pass the weights it was "
+                           "encoded with as ")
+    return net, weights
 def _display_facts(info, notice: Callable[[str], None]) -> dict:
     """The header's DISPLAY attributes from what the source says (nothing when it shows the frames as coded)."""
     facts = {}
@@ -221,21 +236,12 @@ def _check_layout(h: Header, label: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# encode / decode
+# encode
 
-def encode(src: str | Path, dst: str | Path, *, model: str | None = None, quality: int | None = None,
-           step: float | None = None, target: RateTarget | None = None, seed: int = 0, steps: int | None = None,
-           entropy: str = ENTROPY_DEFAULT, start_s: float = 0.0, max_frames: int | None = None, audio: bool = True,
-           device: str = "cpu", progress: Progress | None = None, max_memory: int | None = None,
-           notice: Callable[[str], None] | None = None, rate_progress: Callable[[Trial], None] | None = None) -> Report:
-    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
-
-    The quantizer step is `step`, else that of `quality` (default DEFAULT_QUALITY), else, with `target`, the one
-    rate control chooses so that the whole file meets the target (cdtcodec/rate_control.py; each trial goes to
-    `rate_progress`). `notice` receives warnings (alpha or deep samples reduced, frames missing, a target out of
-    reach), one line each."""
-    notice = notice or (lambda line: None)
-    started = time.time()
+def check_encode_args(quality: int | None = None, step: float | None = None, target: RateTarget | None = None,
+                      seed: int = 0, steps: int | None = None, entropy: str = ENTROPY_DEFAULT) -> float | None:
+    """The quantizer step encode() will use (None: rate control chooses it for `target`), after checking every
+    argument that does not need the input (a corpus checks them once, before its first clip)."""
     if target is not None and (step is not None or quality is not None):
         raise BadArgument(target.param, " chooses the quantizer step itself: give it without quality or step")
     if target is None and step is None:
@@ -251,19 +257,74 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         raise BadArgument("entropy", f" must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
     if not 0 <= seed < 1 << 64:
         raise BadArgument("seed", " must be in 0 .. 2**64-1")
+    return None if step is None else float(step)
+
+
+@contextmanager
+def _encoder_input(src, start_s: float, max_frames: int | None, model: str | Path | LoadedModel | None, device: str,
+                   notice: Callable[[str], None]):
+    """(reader, model) for an encode: the input opened, what it loses said to `notice`, then the model loaded
+    (unless it already is). Opening probes the input: missing, unreadable, not a video, zero frames, absurd size
+    all fail here, before the (possibly large) model is loaded."""
+    with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
+        for note in input_reductions(reader.info):
+            notice(note)
+        yield reader, model if isinstance(model, LoadedModel) else load(model, device)
+
+
+def _posterior_means(reader, net, device: str, progress: Progress | None, counted: list[int],
+                     times: Callable[[list], object] | None = None):
+    """One pass over the reader's window: the posterior mean (L, t, h, w), one encoder chunk at a time, as the
+    timeline schedules them; the frames read are added to counted[0] as they go. `times`, when given, receives
+    the frame boundaries' times in the source's ticks (boundary i >= 1 is the start of frame i, frame 0 starting
+    at 0; last the end of the last frame), each batch's after its chunks, the end before the encoder's last."""
+    encoder = StreamEncoder(net)
+    timeline = encoder.timeline
+    latent_dim = net.cfg.latent_dim
+    total = reader.expected_frames  # for the progress bar only
+    if progress:
+        progress(0, total)
+    for batch, starts in reader.timed_batches(timeline.chunk_sizes()):
+        for moments in encoder.push(timeline.to_model(batch).to(device)):
+            yield moments[0, :latent_dim]
+        if times is not None:
+            times(starts if counted[0] else starts[1:])
+        counted[0] += batch.shape[0]
+        if progress:
+            progress(counted[0], total)
+    if progress and counted[0] != total:  # the estimate was off (a VFR clip's duration x fps): close at the count
+        progress(counted[0], counted[0])
+    if times is not None:
+        times([reader.end_tick])
+    for moments in encoder.finish():
+        yield moments[0, :latent_dim]
+
+
+def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel | None = None,
+           quality: int | None = None, step: float | None = None, target: RateTarget | None = None, seed: int = 0,
+           steps: int | None = None, entropy: str = ENTROPY_DEFAULT, start_s: float = 0.0,
+           max_frames: int | None = None, audio: bool = True, device: str = "cpu", progress: Progress | None = None,
+           max_memory: int | None = None, memory_share: int = 1, notice: Callable[[str], None] | None = None,
+           rate_progress: Callable[[Trial], None] | None = None) -> Report:
+    """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
+    `model` is a preset, a weights file, or weights already loaded (on `device`).
+
+    The quantizer step is `step`, else that of `quality` (default DEFAULT_QUALITY), else, with `target`, the one
+    rate control chooses so that the whole file meets the target (cdtcodec/rate_control.py; each trial goes to
+    `rate_progress`). `notice` receives warnings (alpha or deep samples reduced, frames missing, a target out of
+    reach), one line each. `memory_share`: this encode runs beside that many (itself included) and may take only
+    that share of the memory limit."""
+    notice = notice or (lambda line: None)
+    started = time.time()
+    step = check_encode_args(quality, step, target, seed, steps, entropy)
     check_cdt_output(dst)
     refuse_inputs(dst, [src])  # never onto the source, whatever the caller's overwrite policy
-    # Opening probes the input: missing, unreadable, not a video, zero frames, absurd size all fail here,
-    # before the (possibly large) model is loaded.
-    with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
-        info = reader.info
-        for note in input_reductions(info):
-            notice(note)
-        net, name, digest = load_model(model, device)
+    with _encoder_input(src, start_s, max_frames, model, device, notice) as (reader, loaded):
+        info, net = reader.info, loaded.net
         timeline = Timeline.of(net.cfg)
         latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
         try:  # rate control's steps all lie in the prior's range, so one plan holds for each of them
-            plan = plan_encode(entropy, weights_path(model), (float(step or 1.0),), net.cfg.latent_dim, latent_pixels)
+            plan = plan_encode(entropy, loaded.path, (float(step or 1.0),), net.cfg.latent_dim, latent_pixels)
         except BadEntropy as e:  # names its parameter: the caller words it (--entropy on the command line)
             raise BadArgument(e.param, e.after, e.before) from None
         except EntropyChoiceError as e:
@@ -273,9 +334,10 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         # frames the format holds and is restated with the true counts at close (the output is a file).
         bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal
         coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
-        check_memory(encode_bytes(net.cfg, coded_h, coded_w), f"{src}: encoding {info.width}x{info.height}", max_memory)
+        check_memory(encode_bytes(net.cfg, coded_h, coded_w), f"{src}: encoding {info.width}x{info.height}",
+                     max_memory, memory_share)
         header = Header(
-            model_id=name, weights_hash=bytes.fromhex(digest), width=info.width, height=info.height,
+            model_id=loaded.name, weights_hash=bytes.fromhex(loaded.digest), width=info.width, height=info.height,
             coded_width=coded_w, coded_height=coded_h, num_frames=bound, coded_frames=bound,
             fps_num=info.fps.numerator, fps_den=info.fps.denominator,
             time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
@@ -291,44 +353,22 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
         if not info.is_image and not keep_times:
             notice(f"{src}: its time base {info.time_base} is coarser than a frame at {info.fps} fps; the frames are "
                    "given the frame rate's times")
-        encoder = StreamEncoder(net)
         carry = audio and info.audio is not None
 
         def counted(frames: int) -> Header:
             return replace(header, num_frames=frames, coded_frames=timeline.coded_frames(frames),
                            latent_frames=timeline.latent_frames(frames))
 
-        def encode_pass(sink: Callable[[torch.Tensor], object], at_end: Callable[[int], None],
-                        times: Callable[[list], object]) -> int:
-            """The one pass over the input: each latent chunk (C, 1, h, w) to `sink`; `at_end(frames)` once the
-            input has ended, before the encoder's last chunks; the frame boundaries' times to `times` where they
-            are kept."""
-            def push(moments_chunks: list[torch.Tensor]) -> None:
-                for moments in moments_chunks:
-                    mean = moments[:, : net.cfg.latent_dim]
-                    for t in range(mean.shape[2]):
-                        sink(mean[0, :, t : t + 1])
-
-            done = 0
-            total = reader.expected_frames  # for the progress bar only
-            if progress:
-                progress(0, total)
-            for batch, starts in reader.timed_batches(timeline.chunk_sizes()):
-                push(encoder.push(timeline.to_model(batch).to(device)))
-                if keep_times:  # boundary i >= 1 is the start of frame i (frame 0 starts at 0)
-                    times(starts if done else starts[1:])
-                done += batch.shape[0]
-                if progress:
-                    progress(done, total)
-            if progress and done != total:  # the estimate was off (a VFR clip's duration x fps): close at the count
-                progress(done, done)
-            if shortfall := missing_frames(info, done, start_s, max_frames):
+        def encode_pass(sink: Callable[[torch.Tensor], object], times: Callable[[list], object]) -> int:
+            """The one pass over the input: each latent chunk (C, 1, h, w) to `sink`, the frame boundaries' times
+            to `times` where they are kept; returns the frames read."""
+            done = [0]
+            for mean in _posterior_means(reader, net, device, progress, done, times if keep_times else None):
+                for t in range(mean.shape[1]):
+                    sink(mean[:, t : t + 1])
+            if shortfall := missing_frames(info, done[0], start_s, max_frames):
                 notice(shortfall)
-            if keep_times:
-                times([reader.end_tick])  # boundary N: where the last frame ends
-            at_end(done)
-            push(encoder.finish())
-            return done
+            return done[0]
 
         def write(writer: CdtWriter, chunks: Callable[[CdtWriter], int]) -> int:
             """The file: audio track, chunks(writer) (returns the frame count), audio packets."""
@@ -341,14 +381,17 @@ def encode(src: str | Path, dst: str | Path, *, model: str | None = None, qualit
                         writer.write_audio_packet(packet)
             return frames
 
+        def direct(writer: CdtWriter) -> int:
+            frames = encode_pass(lambda latent: writer.write_chunk(quantize(latent, step)), writer.write_frame_times)
+            writer.restate_frame_counts(counted(frames))
+            return frames
+
         if target is None:
-            done = write(_open_writer(dst, header, plan.prior), lambda writer: encode_pass(
-                lambda latent: writer.write_chunk(quantize(latent, step)),
-                lambda frames: writer.restate_frame_counts(counted(frames)), writer.write_frame_times))
+            done = write(_open_writer(dst, header, plan.prior), direct)
         else:
             with LatentSpool() as spool:
                 frame_times: list = []  # written before the chunks: the reader takes FRAME_TIMES records anywhere
-                done = encode_pass(spool.append, lambda frames: None, frame_times.extend)
+                done = encode_pass(spool.append, frame_times.extend)
                 final = counted(done)
                 fixed = frame_times_record_bytes(final, frame_times)
                 fixed += audio_record_bytes(info.audio, reader.audio_packets()) if carry else 0
@@ -390,6 +433,56 @@ def _out_of_reach(target: RateTarget, choice: Choice, rate: float) -> str:
     return f"target {target}: the nearest rate the step search found is {got}; encoded there"
 
 
+@dataclass(frozen=True)
+class LatentClip:
+    """What encode_latents read and made: the clip's geometry and the weights' identity, for its metadata."""
+
+    frames: int  # true frame count of the window
+    coded_frames: int  # padded to 1 + 4k
+    latent_frames: int
+    width: int
+    height: int
+    latent_width: int
+    latent_height: int
+    latent_channels: int
+    fps: Fraction
+    model: str
+    weights_sha256: str
+    seconds: float
+
+
+def encode_latents(src: str | Path, sink: Callable[[torch.Tensor], None], *,
+                   model: str | Path | LoadedModel | None = None, start_s: float = 0.0,
+                   max_frames: int | None = None, device: str = "cpu", progress: Progress | None = None,
+                   max_memory: int | None = None, memory_share: int = 1,
+                   notice: Callable[[str], None] | None = None) -> LatentClip:
+    """The posterior mean of a video, unquantized: `sink` receives it in time order as float32 CPU tensors of
+    shape (L, t, h, w), latent frame chunks of the encoder's schedule (all latent frames of the coded length,
+    the padded tail included). The same pass as encode(), so the latents are the ones a .cdt quantizes."""
+    notice = notice or (lambda line: None)
+    started = time.time()
+    with _encoder_input(src, start_s, max_frames, model, device, notice) as (reader, loaded):
+        info, net = reader.info, loaded.net
+        timeline = Timeline.of(net.cfg)
+        check_memory(encode_bytes(net.cfg, timeline.coded_size(info.height), timeline.coded_size(info.width)),
+                     f"{src}: encoding {info.width}x{info.height}", max_memory, memory_share)
+        done = [0]
+        latent_frames = 0
+        for mean in _posterior_means(reader, net, device, progress, done):
+            sink(mean.float().cpu())
+            latent_frames += mean.shape[1]
+        if shortfall := missing_frames(info, done[0], start_s, max_frames):
+            notice(shortfall)
+    if latent_frames != timeline.latent_frames(done[0]):  # the encoder's schedule guarantees it
+        raise CodecError(f"{src}: {latent_frames} latent frames for {done[0]} frames")
+    return LatentClip(done[0], timeline.coded_frames(done[0]), latent_frames, info.width, info.height,
+                      timeline.latent_size(info.width), timeline.latent_size(info.height), net.cfg.latent_dim,
+                      info.fps, loaded.name, loaded.digest, time.time() - started)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# decode
+
 def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
     """'A:B' (either side optional, B exclusive) -> (A, B) clipped to the video; errors name decode's `frames`."""
     if not spec:
@@ -407,6 +500,34 @@ def parse_frame_range(spec: str | None, total: int) -> tuple[int, int]:
     if start >= end:
         raise BadArgument("frames", f" {spec}: need A < B")
     return start, min(end, total)
+
+
+def _decode_into(out, stream: StreamDecoder, pieces, first: int, end: int, height: int, width: int, device: str,
+                 progress: Progress | None, stamps=None) -> int:
+    """Decode latent pieces into the sink `out`, keeping frames [first, end): `pieces` yields (first video frame
+    of the piece, a function reading its latent (L, t, h, w)); none is read once the pieces pass `end`.
+    `stamps`, when given, yields each written frame's (pts, duration) (_frame_stamps). Returns the frames
+    written."""
+    written = 0
+    position = 0  # video frame index of the next decoded frame
+    for start, read in pieces:
+        if start >= end:
+            break  # the pieces after this one are never read
+        for x in stream.push(read().unsqueeze(0).to(device)):
+            video = stream.timeline.to_frames(x, height, width)
+            lo, hi = max(first, position), min(end, position + len(video))
+            for frame in video[max(0, lo - position) : max(0, hi - position)]:
+                out.write(frame, *(next(stamps) if stamps else ()))
+                written += 1
+            position += len(video)
+        if progress:
+            progress(written, end - first)
+    return written
+
+
+def _output_bytes(dst) -> int:
+    path = Path(dst)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
 
 
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
@@ -429,12 +550,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         if timed:
             for _ in reader.frame_time_records():  # a damaged one fails now, not after minutes of decoding
                 pass
-        weights = decoder_weights(h, model, label)
-        net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
-        if digest != h.weights_hash.hex():
-            raise WrongWeights("model", "", before=f"{label} was encoded with the weights {h.model_id!r} (sha256 "
-                               f"{h.weights_hash.hex()}), but {weights} has sha256 {digest}; pass the weights it was "
-                               "encoded with as ")
+        net, weights = _load_decoder(h.model_id, h.weights_hash.hex(), model, label, device)
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
         steps = h.sampling_steps or net.cfg.sample_steps
@@ -450,7 +566,6 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         source_audio = reader.audio_track
         whole = first == 0 and end == h.num_frames
         track = source_audio if audio and whole else None
-        written = 0
         facts = dict(color_range=h.color_range, color_space=h.color_space, color_primaries=h.color_primaries,
                      color_trc=h.color_trc)
         if timed:
@@ -459,36 +574,23 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
             facts["display_matrix"] = h.display_matrix
         if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
             facts["sample_aspect"] = Fraction(h.sample_aspect_num, h.sample_aspect_den)
+
+        def read(index: int) -> torch.Tensor:
+            symbols = reader.read_chunk(index)
+            return dequantize(symbols, qstep) if isinstance(qstep, float) else dequantize(symbols, 1.0) * qstep
+
+        pieces = ((stream.timeline.frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))[0],
+                   functools.partial(read, i)) for i in range(reader.num_chunks))
         with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track,
                        **facts) as out:
             note = _facts_lost(h, timed, out, os.fspath(dst))
             stamps = _frame_stamps(reader.frame_times(), first, end) if timed and out.keeps_frame_times else None
             if track is not None:
                 out.follow_audio(reader.audio_packets())  # pulled as far as the frames written, no further
-            position = 0  # video frame index of the next decoded frame
-            for index in range(reader.num_chunks):
-                start, _ = stream.timeline.frames_of_latents(h.chunk_start_frame(index), h.chunk_frames(index))
-                if start >= end:
-                    break  # the chunks after this one are never read
-                symbols = reader.read_chunk(index)
-                if isinstance(qstep, float):
-                    latent = dequantize(symbols, qstep)
-                else:
-                    latent = dequantize(symbols, 1.0) * qstep
-                for x in stream.push(latent.unsqueeze(0).to(device)):
-                    video = stream.timeline.to_frames(x, h.height, h.width)
-                    lo, hi = max(first, position), min(end, position + len(video))
-                    for frame in video[max(0, lo - position) : max(0, hi - position)]:
-                        out.write(frame, *(next(stamps) if stamps else ()))
-                        written += 1
-                    position += len(video)
-                if progress:
-                    progress(written, end - first)
+            written = _decode_into(out, stream, pieces, first, end, h.height, h.width, device, progress, stamps)
             if written != end - first:  # the header fixes the count; a bad file fails before here
                 raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
             skipped = out.audio_skipped_reason
-    path = Path(dst)
-    size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
     if source_audio is None:
         state = "none"
     elif not audio:
@@ -497,7 +599,46 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         state = "dropped (frame range)"
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
-    return Report(written, h.width, h.height, fps, size, time.time() - started, state, h.entropy_coder, note)
+    return Report(written, h.width, h.height, fps, _output_bytes(dst), time.time() - started, state, h.entropy_coder,
+                  note)
+
+
+def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, weights_sha256: str, width: int,
+                   height: int, num_frames: int, fps: Fraction, frames: str | None = None, model: str | None = None,
+                   codec: str = "libx264", crf: int = 12, preset: str = "medium", device: str = "cpu",
+                   progress: Progress | None = None, label: str = "latents", inputs: tuple = (),
+                   max_memory: int | None = None) -> Report:
+    """Decode unquantized latents (T', L, h, w: latent frames first, as latent shards hold them) of a
+    `width` x `height` clip of `num_frames` frames into a video, like decode() does a .cdt's (noise seed 0,
+    the model's sampling steps). `model_id` and `weights_sha256` name the weights that made them; `inputs`
+    are the files they were read from (never written onto)."""
+    started = time.time()
+    check_video_output(dst)
+    refuse_inputs(dst, [*inputs, model], folder=True)
+    timeline = CODEC_TIMELINE
+    if width > MAX_SIDE or height > MAX_SIDE or width < 1 or height < 1:
+        raise CodecError(f"{label}: frame size {width}x{height} is outside 1..{MAX_SIDE} pixels per side")
+    expect = (timeline.latent_frames(num_frames), timeline.latent_size(height), timeline.latent_size(width))
+    if latents.dim() != 4 or (latents.shape[0], *latents.shape[2:]) != expect:
+        raise CodecError(f"{label}: latents of shape {tuple(latents.shape)} do not fit {num_frames} frames of "
+                         f"{width}x{height} ({expect[0]} latent frames of {expect[1]}x{expect[2]})")
+    first, end = parse_frame_range(frames, num_frames)
+    net, _ = _load_decoder(model_id, weights_sha256, model, label, device)
+    if net.cfg.latent_dim != latents.shape[1]:
+        raise CodecError(f"{label}: {latents.shape[1]} latent channels, but the model has {net.cfg.latent_dim}")
+    check_memory(decode_bytes(net.cfg, timeline.coded_size(height), timeline.coded_size(width), net.cfg.sample_steps),
+                 f"{label}: decoding {width}x{height}", max_memory)
+    stream = StreamDecoder(net)
+
+    def read(t: int) -> torch.Tensor:
+        return latents[t : t + 1].transpose(0, 1).float()  # (L, 1, h, w)
+
+    pieces = ((timeline.frames_of_latents(t, 1)[0], functools.partial(read, t)) for t in range(latents.shape[0]))
+    with open_sink(dst, width, height, fps=fps, codec=codec, crf=crf, preset=preset) as out:
+        written = _decode_into(out, stream, pieces, first, end, height, width, device, progress)
+        if written != end - first:
+            raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
+    return Report(written, width, height, fps, _output_bytes(dst), time.time() - started, "none")
 
 
 def _facts_lost(h: Header, timed: bool, out, dst: str) -> str:

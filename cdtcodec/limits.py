@@ -81,10 +81,12 @@ def _gb(n: int) -> str:
     return f"{n / (1 << 30):.1f} GiB"
 
 
-def check_memory(needed: int, what: str, explicit: int | None = None) -> None:
-    """MemoryLimitExceeded unless `needed` bytes fit the limit (see memory_limit); `what` leads the message."""
+def check_memory(needed: int, what: str, explicit: int | None = None, share: int = 1) -> None:
+    """MemoryLimitExceeded unless `needed` bytes fit the limit (see memory_limit); `what` leads the message.
+    `share`: the work runs beside others (that many in all, a corpus's jobs) and gets that share of the limit."""
     limit, source = memory_limit(explicit)
-    if limit is not None and needed > limit:
+    if limit is not None and needed * max(1, share) > limit:
+        part = "" if share <= 1 else f"its 1/{share} share ({_gb(limit // share)}, one of {share} jobs) of "
         raise MemoryLimitExceeded("max_memory", f" or {LIMIT_ENV}=SIZE if this machine can hold it",
-                                  before=f"{what} needs about {_gb(needed)} of memory, more than the limit of "
-                                         f"{_gb(limit)} ({source}); raise it with ")
+                                  before=f"{what} needs about {_gb(needed)} of memory, more than {part}the limit "
+                                         f"of {_gb(limit)} ({source}); raise it with ")

@@ -111,3 +111,16 @@ def confirm_output(output, rule: Overwrite, inputs: Iterable = (), *, folder: bo
         raise OutputRefused(f"{output}: already exists; pass -y to overwrite it")
     if not ask(f"File '{output}' already exists. Overwrite? [y/N] "):
         raise OutputRefused(f"{output}: already exists; not overwritten")
+
+
+def may_replace(rule: Overwrite, question: str, *, interactive: bool | None = None,
+                ask: Callable[[str], bool] = _ask_on_terminal) -> bool:
+    """Whether outputs that exist may be replaced, for a command that asks once about many (a corpus):
+    -y yes, -n no, else the answer on a terminal and no elsewhere."""
+    if rule is Overwrite.ALWAYS:
+        return True
+    if rule is Overwrite.NEVER:
+        return False
+    if not (_terminal() if interactive is None else interactive):
+        return False
+    return ask(question)

@@ -179,6 +179,23 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
     return model.to(device).eval(), name, file_sha256(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """Weights loaded once for many encodes (a corpus worker): the model, its name, the sha256 of its file
+    and the file itself (where its prior lives beside it)."""
+
+    net: CDT
+    name: str
+    digest: str
+    path: Path
+
+
+def load(spec: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """load_model(spec, device) kept together with the file it read."""
+    net, name, digest = load_model(spec, device)
+    return LoadedModel(net, name, digest, weights_path(spec))
+
+
 def _read_any(path: Path) -> tuple[str, CDTConfig, dict[str, torch.Tensor]]:
     meta = {}
     if path.suffix == ".safetensors" and path.is_file():

@@ -11,10 +11,11 @@ escape.
 """
 
 from cdtcodec.media.errors import VideoError
-from cdtcodec.media.formats import MAX_SIDE, is_image_path, output_kind
+from cdtcodec.media.formats import MAX_SIDE, VIDEO_EXTENSIONS, is_image_path, is_video_path, output_kind
 from cdtcodec.media.probe import VideoInfo
 from cdtcodec.media.sinks import ContainerSink, PngSink, Sink, Y4mSink, open_sink
 from cdtcodec.media.source import VideoReader, open_video, read_png_frames
 
 __all__ = ["VideoError", "VideoInfo", "VideoReader", "Sink", "PngSink", "ContainerSink", "Y4mSink", "open_sink",
-           "open_video", "read_png_frames", "is_image_path", "output_kind", "MAX_SIDE"]
+           "open_video", "read_png_frames", "is_image_path", "is_video_path", "output_kind", "MAX_SIDE",
+           "VIDEO_EXTENSIONS"]

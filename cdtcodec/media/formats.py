@@ -12,6 +12,10 @@ MAX_SIDE = 8192
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
+#: What a folder walk takes as video (a corpus's folders; a file named on its own is read whatever its name).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".y4m", ".mpg", ".mpeg", ".ts",
+                              ".m2ts", ".mts", ".flv", ".wmv", ".ogv", ".3gp", ".mxf", ".dv", ".gif"})
+
 # Output extension -> FFmpeg muxer name.
 _CONTAINER_FORMATS = {
     ".mp4": "mp4",
@@ -76,6 +80,11 @@ _AVCOL_SPC_SMPTE170M = 6
 def is_image_path(path) -> bool:
     """True when the path names a still image (by extension): read as a one-frame video."""
     return Path(str(path)).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_video_path(path) -> bool:
+    """True when the path's extension names a video container (VIDEO_EXTENSIONS)."""
+    return Path(str(path)).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def output_kind(path) -> str:
