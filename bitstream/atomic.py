@@ -104,6 +104,31 @@ def remove_leftovers(final: str | os.PathLike) -> int:
     return len(found)
 
 
+class CloseOrAbort:
+    """For a writer with close(), abort() and a `_done` flag: `with` closes it on success and aborts it on an
+    exception; one dropped unfinished (say a signal between construction and `with`) aborts, so it leaves no
+    temporary behind."""
+
+    _done = True  # until the writer's own __init__ has got as far as owning something
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    def __del__(self):
+        try:
+            if not self._done:
+                self.abort()
+        except Exception:
+            pass
+
+
 class AtomicOutput:
     """A temporary file (or directory) `path` beside `final`, created empty on construction.
 

@@ -31,7 +31,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 
 from . import spec
-from .atomic import AtomicOutput, deferred_signals
+from .atomic import AtomicOutput, CloseOrAbort, deferred_signals
 from .audio import AudioPacket, AudioTrack
 from .chunk_coding import chunk_coder
 from .errors import (
@@ -137,7 +137,7 @@ def decode_audio_packet(p: bytes, what: str) -> AudioPacket:
 # ------------------------------------------------------------------------------------------------
 # writer
 # ------------------------------------------------------------------------------------------------
-class CdtWriter:
+class CdtWriter(CloseOrAbort):
     """Write a .cdt file chunk by chunk.
 
     `dest` is a path (written via a temporary in the same directory, fsync'd and renamed on
@@ -332,23 +332,6 @@ class CdtWriter:
             finally:
                 self._output.discard()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()
-        return False
-
-    def __del__(self):
-        # A writer dropped unfinished (say a signal between construction and `with`) leaves no temporary.
-        try:
-            if not self._done:
-                self.abort()
-        except Exception:
-            pass
 
 
 # ------------------------------------------------------------------------------------------------

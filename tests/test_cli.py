@@ -49,6 +49,19 @@ def pattern(width: int, height: int, index: int) -> np.ndarray:
     return img.astype(np.uint8)
 
 
+def mux_tone(container, stream, samples: int) -> None:
+    """`samples` of a 440 Hz mono tone at 44.1 kHz through `stream` (AAC) into `container`, flushed."""
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)[None]
+    for start in range(0, samples, 1024):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp",
+                                           layout="mono")
+        frame.sample_rate, frame.pts = 44100, start
+        for p in stream.encode(frame):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
+
+
 def make_clip(path: Path, width: int, height: int, frames: int, fps: Fraction = FPS, audio: bool = False) -> Path:
     """An H.264 .mp4 (yuv444p for odd sizes), optionally with a mono AAC track as long as the video."""
     with av.open(str(path), "w") as c:
@@ -62,16 +75,7 @@ def make_clip(path: Path, width: int, height: int, frames: int, fps: Fraction = 
         for p in v.encode():
             c.mux(p)
         if a is not None:
-            n = int(44100 * frames / float(fps))
-            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 44100)).astype(np.float32)[None]
-            for start in range(0, n, 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]),
-                                                   format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 44100, start
-                for p in a.encode(frame):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
+            mux_tone(c, a, int(44100 * frames / float(fps)))
     return path
 
 

@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 
-from test_cli import invoke, make_clip, pattern, script
+from test_cli import invoke, make_clip, mux_tone, pattern, script
 from bitstream import CdtReader, spec
 from cdtcodec import codec
 from cdtcodec.media import open_sink
@@ -53,16 +53,7 @@ def make_source(path: Path) -> Path:
                 c.mux(p)
         for p in v.encode():
             c.mux(p)
-        n = 44100 * END_MS // 1000
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 44100)).astype(np.float32)[None]
-        for start in range(0, n, 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
-                                               layout="mono")
-            frame.sample_rate, frame.pts = 44100, start
-            for p in a.encode(frame):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+        mux_tone(c, a, 44100 * END_MS // 1000)
     return path
 
 

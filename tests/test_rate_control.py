@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from test_cli import mux_tone
 from bitstream import CdtReader, CdtWriter
 from bitstream.chunk_coding import chunk_coder
 from cdtcodec import codec, rate_control
@@ -57,16 +58,7 @@ def _clip(path: Path, width=64, height=64, frames=13, kind=0, audio=False) -> Pa
         for p in v.encode():
             c.mux(p)
         if a is not None:
-            n = 44100 * frames // 24
-            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 44100)).astype(np.float32)[None]
-            for start in range(0, n, 1024):
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
-                                                   layout="mono")
-                frame.sample_rate, frame.pts = 44100, start
-                for p in a.encode(frame):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
+            mux_tone(c, a, 44100 * frames // 24)
     return path
 
 

@@ -39,7 +39,7 @@ from typing import Iterable
 import av
 import numpy as np
 
-from bitstream.atomic import AtomicOutput
+from bitstream.atomic import AtomicOutput, CloseOrAbort
 from bitstream.audio import AudioPacket, AudioTrack
 from cdtcodec.media.audio import AudioInterleaver
 from cdtcodec.media.errors import VideoError, _describe, _err
@@ -65,7 +65,7 @@ def _as_fraction(value, what: str) -> Fraction:
         raise VideoError(f"invalid {what} {value!r}: {e}") from None
 
 
-class Sink:
+class Sink(CloseOrAbort):
     """Frames in, one output at the end. Use as a context manager: leaving the block normally finalises the
     output under its name, leaving it with an exception removes everything written."""
 
@@ -190,23 +190,6 @@ class Sink:
         if self._output is not None:
             self._output.discard()
 
-    def __enter__(self) -> "Sink":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
-
-    def __del__(self):
-        # Never leave a temporary behind when the writer is dropped without close()/abort().
-        try:
-            if not self._done:
-                self.abort()
-        except Exception:
-            pass
 
     # ---- what a kind provides
 
