@@ -615,7 +615,10 @@ def train(
     batch: int = typer.Option(_TRAIN.batch, min=1, help="Clips per process per step."),
     frames: int = typer.Option(_TRAIN.frames, min=1, help="Frames per clip (1 + 4k)."),
     crop: int = typer.Option(_TRAIN.crop, min=16, help="Square crop size (multiple of 16)."),
-    lr: float = typer.Option(_TRAIN.lr),
+    lr: float = typer.Option(_TRAIN.lr, help="Peak learning rate (AdamW)."),
+    warmup: int = typer.Option(_TRAIN.warmup, min=0, help="Linear warm-up steps up to --lr."),
+    final_lr_ratio: float = typer.Option(_TRAIN.final_lr_ratio, min=0.0, max=1.0,
+                                         help="The cosine decay ends at --lr times this, at --steps."),
     kl_weight: float = typer.Option(_TRAIN.kl_weight),
     lpips_weight: float = typer.Option(_TRAIN.lpips_weight),
     rate_weight: float = typer.Option(_TRAIN.rate_weight, min=0.0,
@@ -644,8 +647,8 @@ def train(
     if crop % 16:
         raise ValueError("--crop must be a multiple of 16")
     cfg = TrainConfig(model=model, data=str(data), out=str(out), steps=steps, batch=batch, frames=frames, crop=crop,
-                      lr=lr, kl_weight=kl_weight, lpips_weight=lpips_weight, rate_weight=rate_weight,
-                      inference_share=inference_share,
+                      lr=lr, warmup=warmup, final_lr_ratio=final_lr_ratio, kl_weight=kl_weight,
+                      lpips_weight=lpips_weight, rate_weight=rate_weight, inference_share=inference_share,
                       ema=ema, seed=seed, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
                       device=device, threads=threads)
     run_training(cfg, export=export, console=err)

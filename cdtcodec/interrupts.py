@@ -5,16 +5,25 @@ One handler object per process holds what was received: the context managers nes
 main(), a command, its progress bar), and an inner one that finds it installed shares its record instead of
 starting a new one. Only the first signal raises: a second Ctrl-C while the first one's clean-up runs is
 remembered, never allowed to cut that clean-up short.
+
+A signal that lands inside a finalizer (an object's __del__, a weakref callback, run by the garbage collector
+at any point) raises there, and Python swallows that exception with an "Exception ignored" traceback: the
+process would go on as if nothing had come. The outermost block therefore watches for exactly that
+(sys.unraisablehook) and raises the signal again a moment later, from whatever code runs after the finalizer.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
 
 #: the signals a user, a terminal or a supervisor (timeout, docker stop, systemd, CI) ends a process with
+#: how soon a signal swallowed by a finalizer is raised again (SIGALRM), in seconds
+RERAISE_DELAY_S = 0.001
+
 FATAL_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
                       if s is not None)
 
@@ -46,6 +55,24 @@ class _Handler:
         if self.raising and first:
             raise Interrupted(signum)
 
+    def unraisable(self, previous_hook):
+        """A sys.unraisablehook: an Interrupted that a finalizer swallowed is raised again (by SIGALRM, once
+        the finalizer has returned); anything else goes to the hook that was there before."""
+        def hook(unraisable) -> None:
+            if not isinstance(unraisable.exc_value, Interrupted):
+                previous_hook(unraisable)
+                return
+            signum = unraisable.exc_value.signum
+
+            def reraise(*_):
+                signal.signal(signal.SIGALRM, alarm_before)
+                if self.raising:
+                    raise Interrupted(signum)
+
+            alarm_before = signal.signal(signal.SIGALRM, reraise)
+            signal.setitimer(signal.ITIMER_REAL, RERAISE_DELAY_S)
+        return hook
+
 
 @contextmanager
 def signals_caught(*signums: int, raising: bool = True) -> Iterator[list[int]]:
@@ -63,8 +90,12 @@ def signals_caught(*signums: int, raising: bool = True) -> Iterator[list[int]]:
         yield []
         return
     current = signal.getsignal(signums[0])
-    handler = current if isinstance(current, _Handler) else _Handler()
+    outermost = not isinstance(current, _Handler)
+    handler = _Handler() if outermost else current
     previous = {s: signal.signal(s, handler) for s in signums}
+    hook_before = sys.unraisablehook
+    if outermost:
+        sys.unraisablehook = handler.unraisable(hook_before)
     was_raising, handler.raising = handler.raising, raising
     try:
         if raising and handler.received:
@@ -72,6 +103,8 @@ def signals_caught(*signums: int, raising: bool = True) -> Iterator[list[int]]:
         yield handler.received
     finally:
         handler.raising = was_raising
+        if outermost:
+            sys.unraisablehook = hook_before
         for s, p in previous.items():
             signal.signal(s, p)
 

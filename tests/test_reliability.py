@@ -399,6 +399,30 @@ def test_decode_across_thread_counts(work):
 # ---------------------------------------------------------------------------------------------------------
 # 7. residuals: a signal while a writer is being built; library messages name parameters, not flags
 
+def test_a_signal_inside_a_finalizer_is_raised_after_it(monkeypatch):
+    """SIGTERM while the garbage collector ran an object's __del__ used to be swallowed there ('Exception ignored
+    in ... __del__', a traceback on stderr) and the process went on as if it had not come (CI, a corpus run)."""
+    import sys
+
+    from cdtcodec.interrupts import Interrupted, signals_caught
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    finalized = []
+
+    class SignalledInFinalizer:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)  # the handler runs on the next line, inside the finalizer
+            finalized.append(True)
+
+    with pytest.raises(Interrupted) as caught:
+        with signals_caught():
+            SignalledInFinalizer()  # dropped at once: __del__ runs here
+            time.sleep(5)  # where the signal comes back
+    assert caught.value.signum == signal.SIGTERM and finalized == [] and unraisable == []
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL  # the re-raise left nothing installed
+
+
 def test_a_signal_while_the_writer_is_built_leaves_nothing(tmp_path, monkeypatch):
     """SIGTERM inside SpooledTemporaryFile's constructor (CdtWriter's index spool) used to escape it half-built
     ('Exception ignored in ... __del__') and leave the .part file; now it is held back until the writer is whole,

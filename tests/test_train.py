@@ -99,12 +99,15 @@ def test_cli_from_scratch_logs_validates_and_exports(data_dir, tmp_path):
     result = CliRunner().invoke(app, ["train", "--model", "cdt-tiny", "--data", str(data_dir), "--out", str(out),
                                       "--steps", "2", "--batch", "1", "--frames", "5", "--crop", "32",
                                       "--workers", "0", "--val-every", "2", "--ckpt-every", "1",
+                                      "--lr", "1e-3", "--warmup", "0", "--final-lr-ratio", "0.5",
                                       "--export", str(export)])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert [r["step"] for r in steps][-1] == 2 and all(np.isfinite(r["loss"]) for r in steps)
     assert {"mse", "kl", "lpips", "lr", "grad_norm"} <= set(steps[0])
+    # no warm-up, a cosine from 1e-3 to 0.5e-3 at step 2: 1e-3 and 0.75e-3, logged as the mean of the window
+    assert [r["lr"] for r in steps] == pytest.approx([0.875e-3])
     assert any("val_psnr" in r and "val_lpips" in r for r in records)
     model, name, _ = load_model(export)
     assert name == "cdt-tiny" and next(model.parameters()).dtype == torch.float32
