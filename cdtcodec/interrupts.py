@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from typing import Iterator
 
 #: the signals a user, a terminal or a supervisor (timeout, docker stop, systemd, CI) ends a process with
-#: how soon a signal swallowed by a finalizer is raised again (SIGALRM), in seconds
-RERAISE_DELAY_S = 0.001
-
 FATAL_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
                       if s is not None)
+
+#: how soon a signal swallowed by a finalizer is raised again (SIGALRM), in seconds
+RERAISE_DELAY_S = 0.001
 
 
 class Interrupted(KeyboardInterrupt):
