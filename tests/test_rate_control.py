@@ -189,8 +189,10 @@ def test_file_sizer_gives_the_size_of_the_file_written(work, clip, toy):
 # ---------------------------------------------------------------------------------------------------------
 # encode with a target
 
+# Targets that the first guess (step 0.5) misses by more than 5% under the shipped prior, so that each one needs a
+# search (with v5's prior, 25 kbps on 48x40x9 was met by the first guess within 0.2%).
 @pytest.mark.parametrize("name,target", [("64x64x13", RateTarget("kbps", 60.0)), ("64x64x13", RateTarget("bpp", 0.3)),
-                                         ("48x40x9", RateTarget("kbps", 25.0)), ("80x48x5", RateTarget("bpp", 0.5))])
+                                         ("48x40x9", RateTarget("kbps", 20.0)), ("80x48x5", RateTarget("bpp", 0.5))])
 def test_encode_meets_the_target_within_5_percent(work, clips, toy, name, target):
     clip = clips[name]
     trials = []
