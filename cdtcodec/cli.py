@@ -623,6 +623,9 @@ def train(
     lpips_weight: float = typer.Option(_TRAIN.lpips_weight),
     rate_weight: float = typer.Option(_TRAIN.rate_weight, min=0.0,
                                       help="Weight of the rate (bpp under the model's prior): rate-distortion."),
+    quantized_share: float = typer.Option(_TRAIN.quantized_share, min=0.0, max=1.0,
+                                          help="Share of samples decoded from the quantized latent, as the codec "
+                                               "decodes (the step drawn over the quality scale)."),
     inference_share: float = typer.Option(_TRAIN.inference_share, min=0.0, max=1.0,
                                           help="Share of samples at the one-step decode point."),
     ema: float = typer.Option(_TRAIN.ema),
@@ -648,7 +651,8 @@ def train(
         raise ValueError("--crop must be a multiple of 16")
     cfg = TrainConfig(model=model, data=str(data), out=str(out), steps=steps, batch=batch, frames=frames, crop=crop,
                       lr=lr, warmup=warmup, final_lr_ratio=final_lr_ratio, kl_weight=kl_weight,
-                      lpips_weight=lpips_weight, rate_weight=rate_weight, inference_share=inference_share,
+                      lpips_weight=lpips_weight, rate_weight=rate_weight, quantized_share=quantized_share,
+                      inference_share=inference_share,
                       ema=ema, seed=seed, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
                       device=device, threads=threads)
     run_training(cfg, export=export, console=err)

@@ -108,7 +108,7 @@ def test_cli_from_scratch_logs_validates_and_exports(data_dir, tmp_path):
     assert {"mse", "kl", "lpips", "lr", "grad_norm"} <= set(steps[0])
     # no warm-up, a cosine from 1e-3 to 0.5e-3 at step 2: 1e-3 and 0.75e-3, logged as the mean of the window
     assert [r["lr"] for r in steps] == pytest.approx([0.875e-3])
-    assert any("val_psnr" in r and "val_lpips" in r for r in records)
+    assert any("val_psnr" in r and "val_lpips" in r and "val_psnr_q5" in r for r in records)
     model, name, _ = load_model(export)
     assert name == "cdt-tiny" and next(model.parameters()).dtype == torch.float32
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -195,3 +195,61 @@ def test_rate_term_adds_the_priors_bits_and_reaches_the_encoder():
                                                        + rate * out["bpp"].item(), rel=1e-5)
     assert not torch.allclose(grads[0], grads[1])  # the rate's gradient reaches the encoder
     assert all(p.grad is None for p in prior.parameters())  # the prior stays frozen
+
+
+def _decoded_latents(objective, video, seed):
+    """Runs the objective once; returns its outputs and the latents the decoder was conditioned on."""
+    seen = []
+    hook = objective.model.context.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        out = objective(video, torch.Generator().manual_seed(seed))
+    finally:
+        hook.remove()
+    return out, seen[0]
+
+
+def test_quantized_share_decodes_the_rounded_mean_with_a_straight_through_gradient():
+    from cdtcodec.model.encoder import split_moments
+    from cdtcodec.train.losses import LossWeights, Objective
+
+    torch.manual_seed(0)
+    model = CDT(CDTConfig(context_dim=8, unet_dim=4))
+    video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        mean, _ = split_moments(model.moments(video))
+    on_grid = lambda z, step: torch.allclose(z, torch.round(mean / step) * step, atol=1e-6)
+
+    # no KL, LPIPS or rate: the encoder's gradient can only come through the decoded latent
+    quantized = Objective(model, LossWeights(kl=0.0, lpips=0.0, quantized_share=1.0), None, steps=(0.5, 0.5))
+    out, z = _decoded_latents(quantized, video, 1)
+    assert on_grid(z.detach(), 0.5)
+    out["loss"].backward()
+    assert next(model.encoder.parameters()).grad.abs().sum() > 0  # rounding did not cut the encoder off
+
+    model.zero_grad()
+    _, z = _decoded_latents(Objective(model, LossWeights(kl=0.0, lpips=0.0), None), video, 1)
+    assert not on_grid(z.detach(), 0.5)  # without the share, the posterior sample
+
+
+def test_rate_and_quantized_decode_share_each_samples_step(monkeypatch):
+    from cdtcodec import entropy_model
+    from cdtcodec.entropy_model import ConditionalPrior
+    from cdtcodec.model.encoder import split_moments
+    from cdtcodec.train.losses import LossWeights, Objective
+
+    torch.manual_seed(0)
+    model = CDT(CDTConfig(context_dim=8, unet_dim=4))
+    video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    steps = []
+    rate_bits = entropy_model.rate_bits
+    monkeypatch.setattr(entropy_model, "rate_bits", lambda prior, latent, step: (steps.append(step),
+                                                                                 rate_bits(prior, latent, step))[1])
+    objective = Objective(model, LossWeights(lpips=0.0, rate=0.1, quantized_share=1.0), None, ConditionalPrior(),
+                          steps=(0.1, 4.0))
+    out, z = _decoded_latents(objective, video, 2)
+    with torch.no_grad():
+        mean, _ = split_moments(model.moments(video))
+    step = steps[0].view(2, 1, 1, 1, 1)
+    assert steps[0][0] != steps[0][1] and ((0.1 <= steps[0]) & (steps[0] <= 4.0)).all()  # one step per sample
+    assert torch.allclose(z.detach(), torch.round(mean / step) * step, atol=1e-6)
+    assert out["bpp"].item() > 0

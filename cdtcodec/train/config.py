@@ -13,6 +13,9 @@ class LossWeights:
     # bits per pixel of the posterior mean under the model's conditional prior (frozen), at a quantizer step
     # drawn log-uniformly over the quality scale: rate-distortion fine-tuning; 0 leaves the rate out
     rate: float = 0.0
+    # share of samples whose decoder input is the posterior mean rounded at that step (straight-through), as
+    # the codec decodes, in place of the posterior sample; 0 trains on unquantized latents only
+    quantized_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class TrainConfig:
     lpips_weight: float = LossWeights.lpips
     inference_share: float = LossWeights.inference_share
     rate_weight: float = LossWeights.rate  # > 0 needs the prior beside the weights: <stem>.prior.safetensors
+    quantized_share: float = LossWeights.quantized_share
     seed: int = 0
     log_every: int = 10
     val_every: int = 250

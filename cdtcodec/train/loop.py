@@ -26,6 +26,7 @@ from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
+from cdtcodec.quantize import DEFAULT_QUALITY, step_for_quality
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
 from cdtcodec.train.losses import Objective
@@ -73,14 +74,17 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 @torch.no_grad()
 def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: int = 0,
-             kinds: list[str] | None = None) -> dict[str, float]:
-    """One-step decode of the posterior mean, as the codec runs (no quantization); PSNR on [-1, 1] clamped.
-    With `kinds` (one per clip) the means per kind come too, as val_psnr/<kind> and val_lpips/<kind>."""
+             kinds: list[str] | None = None, step: float | None = None) -> dict[str, float]:
+    """One-step decode of the posterior mean, as the codec runs, unquantized or (with `step`) quantized at that
+    step; PSNR on [-1, 1] clamped. With `kinds` (one per clip) the means per kind come too, as
+    val_psnr/<kind> and val_lpips/<kind>."""
     model.eval()
     psnrs, lp = [], []
     for clip in clips:
         video = clip.unsqueeze(0).to(next(model.parameters()).device)
         z = model.encode(video)
+        if step is not None:
+            z = torch.round(z / step) * step
         _, _, t, h, w = video.shape
         noise = frame_noise(seed, 0, t, h, w).to(video)
         out = model.decode(z, noise).clamp(-1, 1)
@@ -125,7 +129,8 @@ class Trainer:
         self.model.to(self.device).train()
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.lpips = LPIPS.from_file().to(self.device) if (cfg.lpips_weight > 0 or val_clips) else None
-        weights = LossWeights(cfg.kl_weight, cfg.lpips_weight, cfg.inference_share, cfg.rate_weight)
+        weights = LossWeights(cfg.kl_weight, cfg.lpips_weight, cfg.inference_share, cfg.rate_weight,
+                              cfg.quantized_share)
         objective = Objective(self.model, weights, self.lpips if cfg.lpips_weight > 0 else None,
                               _frozen_prior(cfg.model, self.device) if cfg.rate_weight > 0 else None)
         self.objective = (nn.parallel.DistributedDataParallel(objective) if self.world > 1 else objective)
@@ -237,6 +242,9 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         result = evaluate(self.ema, self.val_clips, self.lpips, kinds=self.val_kinds)
+        # and at the codec's default quality, the point users meet (PSNR only: it is the quantizer's cost)
+        quantized = evaluate(self.ema, self.val_clips, None, step=step_for_quality(DEFAULT_QUALITY))
+        result[f"val_psnr_q{DEFAULT_QUALITY}"] = quantized["val_psnr"]
         self._log({"step": self.step, **result, "cpu_seconds": round(self.cpu_seconds, 1)})
         return result
 

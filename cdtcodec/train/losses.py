@@ -1,5 +1,6 @@
 """The training objective: x0-prediction diffusion MSE + KL on the posterior + LPIPS on the predicted video,
-and optionally the rate of the quantized posterior mean under the conditional prior."""
+optionally the rate of the quantized posterior mean under the conditional prior, and optionally a share of
+samples decoded from the quantized posterior mean, as the codec decodes."""
 
 from __future__ import annotations
 
@@ -27,12 +28,15 @@ class Objective(nn.Module):
     makes the denoiser use its inputs; the CPU probes show that training only at t = N-1 collapses the
     latent (KL -> 0), while the inference point must be trained directly because the one-step decode
     is all the codec ever runs.
+
+    Quantizer steps: each sample draws one step, log-uniform over `steps`, which both the rate term and the
+    quantized decode use, so that the bits paid for and the latents decoded are those of the same step.
     """
 
     def __init__(self, model: CDT, weights: LossWeights, lpips: nn.Module | None, prior: nn.Module | None = None,
-                 rate_steps: tuple[float, float] = QUALITY_STEP_RANGE):
+                 steps: tuple[float, float] = QUALITY_STEP_RANGE):
         """prior: the frozen torch twin of the model's conditional prior (entropy_model.ConditionalPrior), needed
-        when weights.rate > 0; rate_steps: the quantizer steps the rate is taken at (log-uniform)."""
+        when weights.rate > 0; steps: the range of quantizer steps the rate and the quantized decode are taken at."""
         super().__init__()
         if weights.rate > 0 and prior is None:
             raise ValueError("a rate weight needs the model's prior")
@@ -40,7 +44,7 @@ class Objective(nn.Module):
         self.weights = weights
         self.lpips = lpips
         self.prior = prior.requires_grad_(False) if prior is not None else None
-        self.rate_steps = rate_steps
+        self.steps = steps
 
     def forward(self, video: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """video (B, 3, T, H, W) in [-1, 1], T = 1 + 4k. Returns the losses and a few diagnostics."""
@@ -49,6 +53,17 @@ class Objective(nn.Module):
         mean, logvar = split_moments(model.moments(video))
         eps_z = torch.randn(mean.shape, generator=generator).to(mean)
         z = mean + (0.5 * logvar).exp() * eps_z
+        step = None
+        if self.weights.rate > 0 or self.weights.quantized_share > 0:
+            lo, hi = (torch.log(torch.tensor(s)) for s in self.steps)
+            step = torch.exp(lo + (hi - lo) * torch.rand(b, generator=generator)).to(mean).view(b, 1, 1, 1, 1)
+        if self.weights.quantized_share > 0:
+            # the codec decodes round(mean / step) * step: those samples see exactly that latent, with a
+            # straight-through gradient to the encoder: rounding for the decoder, noise for the rate (the mixed
+            # quantization of Minnen & Singh 2020), since rounding is what the decoder meets in the codec
+            quantized = (torch.rand(b, generator=generator) < self.weights.quantized_share).to(mean.device)
+            rounded = mean + (torch.round(mean / step) * step - mean).detach()
+            z = torch.where(quantized.view(b, 1, 1, 1, 1), rounded, z)
         context = model.context(z)
 
         n = cfg.num_timesteps
@@ -73,10 +88,8 @@ class Objective(nn.Module):
         if self.prior is not None and self.weights.rate > 0:
             from cdtcodec.entropy_model import rate_bits
 
-            lo, hi = (torch.log(torch.tensor(s)) for s in self.rate_steps)
-            step = torch.exp(lo + (hi - lo) * torch.rand(b, generator=generator)).to(mean)
             pixels = b * video.shape[2] * video.shape[3] * video.shape[4]
-            bpp = rate_bits(self.prior, mean, step) / pixels
+            bpp = rate_bits(self.prior, mean, step.view(b)) / pixels
             loss = loss + self.weights.rate * bpp
             out["bpp"] = bpp.detach()
         out["loss"] = loss
