@@ -1,10 +1,11 @@
 """Reconstruction quality of a weights file on the validation split, for the model card.
 
-Encodes each validation clip to the posterior mean (no quantization) and decodes it in one DDIM step with the
-streaming decoder, as the codec does; reports PSNR (RGB, [0,1] peak 1), SSIM and LPIPS-alex per clip, per kind
+Encodes each validation clip to the posterior mean (no quantization, or with --quality Q rounded at that
+quality's step, as the codec quantizes) and decodes it in one DDIM step with the streaming decoder, as the codec
+does; reports PSNR (RGB, [0,1] peak 1), SSIM and LPIPS-alex per clip, per kind
 of footage (the clips are shared evenly between the kinds of the validation split) and overall.
 
-    python scripts/evaluate_weights.py cdtcodec/assets/weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16]
+    python scripts/evaluate_weights.py cdtcodec/assets/weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16] [--quality Q]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr, ssim
+from cdtcodec.quantize import QUALITY_STEPS, dequantize, quantize, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.train.data import validation_set
 from cdtcodec.weights import load_model
@@ -30,6 +32,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--frames", type=int, default=17)
     ap.add_argument("--count", type=int, default=16)
+    ap.add_argument("--quality", type=int, choices=sorted(QUALITY_STEPS),
+                    help="quantize the latents at this quality's step first (default: unquantized)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
@@ -43,6 +47,9 @@ def main() -> None:
         enc = StreamEncoder(model)
         moments = torch.cat(enc.push(video) + enc.finish(), dim=2)
         latent = moments[:, : model.cfg.latent_dim]
+        if args.quality is not None:
+            step = step_for_quality(args.quality)
+            latent = dequantize(quantize(latent[0], step), step).unsqueeze(0)
         out = torch.cat(StreamDecoder(model, seed=0).push(latent), dim=2).clamp(-1, 1)
         frames = lambda v: v[0].transpose(0, 1)  # (T, 3, H, W)
         with torch.no_grad():
@@ -59,12 +66,14 @@ def main() -> None:
     for kind, m in [*per_kind.items(), ("all", mean)]:
         n = len(rows) if kind == "all" else sum(r["kind"] == kind for r in rows)
         print(f"| {kind} | {n} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['lpips']:.4f} |")
-    print(f"{name} ({digest[:12]}) on {len(rows)} validation clips of {args.frames}x{args.size}x{args.size}: "
+    at = "unquantized" if args.quality is None else f"at quality {args.quality}"
+    print(f"{name} ({digest[:12]}) on {len(rows)} validation clips of {args.frames}x{args.size}x{args.size}, {at}: "
           f"PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}, LPIPS {mean['lpips']:.4f} "
           f"({time.time() - start:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"weights": args.weights, "sha256": digest, "size": args.size, "frames": args.frames,
+                       "quality": args.quality,
                        "clips": rows, "per_kind": per_kind, "mean": mean}, f, indent=2)
 
 
