@@ -2,8 +2,10 @@
 
 Encodes each validation clip to the posterior mean (no quantization, or with --quality Q rounded at that
 quality's step, as the codec quantizes) and decodes it in one DDIM step with the streaming decoder, as the codec
-does; reports PSNR (RGB, [0,1] peak 1), SSIM and LPIPS-alex per clip, per kind
-of footage (the clips are shared evenly between the kinds of the validation split) and overall.
+does; reports PSNR (RGB, [0,1] peak 1), SSIM and LPIPS-alex per clip, per kind of footage (the clips are shared
+evenly between the kinds of the validation split) and overall. With --quality and the weights' prior beside them
+(<stem>.prior.safetensors), also the rate the prior estimates for those symbols (bits per pixel; the coder's
+files add their header and the range coder's few bytes).
 
     python scripts/evaluate_weights.py cdtcodec/assets/weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16] [--quality Q]
 """
@@ -17,6 +19,9 @@ from pathlib import Path
 
 import torch
 
+from bitstream.prior import load_prior
+from cdtcodec.entropy_choice import prior_path
+from cdtcodec.entropy_model import from_integer, rate_bits
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr, ssim
 from cdtcodec.quantize import QUALITY_STEPS, dequantize, quantize, step_for_quality
@@ -39,6 +44,8 @@ def main() -> None:
 
     model, name, digest = load_model(args.weights)
     lpips = LPIPS.from_file()
+    has_prior = args.quality is not None and prior_path(args.weights).is_file()
+    prior = from_integer(load_prior(prior_path(args.weights))).eval() if has_prior else None
     clips = validation_set(args.data, frames=args.frames, size=args.size, count=args.count)
     rows = []
     start = time.time()
@@ -47,8 +54,12 @@ def main() -> None:
         enc = StreamEncoder(model)
         moments = torch.cat(enc.push(video) + enc.finish(), dim=2)
         latent = moments[:, : model.cfg.latent_dim]
+        bits = None
         if args.quality is not None:
             step = step_for_quality(args.quality)
+            if prior is not None:
+                with torch.no_grad():
+                    bits = rate_bits(prior, latent, step, mode="ste").item()
             latent = dequantize(quantize(latent[0], step), step).unsqueeze(0)
         out = torch.cat(StreamDecoder(model, seed=0).push(latent), dim=2).clamp(-1, 1)
         frames = lambda v: v[0].transpose(0, 1)  # (T, 3, H, W)
@@ -57,9 +68,13 @@ def main() -> None:
                    "psnr": psnr(out, video),
                    "ssim": ssim(frames(out).double() / 2 + 0.5, frames(video).double() / 2 + 0.5).mean().item(),
                    "lpips": lpips(frames(out), frames(video)).mean().item()}
+        if bits is not None:
+            row["bpp"] = bits / video[0, 0].numel()
         rows.append(row)
-        print(f"clip {i} ({clip.kind}, {row['file']} @{clip.start}): PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}  LPIPS {row['lpips']:.4f}", flush=True)
-    average = lambda rs: {k: sum(r[k] for r in rs) / len(rs) for k in ("psnr", "ssim", "lpips")}
+        rate = f"  {row['bpp']:.4f} bpp" if bits is not None else ""
+        print(f"clip {i} ({clip.kind}, {row['file']} @{clip.start}): PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}  LPIPS {row['lpips']:.4f}{rate}", flush=True)
+    keys = ("psnr", "ssim", "lpips") + (("bpp",) if prior is not None else ())
+    average = lambda rs: {k: sum(r[k] for r in rs) / len(rs) for k in keys}
     mean = average(rows)
     per_kind = {kind: average([r for r in rows if r["kind"] == kind]) for kind in sorted({r["kind"] for r in rows})}
     print("| kind | clips | PSNR dB | SSIM | LPIPS |\n| --- | ---: | ---: | ---: | ---: |")
@@ -68,8 +83,9 @@ def main() -> None:
         print(f"| {kind} | {n} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['lpips']:.4f} |")
     at = "unquantized" if args.quality is None else f"at quality {args.quality}"
     print(f"{name} ({digest[:12]}) on {len(rows)} validation clips of {args.frames}x{args.size}x{args.size}, {at}: "
-          f"PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}, LPIPS {mean['lpips']:.4f} "
-          f"({time.time() - start:.0f} s)")
+          f"PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f}, LPIPS {mean['lpips']:.4f}"
+          + (f", {mean['bpp']:.4f} bpp (the prior's estimate)" if prior is not None else "")
+          + f" ({time.time() - start:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"weights": args.weights, "sha256": digest, "size": args.size, "frames": args.frames,
