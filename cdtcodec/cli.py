@@ -625,7 +625,8 @@ def train(
                                       help="Weight of the rate (bpp under the model's prior): rate-distortion."),
     quantized_share: float = typer.Option(_TRAIN.quantized_share, min=0.0, max=1.0,
                                           help="Share of samples decoded from the quantized latent, as the codec "
-                                               "decodes (the step drawn over the quality scale)."),
+                                               "decodes (the step drawn over the quality scale); use with "
+                                               "--rate-weight, which keeps the latents from growing."),
     inference_share: float = typer.Option(_TRAIN.inference_share, min=0.0, max=1.0,
                                           help="Share of samples at the one-step decode point."),
     ema: float = typer.Option(_TRAIN.ema),
