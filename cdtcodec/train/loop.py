@@ -26,7 +26,7 @@ from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
-from cdtcodec.quantize import DEFAULT_QUALITY, step_for_quality
+from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
 from cdtcodec.train.losses import Objective
@@ -84,7 +84,7 @@ def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: i
         video = clip.unsqueeze(0).to(next(model.parameters()).device)
         z = model.encode(video)
         if step is not None:
-            z = torch.round(z / step) * step
+            z = dequantize(quantize(z[0], step), step).unsqueeze(0).to(z)
         _, _, t, h, w = video.shape
         noise = frame_noise(seed, 0, t, h, w).to(video)
         out = model.decode(z, noise).clamp(-1, 1)
