@@ -53,3 +53,8 @@ def dequantize(symbols: np.ndarray, step: float):
     import torch
 
     return torch.from_numpy(symbols.astype(np.float32)) * step
+
+
+def roundtrip(latent, step: float):
+    """(C, t, h, w) torch latent -> the latent a decoder gets from its symbols, on the latent's device and dtype."""
+    return dequantize(quantize(latent, step), step).to(latent)

@@ -24,7 +24,7 @@ from cdtcodec.entropy_choice import prior_path
 from cdtcodec.entropy_model import from_integer, rate_bits
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr, ssim
-from cdtcodec.quantize import QUALITY_STEPS, dequantize, quantize, step_for_quality
+from cdtcodec.quantize import QUALITY_STEPS, roundtrip, step_for_quality
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.train.data import validation_set
 from cdtcodec.weights import load_model
@@ -60,7 +60,7 @@ def main() -> None:
             if prior is not None:
                 with torch.no_grad():
                     bits = rate_bits(prior, latent, step, mode="ste").item()
-            latent = dequantize(quantize(latent[0], step), step).unsqueeze(0)
+            latent = roundtrip(latent[0], step).unsqueeze(0)
         out = torch.cat(StreamDecoder(model, seed=0).push(latent), dim=2).clamp(-1, 1)
         frames = lambda v: v[0].transpose(0, 1)  # (T, 3, H, W)
         with torch.no_grad():

@@ -26,7 +26,7 @@ from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
-from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, quantize, step_for_quality
+from cdtcodec.quantize import DEFAULT_QUALITY, roundtrip, step_for_quality
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
 from cdtcodec.train.losses import Objective
@@ -74,25 +74,28 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 @torch.no_grad()
 def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: int = 0,
-             kinds: list[str] | None = None, step: float | None = None) -> dict[str, float]:
-    """One-step decode of the posterior mean, as the codec runs, unquantized or (with `step`) quantized at that
-    step; PSNR on [-1, 1] clamped. With `kinds` (one per clip) the means per kind come too, as
-    val_psnr/<kind> and val_lpips/<kind>."""
+             kinds: list[str] | None = None, quality: int | None = None) -> dict[str, float]:
+    """One-step decode of the posterior mean, as the codec runs (no quantization); PSNR on [-1, 1] clamped.
+    With `kinds` (one per clip) the means per kind come too, as val_psnr/<kind> and val_lpips/<kind>; with
+    `quality`, the PSNR of the same latents quantized at that quality's step too, as val_psnr_q<quality>."""
     model.eval()
-    psnrs, lp = [], []
+    psnrs, lp, quantized = [], [], []
     for clip in clips:
         video = clip.unsqueeze(0).to(next(model.parameters()).device)
         z = model.encode(video)
-        if step is not None:
-            z = dequantize(quantize(z[0], step), step).unsqueeze(0).to(z)
         _, _, t, h, w = video.shape
         noise = frame_noise(seed, 0, t, h, w).to(video)
         out = model.decode(z, noise).clamp(-1, 1)
         psnrs.append(psnr(out, video))
+        if quality is not None:
+            z_hat = roundtrip(z[0], step_for_quality(quality)).unsqueeze(0)
+            quantized.append(psnr(model.decode(z_hat, noise).clamp(-1, 1), video))
         if lpips is not None:
             lp.append(lpips.video(out, video).mean().item())
     mean = lambda values: sum(values) / len(values)
     result = {"val_psnr": mean(psnrs)}
+    if quantized:
+        result[f"val_psnr_q{quality}"] = mean(quantized)
     if lp:
         result["val_lpips"] = mean(lp)
     for kind in sorted(set(kinds or [])):
@@ -241,10 +244,8 @@ class Trainer:
         return stats
 
     def validate(self) -> dict[str, float]:
-        result = evaluate(self.ema, self.val_clips, self.lpips, kinds=self.val_kinds)
-        # and at the codec's default quality, the point users meet (PSNR only: it is the quantizer's cost)
-        quantized = evaluate(self.ema, self.val_clips, None, step=step_for_quality(DEFAULT_QUALITY))
-        result[f"val_psnr_q{DEFAULT_QUALITY}"] = quantized["val_psnr"]
+        # also at the codec's default quality, the point users meet (PSNR only: it is the quantizer's cost)
+        result = evaluate(self.ema, self.val_clips, self.lpips, kinds=self.val_kinds, quality=DEFAULT_QUALITY)
         self._log({"step": self.step, **result, "cpu_seconds": round(self.cpu_seconds, 1)})
         return result
 
