@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from cdtcodec.quantize import QUALITY_STEP_RANGE
+from cdtcodec.train.config import TrainConfig
 from cdtcodec.train.data import ClipDataset, validation_clips
 
 Log = Callable[[str], None]
@@ -41,11 +42,12 @@ def cache_latents(data: str | Path, path: str | Path, net, *, clips: int = 160, 
                   size: int = 256, val_clips: int = 8, seed: int = 0, log: Log | None = None) -> Path:
     """Encode `clips` random training windows and the validation clips once; store both in `path` (.npz).
 
-    Training windows are ClipDataset's (random segment, start, scale in [0.5, 1], crop, flip), so the cache
-    sees the same kind of material as the tokenizer's own training."""
+    Training windows are ClipDataset's (random segment, start, scale in [0.5, 1], crop, flip) with the
+    training run's shares of each kind, so the cache sees the same material as the tokenizer's own training."""
     path = Path(path)
     rng = np.random.default_rng(seed)
-    dataset = ClipDataset(data, frames=frames, size=size, split="train", seed=seed, min_scale=0.5)
+    dataset = ClipDataset(data, frames=frames, size=size, split="train", seed=seed, min_scale=0.5,
+                          kind_mix=dict(TrainConfig.kind_mix))
     train = encode_clips(net, (dataset.sample(rng) for _ in range(clips)), log)
     val = encode_clips(net, validation_clips(data, frames=frames, size=size, count=val_clips), log)
     path.parent.mkdir(parents=True, exist_ok=True)
