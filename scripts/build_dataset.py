@@ -77,8 +77,9 @@ PHOTOS = [("Aqua", "train"), ("Blinds", "train"), ("FreshFlower", "train"), ("Ga
           ("GreenMeadow", "train"), ("Storm", "train"), ("TwoWings", "train"), ("Wood", "train"),
           ("YellowFlower", "train"), ("Dune", "val"), ("LadyBird", "val"), ("RainDrops", "val")]
 PHOTO_SECONDS = {"train": 20.0, "val": 10.0}
-PHOTO_FPS = Fraction(24)
-PHOTO_SIZE = (512, 288)  # output width, height
+# The clips rendered here (photographs through the synthetic camera, text) share one frame rate and size.
+RENDER_FPS = Fraction(24)
+RENDER_SIZE = (512, 288)  # output width, height
 
 # Text rendered over plain, graded, smooth or grainy backgrounds (scripts/text_clips.py: credits rolls, title
 # cards, crawls, subtitles), one clip per font of Debian's DejaVu and Liberation packages; training only, so
@@ -91,7 +92,6 @@ TEXT_FONTS = {"fonts-dejavu-core": ("dejavu", "Bitstream Vera licence (DejaVu ch
                                     "LiberationSerif-Regular", "LiberationSerif-Italic",
                                     "LiberationSansNarrow-Regular", "LiberationMono-Regular"])}
 TEXT_SECONDS = 20.0
-TEXT_FPS = Fraction(24)
 
 ENCODE_SETTINGS = {"short_side": SHORT_SIDE, "crf": CRF, "preset": PRESET, "codec": "libx264",
                    "pix_fmt": "yuv420p", "segment_seconds": SEGMENT_SECONDS, "version": 2}
@@ -398,7 +398,7 @@ def _camera_path(n: int, rng, bounds: tuple[float, float], view: tuple[int, int]
     view is reflected off the photo's edges."""
     width, height = bounds
     vw, vh = view
-    fps = float(PHOTO_FPS)
+    fps = float(RENDER_FPS)
     cx, cy, zoom, angle, gain = width / 2, height / 2, 1.0, 0.0, 1.0
     rate = np.zeros(5)
     target = np.zeros(5)
@@ -433,12 +433,12 @@ def _camera_path(n: int, rng, bounds: tuple[float, float], view: tuple[int, int]
 
 
 def photo_frames(path: Path, count: int, seed: int):
-    """``count`` RGB frames (uint8, PHOTO_SIZE) of a synthetic camera moving over the photograph ``path``."""
+    """``count`` RGB frames (uint8, RENDER_SIZE) of a synthetic camera moving over the photograph ``path``."""
     import torch
     import torch.nn.functional as F
     from PIL import Image
 
-    vw, vh = PHOTO_SIZE
+    vw, vh = RENDER_SIZE
     rng = np.random.default_rng([seed, 2026])
     image = Image.open(path).convert("RGB")
     # The widest view (zoom 0.8) spans 1.1 / 0.8 source pixels per output pixel after this resize, and
@@ -468,18 +468,16 @@ def _source_frames(clip: Clip, src_path: Path):
     the output size; the frame count may be approximate for containers (packets counted)."""
     import av
 
-    if clip.motion_seed is not None:
-        total = int(round(max(r[2] for r in clip.ranges) * float(PHOTO_FPS)))
-        frames = (av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-                  for rgb in photo_frames(src_path, total, clip.motion_seed))
-        return (*PHOTO_SIZE, PHOTO_FPS, total, frames)
-    if clip.text_seed is not None:
-        from text_clips import text_frames  # beside this script
+    if clip.motion_seed is not None or clip.text_seed is not None:
+        total = int(round(max(r[2] for r in clip.ranges) * float(RENDER_FPS)))
+        if clip.motion_seed is not None:
+            rgb = photo_frames(src_path, total, clip.motion_seed)
+        else:
+            from text_clips import text_frames  # beside this script
 
-        total = int(round(max(r[2] for r in clip.ranges) * float(TEXT_FPS)))
-        frames = (av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-                  for rgb in text_frames(src_path, total, clip.text_seed, PHOTO_SIZE))
-        return (*PHOTO_SIZE, TEXT_FPS, total, frames)
+            rgb = text_frames(src_path, total, clip.text_seed, RENDER_SIZE)
+        frames = (av.VideoFrame.from_ndarray(x, format="rgb24").reformat(format="yuv420p") for x in rgb)
+        return (*RENDER_SIZE, RENDER_FPS, total, frames)
     info = probe(src_path)
     w, h, fps, sar = info["width"], info["height"], info["fps"], info["sar"]
     disp_w = w * float(sar)

@@ -22,6 +22,9 @@ def _script(name: str):
     return mod
 
 
+TEXT_CLIPS = _script("text_clips")
+
+
 @pytest.fixture(scope="module")
 def font() -> Path:
     # matplotlib (a pinned dependency) ships DejaVu Sans, the family the data set renders from Debian's package
@@ -31,7 +34,7 @@ def font() -> Path:
 
 
 def _render(font, count, seed, size=(128, 72)):
-    return np.stack(list(_script("text_clips").text_frames(font, count, seed, size)))
+    return np.stack(list(TEXT_CLIPS.text_frames(font, count, seed, size)))
 
 
 def test_frames_have_the_size_and_count_asked_for(font):
