@@ -64,7 +64,8 @@ OPTIONS = {"step": "--step", "steps": "--steps", "entropy": "--entropy", "seed":
            "model": "--model PATH", "codecs": "--codecs", "qualities": "--qualities", "presets": "--presets",
            "crfs": "--crf", "size": "--size", "quick": "--quick", "max_memory": "--max-memory SIZE",
            "target_kbps": "--target-kbps", "target_bpp": "--target-bpp", "jobs": "--jobs",
-           "shard_size": "--shard-size", "latents": "--latent-dtype", "summary": "--summary", "ray": "--ray"}
+           "shard_size": "--shard-size", "latents": "--latent-dtype", "summary": "--summary", "ray": "--ray",
+           "report_frame": "--report-frame"}
 
 
 SIGPIPE_EXIT = 128 + getattr(signal, "SIGPIPE", 13)  # a closed stdout pipe exits as if SIGPIPE had ended it
@@ -688,18 +689,19 @@ def bench(
     model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
     quick: bool = typer.Option(False, "--quick", help="CI smoke run: one tiny clip (32x32, 5 frames), cdt at two qualities against x264."),
     no_streams: bool = typer.Option(False, "--no-streams", help="Do not keep the encoded streams in OUT/streams."),
+    report_frame: Optional[int] = typer.Option(None, "--report-frame", help="The frame report.html shows of each clip (default: the middle one)."),
     threads: int = THREADS,
     device: str = DEVICE,
     yes: bool = typer.Option(False, "-y", "--overwrite", help="Replace the results of an earlier run in OUT."),
     no: bool = typer.Option(False, "-n", "--no-overwrite", help="Refuse when OUT holds an earlier run's results."),
 ):
-    """Rate-distortion benchmark against x264/x265/SVT-AV1: results.json, results.csv, plots, summary.md."""
+    """Rate-distortion benchmark against x264/x265/SVT-AV1: results.json, results.csv, plots, summary.md, report.html."""
     from cdtcodec import bench as rd
 
     confirm_output(out / "results.json", policy(yes, no), clips or [])  # an earlier run's results mark OUT as used
     cfg = rd.make_config(clips, codecs=codecs, qualities=qualities, presets=presets, crfs=crf, size=size,
                          frames=frames, out=out, model=model, device=_device(device), threads=threads, quick=quick,
-                         keep_streams=not no_streams)
+                         keep_streams=not no_streams, report_frame=report_frame)
     results = rd.run(cfg, console=err)
     for line in rd.console_lines(results, out):
         err.print(line, highlight=False, markup=False)

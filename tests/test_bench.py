@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
+import re
+import shutil
+import subprocess
 from fractions import Fraction
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +200,8 @@ def test_quick_bench_end_to_end(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "BD-rate" in summary and "x264 medium" in summary and "| cdt | quality 2 |" in summary
     assert not (out / "work").exists() and not (out / "runs.partial.jsonl").exists()
+    page = (out / "report.html").read_text()  # always written; the default frame is the middle one
+    assert "moving: frame 2 of 5" in page and (out / "report" / "moving.f2.source.png").is_file()
 
 
 def test_the_range_coder_curve_is_the_same_frames_in_other_bytes(tmp_path):
@@ -225,3 +232,163 @@ def test_the_range_coder_curve_is_the_same_frames_in_other_bytes(tmp_path):
         assert prior["metrics"] == plain["metrics"]
     assert data["curves"]["cdt-range"] == "cdt, range coder (format 1)"
     assert set(data["bd_rate"]["per_clip"]) == {"cdt-range"}
+    page = (out / "report.html").read_text()  # the same frames are shown once
+    assert page.count('data-curve="cdt-range"') == 0 and page.count('data-curve="cdt"') == 2 + 1  # strip, crop
+    assert "cdt, range coder (format 1) quality 6: the same frame as cdt quality 6, not repeated" in page
+
+
+# ---------------------------------------------------------------------------------------------------------
+# report.html: what it names, and how a real browser shows it
+
+class _Page(HTMLParser):
+    """report.html's images, its figures (attributes and caption text) and its crop rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.figures, self.crop_rows, self.sections = [], [], [], []
+        self._figure, self._where = None, ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+            if self._figure is not None:
+                self._figure["src"] = a["src"]
+        elif tag == "figure":
+            self._figure = {**a, "text": "", "row": self.crop_rows[-1] if "crops" in self._where else None}
+        elif tag == "div" and "strip" in a.get("class", ""):
+            self._where = a["class"]
+            if "crops" in a["class"]:
+                self.crop_rows.append({k: int(a[f"data-{k}"]) for k in ("x", "y", "side")})
+        elif tag == "section":
+            self.sections.append(a["data-clip"])
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self.figures.append(self._figure)
+            self._figure = None
+
+    def handle_data(self, data):
+        if self._figure is not None:
+            self._figure["text"] += data
+
+
+@pytest.fixture(scope="module")
+def two_clip_run(tmp_path_factory):
+    """A tiny bench of two clips against x264 and x265 (toy model, 32x32, 5 frames), shown at frame 1."""
+    tmp = tmp_path_factory.mktemp("report")
+    clips = [tmp / "moving.mp4", tmp / "other.mp4"]
+    _moving_clip(clips[0])
+    _moving_clip(clips[1], frames=7, h=48, w=40)
+    torch.manual_seed(0)
+    toy = tmp / "toy.safetensors"
+    save_model(CDT(CDTConfig(context_dim=8, unet_dim=4)), toy, "toy")
+    out = tmp / "results"
+    result = CliRunner().invoke(app, ["bench", *map(str, clips), "--codecs", "cdt,x264,x265", "--qualities", "2,6",
+                                      "--presets", "medium", "--crf", "x264=20,32,44", "--crf", "x265=24,40",
+                                      "--size", "32", "--frames", "5", "--report-frame", "1", "--model", str(toy),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return np.asarray(im.convert("RGB"))
+
+
+def test_report_shows_each_clip_at_matched_rates(two_clip_run):
+    from cdtcodec.bench.workers import _ref_decode
+
+    out = two_clip_run
+    data = json.loads((out / "results.json").read_text())
+    page = _Page()
+    text = (out / "report.html").read_text()
+    page.feed(text)
+    assert "http://" not in text and "https://" not in text  # nothing to fetch: it opens offline
+    assert {"rd_psnr.png", "rd_lpips.png"} <= set(page.images)
+    for src in page.images:  # every image it names exists and decodes
+        assert _rgb(out / src).size > 0, src
+    assert page.sections == ["moving", "other"]
+    assert html.escape(data["command"]) in text and html.escape(data["machine"]["cpu"]) in text
+    assert "x264 medium" in text and "x265 medium" in text and "BD-rate" in text
+
+    for clip in ("moving", "other"):
+        runs = [r for r in data["runs"] if r["clip"] == clip]
+        assert all(r["status"] == "ok" for r in runs)
+        point = next(r for r in runs if r["curve"] == "cdt" and r["setting"] == {"quality": 6})  # nearest the default
+        matched = [min((r for r in runs if r["curve"] == curve), key=lambda r: abs(r["bytes"] - point["bytes"]))
+                   for curve in ("x264-medium", "x265-medium")]
+        figures = [f for f in page.figures if f["data-clip"] == clip]
+        strip = [f for f in figures if f["row"] is None]
+        crops = [f for f in figures if f["row"] is not None]
+        expected = [r for r in runs if r["codec"] == "cdt"] + matched
+        assert [f["data-role"] for f in strip] == ["source", "cdt", "chosen", "matched", "matched"]
+        assert [(f["data-curve"], f["data-setting"]) for f in strip[1:]] == \
+            [(r["curve"], " ".join(f"{k} {v}" for k, v in r["setting"].items())) for r in expected]
+        for f, r in zip(strip[1:], expected):  # the labels are results.json's numbers
+            m = r["metrics"]
+            for part in (r["label"], f"{r['bytes']:,} bytes", f"{r['bpp']:.3f} bpp", f"{m['psnr_rgb']:.2f} dB",
+                         f"LPIPS {m['lpips']:.3f}"):
+                assert part in f["text"], (part, f["text"])
+        tiles = {f["data-role"] if f["data-role"] == "source" else f["data-curve"] + f["data-setting"]:
+                 _rgb(out / f["src"]) for f in strip}
+        assert all(t.shape == (32, 32, 3) for t in tiles.values())
+        assert strip[0]["src"] == f"report/{clip}.f1.source.png"
+        # the tiles are frame 1 of the bench's own decodes: x264's stream decodes to the same frame
+        x264 = _ref_decode({"stream": str(out / "streams" / matched[0]["stream"]), "codec": "x264"}).frames
+        assert np.array_equal(tiles["x264-mediumcrf " + str(matched[0]["setting"]["crf"])], x264[1])
+
+        # the crop: the window where the chosen point's error is largest, 2x, the same region of every codec
+        (row,) = {json.dumps(f["row"]) for f in crops}
+        x, y, side = json.loads(row).values()
+        assert side == 16 and [f["data-role"] for f in crops] == ["source", "chosen", "matched", "matched"]
+        err = ((tiles["source"].astype(int) - tiles["cdtquality 6"].astype(int)) ** 2).sum(-1)
+        window = lambda i, j: err[i:i + side, j:j + side].sum()
+        assert window(y, x) == max(window(i, j) for i in range(33 - side) for j in range(33 - side))
+        for f in crops:
+            key = "source" if f["data-role"] == "source" else f["data-curve"] + f["data-setting"]
+            zoomed = np.repeat(np.repeat(tiles[key][y:y + side, x:x + side], 2, 0), 2, 1)
+            assert np.array_equal(_rgb(out / f["src"]), zoomed), f["src"]
+        assert f"report/{clip}.psnr.png" in page.images
+
+
+CHECK_SCRIPT = """<script>addEventListener('load', () => { const i = [...document.images];
+document.body.setAttribute('data-check', JSON.stringify({images: i.length,
+  broken: i.filter(x => !x.complete || x.naturalWidth === 0).map(x => x.getAttribute('src'))})); });</script>"""
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    command = [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--hide-scrollbars", f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed: `make test` "
+                    "installs it (apt-get install -y chromium) and could not here")
+def test_report_renders_in_a_real_browser(two_clip_run, tmp_path):
+    out = two_clip_run
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    # The page itself carries no script: a copy of it with one reports, into the DOM, what the browser loaded.
+    check = out / "check.html"
+    check.write_text((out / "report.html").read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
+    try:
+        dom = _chromium(["--virtual-time-budget=10000", "--dump-dom", check.as_uri()], tmp_path / "profile")
+    finally:
+        check.unlink()
+    found = re.search(r'data-check="([^"]*)"', dom.stdout)
+    assert found, f"the page's load event did not run: {dom.stderr[-2000:]}"
+    loaded = json.loads(html.unescape(found.group(1)))
+    assert loaded == {"images": len(page.images), "broken": []} and len(page.images) == 2 + 2 * (5 + 4 + 1)
+
+    shot = tmp_path / "report.png"
+    _chromium(["--window-size=1280,2400", f"--screenshot={shot}", (out / "report.html").as_uri()],
+              tmp_path / "profile")
+    pixels = _rgb(shot)
+    assert pixels.shape == (2400, 1280, 3)
+    colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
+    assert pixels.std() > 20 and colours > 500, (pixels.std(), colours)  # not blank: text, plots, frames

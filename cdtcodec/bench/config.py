@@ -71,6 +71,7 @@ class BenchConfig:
     threads: int = 0
     quick: bool = False
     keep_streams: bool = True
+    report_frame: int | None = None  # the frame report.html shows of each clip (None: the middle one)
 
     @property
     def runs_cdt(self) -> bool:
@@ -118,7 +119,7 @@ def parse_crfs(specs: Iterable[str] | None) -> dict[str, tuple[int, ...]]:
 def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=None, presets=None, crfs=None,
                 size: int | None = None, frames: int | None = None, out: str | Path = "results",
                 model: str | None = None, device: str = "cpu", threads: int = 0, quick: bool = False,
-                keep_streams: bool = True) -> BenchConfig:
+                keep_streams: bool = True, report_frame: int | None = None) -> BenchConfig:
     """Resolve the settings (None: the full-run default, or the quick one) and check them."""
     from cdtcodec.quantize import QUALITY_STEPS
     from cdtcodec.weights import DEFAULT_MODEL
@@ -157,10 +158,12 @@ def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=No
         raise BadBenchArgument("size", f" {size}: must be even (4:2:0 references) and at least 32 (LPIPS needs 32 px)")
     if frames < 1:
         raise BadBenchArgument("frames", " must be >= 1")
+    if report_frame is not None and not 0 <= report_frame < frames:
+        raise BadBenchArgument("report_frame", f" {report_frame}: must be a frame index, 0..{frames - 1}")
     return BenchConfig(clips=clips, codecs=codec_list, qualities=tuple(sorted(set(q))),
                        presets=tuple(dict.fromkeys(preset_list)), crfs=grid, size=size, frames=frames, out=Path(out),
                        model=model or DEFAULT_MODEL, device=device, threads=threads, quick=quick,
-                       keep_streams=keep_streams)
+                       keep_streams=keep_streams, report_frame=report_frame)
 
 
 def curve_label(curve: str) -> str:

@@ -98,3 +98,29 @@ def plot(results: BenchResults, key: str, ylabel: str, path: Path) -> None:
     with AtomicOutput(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
+
+
+def frame_psnr(series: list[tuple[str, bool, list]], frame: int, path: Path) -> None:
+    """PSNR-RGB frame by frame, one line per (label, is cdt, values) with None for a frame without error, the
+    shown frame marked: where temporal flicker or drift would show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 2.6))
+    for label, cdt, values in series:
+        y = [np.nan if v is None else v for v in values]
+        ax.plot(range(len(y)), y, label=label, lw=2.2 if cdt else 1.2, marker="o" if len(y) <= 40 else None, ms=3)
+    ax.axvline(frame, color="0.5", ls=":", lw=1)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("frame")
+    ax.set_ylabel("PSNR-RGB (dB)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    with AtomicOutput(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -1,4 +1,5 @@
-"""The outputs: results.json, results.csv, summary.md, the console lines (the plots: plot.py)."""
+"""The outputs: results.json, results.csv, summary.md, report.html, the console lines (the plots: plot.py; the page
+of report.html: page.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from bitstream.atomic import AtomicOutput
 from cdtcodec.bench.config import CDT_CURVES
+from cdtcodec.bench.page import Strip, page_html
 from cdtcodec.bench.plot import average_curves, plot
 from cdtcodec.bench.records import BenchResults, RunRecord
 
@@ -48,10 +50,14 @@ def _json_safe(obj):
     return obj
 
 
-def write_outputs(results: BenchResults, out: Path) -> dict[str, Path]:
+def write_outputs(results: BenchResults, out: Path, strips: list[Strip] | None = None) -> dict[str, Path]:
+    """results.json, results.csv, the plots, summary.md; and report.html with `strips` (their images are in
+    out/report/ already)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "csv": out / "results.csv", "psnr_plot": out / "rd_psnr.png",
              "lpips_plot": out / "rd_lpips.png", "summary": out / "summary.md"}
+    if strips is not None:
+        paths["report"] = out / "report.html"
     _atomic_text(paths["json"], json.dumps(_json_safe(results.as_dict()), indent=1, allow_nan=False) + "\n")
     with AtomicOutput(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -61,6 +67,8 @@ def write_outputs(results: BenchResults, out: Path) -> dict[str, Path]:
     plot(results, "psnr_rgb", "PSNR-RGB (dB)", paths["psnr_plot"])
     plot(results, "lpips", "LPIPS-Alex (lower is better)", paths["lpips_plot"])
     _atomic_text(paths["summary"], summary_markdown(results))
+    if strips is not None:
+        _atomic_text(paths["report"], page_html(results, strips, bd_rows(results)))
     return paths
 
 
@@ -71,6 +79,19 @@ def _atomic_text(path: Path, text: str) -> None:
 
 def _fmt(v, spec: str, none: str = "–") -> str:
     return none if v is None else format(v, spec)
+
+
+def bd_rows(results: BenchResults) -> list[tuple[str, str, str]]:
+    """The averaged BD-rate table, as text cells: reference, PSNR axis, LPIPS axis (summary.md, report.html)."""
+    bd, clips = results.bd_rate, results.clips
+    if not bd.get("average"):
+        return [("–", bd.get("reason", "no reference run"), "")]
+    rows = []
+    for curve, axes in bd["average"].items():
+        cells = [f"{a['value']:+.1f}% ({a['clips']}/{len(clips)} clips)" if a["value"] is not None
+                 else f"n/a: {a['reason']}" for a in (axes["psnr"], axes["lpips"])]
+        rows.append((results.curves[curve], *cells))
+    return rows
 
 
 def summary_markdown(results: BenchResults) -> str:
@@ -91,15 +112,7 @@ def summary_markdown(results: BenchResults) -> str:
               "over the overlapping quality interval only; mean of the per-clip values (clips counted).", "",
               "| reference | BD-rate (PSNR-RGB) | BD-rate (LPIPS) |", "|---|---:|---:|"]
     bd = results.bd_rate
-    if not bd.get("average"):
-        lines.append(f"| – | {bd.get('reason', 'no reference run')} | |")
-    for curve, axes in bd.get("average", {}).items():
-        cells = []
-        for axis in ("psnr", "lpips"):
-            a = axes[axis]
-            cells.append(f"{a['value']:+.1f}% ({a['clips']}/{len(clips)} clips)" if a["value"] is not None
-                         else f"n/a: {a['reason']}")
-        lines.append(f"| {results.curves[curve]} | {cells[0]} | {cells[1]} |")
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in bd_rows(results)]
     kinds: dict[str, int] = {}
     for axes in bd.get("average", {}).values():
         for a in axes.values():
@@ -133,7 +146,8 @@ def summary_markdown(results: BenchResults) -> str:
 def console_lines(results: BenchResults, out: Path) -> list[str]:
     """What `cdtcodec bench` prints at the end: where the outputs are, and the averaged BD-rates."""
     lines = [f"bench: {len(results.runs)} runs on {len(results.clips)} clip(s) in {results.seconds:.0f} s -> "
-             f"{out}/ (results.json, results.csv, rd_psnr.png, rd_lpips.png, summary.md)"]
+             f"{out}/ (results.json, results.csv, rd_psnr.png, rd_lpips.png, summary.md"
+             + (", report.html" if (out / "report.html").is_file() else "") + ")"]
     for curve, axes in results.bd_rate.get("average", {}).items():
         cells = [f"{axis} {a['value']:+.1f}% ({a['clips']} clips)" if a["value"] is not None else f"{axis} n/a"
                  for axis, a in axes.items()]

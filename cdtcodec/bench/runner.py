@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -18,6 +19,7 @@ from cdtcodec.bench.clips import clip_names, prepare_clip, read_video
 from cdtcodec.bench.config import CDT_CURVES, REFERENCES, SCHEMA, BenchConfig, BenchError, curve_label
 from cdtcodec.bench.environment import environment, resolve_model
 from cdtcodec.bench.method import PSNR_CAP_NOTE, method
+from cdtcodec.bench.page import ClipFrames, frame_index, make_strip
 from cdtcodec.bench.records import BenchResults, Clip, RunRecord
 from cdtcodec.bench.report import write_outputs
 from cdtcodec.bench.workers import Workers
@@ -126,7 +128,8 @@ def _default_entropy() -> str:
 
 
 def run(cfg: BenchConfig, console=None) -> BenchResults:
-    """Run the benchmark described by `cfg`; writes results.json/.csv, the plots and summary.md into cfg.out."""
+    """Run the benchmark described by `cfg`; writes results.json/.csv, the plots, summary.md and report.html
+    (its images in report/) into cfg.out."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -147,7 +150,7 @@ def run(cfg: BenchConfig, console=None) -> BenchResults:
     jobs = _jobs(cfg)
     if not jobs:
         raise BenchError("nothing to run: no codec with a setting")
-    clips, runs = [], []
+    clips, runs, strips = [], [], []
     workers = Workers(with_torch=cfg.runs_cdt)
     partial = out / "runs.partial.jsonl"
     partial.unlink(missing_ok=True)
@@ -162,6 +165,9 @@ def run(cfg: BenchConfig, console=None) -> BenchResults:
             name = clip.name
             source = work / clip.lossless_source
             frames, _ = read_video(source)
+            index = frame_index(len(frames), cfg.report_frame)
+            kept = ClipFrames(index, frames[index].copy())  # the report's frame only: memory flat in the length
+            first = len(runs)
             for job in jobs:
                 label = curve_label(job["curve"])
                 progress.update(task, description=f"{name}: {label} {_setting_text(job['setting'])}")
@@ -169,8 +175,10 @@ def run(cfg: BenchConfig, console=None) -> BenchResults:
                 if decoded is not None:
                     try:
                         r.quality = clip_quality(frames, decoded, lpips)
+                        kept.keep(r, decoded)
                     except ValueError as e:
                         r.failed(str(e))
+                del decoded
                 if not r.ok:
                     progress.console.print(f"[yellow]failed[/]: {name} {label} {_setting_text(r.setting)}: {r.error}",
                                            highlight=False)
@@ -178,6 +186,9 @@ def run(cfg: BenchConfig, console=None) -> BenchResults:
                 with open(partial, "a") as f:
                     f.write(json.dumps(r.as_dict()) + "\n")
                 progress.advance(task)
+            del frames
+            progress.update(task, description=f"{name}: report")
+            strips.append(make_strip(name, kept, runs[first:], out))
             source.unlink(missing_ok=True)
         progress.update(task, description="done")
     shutil.rmtree(work, ignore_errors=True)
@@ -194,11 +205,11 @@ def run(cfg: BenchConfig, console=None) -> BenchResults:
     results = BenchResults(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         seconds=time.time() - started,
-        command=" ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else None,
+        command=shlex.join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else None,
         settings={"clips": cfg.clips, "codecs": list(cfg.codecs), "qualities": list(cfg.qualities),
                   "presets": list(cfg.presets), "crfs": {k: list(v) for k, v in cfg.crfs.items() if k in cfg.codecs},
                   "size": cfg.size, "frames": cfg.frames, "model": cfg.model, "device": cfg.device,
-                  "threads": cfg.threads, "quick": cfg.quick},
+                  "threads": cfg.threads, "quick": cfg.quick, "report_frame": cfg.report_frame},
         model=model,
         lpips={"net": "alex", "version": "0.1", "weights": default_weights_path().name,
                "sha256": file_sha256(default_weights_path())},
@@ -206,7 +217,7 @@ def run(cfg: BenchConfig, console=None) -> BenchResults:
         curves={c: curve_label(c) for c in dict.fromkeys(r.curve for r in runs)},
         runs=runs, coverage=_coverage(runs, [c.name for c in clips]), bd_rate=bd,
         failed=sum(not r.ok for r in runs), schema=SCHEMA)
-    write_outputs(results, out)
+    write_outputs(results, out, strips)
     partial.unlink(missing_ok=True)
     return results
 
