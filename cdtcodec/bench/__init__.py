@@ -40,7 +40,7 @@ What it measures, and how (method.py holds this list too; results.json carries i
 
 Modules, along the data flow: config (settings), clips (preparation), workers (processes, time, memory),
 runner (the run), records (the typed results, from a worker's phase to the whole run), bdrate (pure functions),
-report and plot (outputs), environment, method.
+report, page (report.html) and plot (outputs), environment, method.
 """
 
 from cdtcodec.bench.bdrate import bd_rate, compute_bd, monotone
