@@ -118,6 +118,8 @@ def test_option_errors(tmp_path):
         bench.make_config([str(clip)], crfs=["x266=20"])
     with pytest.raises(bench.BenchError, match="no clips"):
         bench.make_config([])
+    with pytest.raises(bench.BenchError, match="report_frame 5: must be a frame index, 0..4"):
+        bench.make_config([str(clip)], frames=5, report_frame=5)
     cfg = bench.make_config([str(clip)], crfs=["x264=30,20"], qualities="8,1")
     assert cfg.crfs["x264"] == (20, 30) and cfg.qualities == (1, 8) and cfg.size == 256 and cfg.frames == 33
     assert bench.clip_names(["a/x.mp4", "b/x.mp4", "c/y z.mkv"]) == ["x", "x_2", "y_z"]
@@ -386,8 +388,9 @@ def test_report_renders_in_a_real_browser(two_clip_run, tmp_path):
     assert loaded == {"images": len(page.images), "broken": []} and len(page.images) == 2 + 2 * (5 + 4 + 1)
 
     shot = tmp_path / "report.png"
-    _chromium(["--window-size=1280,2400", f"--screenshot={shot}", (out / "report.html").as_uri()],
-              tmp_path / "profile")
+    taken = _chromium(["--window-size=1280,2400", f"--screenshot={shot}", (out / "report.html").as_uri()],
+                      tmp_path / "profile")
+    assert shot.is_file(), taken.stderr[-2000:]
     pixels = _rgb(shot)
     assert pixels.shape == (2400, 1280, 3)
     colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
