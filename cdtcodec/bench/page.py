@@ -174,7 +174,7 @@ figure img { display: block; image-rendering: pixelated; background: #eee; }
 figure.chosen figcaption b { color: #b00; }
 .frame { position: relative; }
 .box { position: absolute; border: 2px solid #e00; box-sizing: border-box; }
-.plots img { max-width: 49%; vertical-align: top; }
+.plots img { display: block; max-width: 100%; margin-bottom: .5em; }  /* one a row: a many-clip plot is wide */
 table { border-collapse: collapse; margin: .5em 0; }
 td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; }
 pre { background: #f4f4f4; padding: .6em; white-space: pre-wrap; word-break: break-all; }
