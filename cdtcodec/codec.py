@@ -25,6 +25,7 @@ import torch
 
 from bitstream import spec
 from bitstream import BitstreamError, CdtReader, CdtWriter, Header
+from bitstream.atomic import special_file
 from bitstream.frame_times import Grid
 from bitstream.container import audio_record_bytes, frame_times_record_bytes
 from cdtcodec.config import PRESETS
@@ -71,6 +72,7 @@ class Report:
     note: str = ""  # one line worth telling the user (e.g. why the default coder fell back to range)
     step: float | None = None  # encode: the quantizer step
     target: str = ""  # encode: the rate target rate control met ("" without one)
+    precision: str = ""  # what the networks ran at: fp32 or bf16
 
     @property
     def bpp(self) -> float:
@@ -87,13 +89,16 @@ class Report:
                 "fps_processed": self.frames / self.seconds if self.seconds else 0.0, "audio": self.audio,
                 **({"entropy": self.entropy} if self.entropy else {}), **({"note": self.note} if self.note else {}),
                 **({"step": self.step} if self.step is not None else {}),
-                **({"target": self.target} if self.target else {})}
+                **({"target": self.target} if self.target else {}),
+                **({"precision": self.precision} if self.precision else {})}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Checks that run before anything slow (model loading, the first pass over the input).
 
 def _check_parent(dst: str | Path, path: Path) -> None:
+    if special_file(path):
+        return  # a device or FIFO is written into as it is; its folder (/dev) is not written
     parent = path.absolute().parent
     if not parent.exists():
         raise CodecError(f"{dst}: output directory {parent} does not exist")
@@ -189,10 +194,10 @@ def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
     return named_weights(h.model_id, h.weights_hash.hex(), model, label)
 
 
-def _load_decoder(model_id: str, weights_sha256: str, model, label: str, device: str):
+def _load_decoder(model_id: str, weights_sha256: str, model, label: str, device: str, precision: str):
     """(network, weights file) to decode `label` with; WrongWeights unless the file's sha256 is the one named."""
     weights = named_weights(model_id, weights_sha256, model, label)
-    net, _, digest = load_model(weights, device)  # hashes the file once, as it loads it
+    net, _, digest = load_model(weights, device, precision)  # hashes the file once, as it loads it
     if digest != weights_sha256:
         raise WrongWeights("model", "", before=f"{label} was encoded with the weights {model_id!r} (sha256 "
                            f"{weights_sha256}), but {weights} has sha256 {digest}; pass the weights it was "
@@ -262,14 +267,14 @@ def check_encode_args(quality: int | None = None, step: float | None = None, tar
 
 @contextmanager
 def _encoder_input(src, start_s: float, max_frames: int | None, model: str | Path | LoadedModel | None, device: str,
-                   notice: Callable[[str], None]):
+                   precision: str, notice: Callable[[str], None]):
     """(reader, model) for an encode: the input opened, what it loses said to `notice`, then the model loaded
     (unless it already is). Opening probes the input: missing, unreadable, not a video, zero frames, absurd size
     all fail here, before the (possibly large) model is loaded."""
     with open_video(src, start_s=start_s, max_frames=max_frames) as reader:
         for note in input_reductions(reader.info):
             notice(note)
-        yield reader, model if isinstance(model, LoadedModel) else load(model, device)
+        yield reader, model if isinstance(model, LoadedModel) else load(model, device, precision)
 
 
 def _posterior_means(reader, net, device: str, progress: Progress | None, counted: list[int],
@@ -303,11 +308,12 @@ def _posterior_means(reader, net, device: str, progress: Progress | None, counte
 def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel | None = None,
            quality: int | None = None, step: float | None = None, target: RateTarget | None = None, seed: int = 0,
            steps: int | None = None, entropy: str = ENTROPY_DEFAULT, start_s: float = 0.0,
-           max_frames: int | None = None, audio: bool = True, device: str = "cpu", progress: Progress | None = None,
-           max_memory: int | None = None, memory_share: int = 1, notice: Callable[[str], None] | None = None,
-           rate_progress: Callable[[Trial], None] | None = None) -> Report:
+           max_frames: int | None = None, audio: bool = True, device: str = "cpu", precision: str = "fp32",
+           progress: Progress | None = None, max_memory: int | None = None, memory_share: int = 1,
+           notice: Callable[[str], None] | None = None, rate_progress: Callable[[Trial], None] | None = None) -> Report:
     """Encode a video (or still image) into a .cdt file at `dst`; nothing appears there unless it succeeds.
-    `model` is a preset, a weights file, or weights already loaded (on `device`).
+    `model` is a preset, a weights file, or weights already loaded (on `device`, at their precision); `precision`
+    (auto, fp32, bf16) is the encoder's arithmetic: the latents, hence the symbols, differ by its rounding.
 
     The quantizer step is `step`, else that of `quality` (default DEFAULT_QUALITY), else, with `target`, the one
     rate control chooses so that the whole file meets the target (cdtcodec/rate_control.py; each trial goes to
@@ -319,7 +325,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
     step = check_encode_args(quality, step, target, seed, steps, entropy)
     check_cdt_output(dst)
     refuse_inputs(dst, [src])  # never onto the source, whatever the caller's overwrite policy
-    with _encoder_input(src, start_s, max_frames, model, device, notice) as (reader, loaded):
+    with _encoder_input(src, start_s, max_frames, model, device, precision, notice) as (reader, loaded):
         info, net = reader.info, loaded.net
         timeline = Timeline.of(net.cfg)
         latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
@@ -413,7 +419,11 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
     return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note,
-                  step=float(step), target=str(target) if target else "")
+                  step=float(step), target=str(target) if target else "", precision=_precision_of(net))
+
+
+def _precision_of(net) -> str:
+    return "bf16" if net.dtype == torch.bfloat16 else "fp32"
 
 
 def _open_writer(dst, header: Header, prior) -> CdtWriter:
@@ -453,15 +463,15 @@ class LatentClip:
 
 def encode_latents(src: str | Path, sink: Callable[[torch.Tensor], None], *,
                    model: str | Path | LoadedModel | None = None, start_s: float = 0.0,
-                   max_frames: int | None = None, device: str = "cpu", progress: Progress | None = None,
-                   max_memory: int | None = None, memory_share: int = 1,
+                   max_frames: int | None = None, device: str = "cpu", precision: str = "fp32",
+                   progress: Progress | None = None, max_memory: int | None = None, memory_share: int = 1,
                    notice: Callable[[str], None] | None = None) -> LatentClip:
     """The posterior mean of a video, unquantized: `sink` receives it in time order as float32 CPU tensors of
     shape (L, t, h, w), latent frame chunks of the encoder's schedule (all latent frames of the coded length,
     the padded tail included). The same pass as encode(), so the latents are the ones a .cdt quantizes."""
     notice = notice or (lambda line: None)
     started = time.time()
-    with _encoder_input(src, start_s, max_frames, model, device, notice) as (reader, loaded):
+    with _encoder_input(src, start_s, max_frames, model, device, precision, notice) as (reader, loaded):
         info, net = reader.info, loaded.net
         timeline = Timeline.of(net.cfg)
         check_memory(encode_bytes(net.cfg, timeline.coded_size(info.height), timeline.coded_size(info.width)),
@@ -527,16 +537,19 @@ def _decode_into(out, stream: StreamDecoder, pieces, first: int, end: int, heigh
 
 def _output_bytes(dst) -> int:
     path = Path(dst)
+    if special_file(path):
+        return 0  # a device or FIFO: what went through it is not kept
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
 
 
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
-           crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu",
+           crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu", precision: str = "fp32",
            progress: Progress | None = None, name: str | None = None, max_memory: int | None = None) -> Report:
     """Decode a .cdt (path or seekable binary file) into a video file, a .y4m, or a folder of PNGs.
 
     Only the chunks up to the last requested frame are read (the index gives their places); nothing
-    appears at `dst` unless the whole decode succeeds. `name` labels `src` in error messages.
+    appears at `dst` unless the whole decode succeeds. `name` labels `src` in error messages. `precision`
+    (auto, fp32, bf16): the decoder's arithmetic; the file does not fix it, and frames differ by its rounding.
     """
     started = time.time()
     label = name or source_label(src)
@@ -550,7 +563,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         if timed:
             for _ in reader.frame_time_records():  # a damaged one fails now, not after minutes of decoding
                 pass
-        net, weights = _load_decoder(h.model_id, h.weights_hash.hex(), model, label, device)
+        net, weights = _load_decoder(h.model_id, h.weights_hash.hex(), model, label, device, precision)
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
         steps = h.sampling_steps or net.cfg.sample_steps
@@ -600,13 +613,13 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
     else:
         state = f"dropped ({skipped})" if skipped else "carried"
     return Report(written, h.width, h.height, fps, _output_bytes(dst), time.time() - started, state, h.entropy_coder,
-                  note)
+                  note, precision=_precision_of(net))
 
 
 def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, weights_sha256: str, width: int,
                    height: int, num_frames: int, fps: Fraction, frames: str | None = None, model: str | None = None,
                    codec: str = "libx264", crf: int = 12, preset: str = "medium", device: str = "cpu",
-                   progress: Progress | None = None, label: str = "latents", inputs: tuple = (),
+                   precision: str = "fp32", progress: Progress | None = None, label: str = "latents", inputs: tuple = (),
                    max_memory: int | None = None) -> Report:
     """Decode unquantized latents (T', L, h, w: latent frames first, as latent shards hold them) of a
     `width` x `height` clip of `num_frames` frames into a video, like decode() does a .cdt's (noise seed 0,
@@ -623,7 +636,7 @@ def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, wei
         raise CodecError(f"{label}: latents of shape {tuple(latents.shape)} do not fit {num_frames} frames of "
                          f"{width}x{height} ({expect[0]} latent frames of {expect[1]}x{expect[2]})")
     first, end = parse_frame_range(frames, num_frames)
-    net, _ = _load_decoder(model_id, weights_sha256, model, label, device)
+    net, _ = _load_decoder(model_id, weights_sha256, model, label, device, precision)
     if net.cfg.latent_dim != latents.shape[1]:
         raise CodecError(f"{label}: {latents.shape[1]} latent channels, but the model has {net.cfg.latent_dim}")
     check_memory(decode_bytes(net.cfg, timeline.coded_size(height), timeline.coded_size(width), net.cfg.sample_steps),
@@ -638,7 +651,8 @@ def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, wei
         written = _decode_into(out, stream, pieces, first, end, height, width, device, progress)
         if written != end - first:
             raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
-    return Report(written, width, height, fps, _output_bytes(dst), time.time() - started, "none")
+    return Report(written, width, height, fps, _output_bytes(dst), time.time() - started, "none",
+                  precision=_precision_of(net))
 
 
 def _facts_lost(h: Header, timed: bool, out, dst: str) -> str:

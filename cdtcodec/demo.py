@@ -25,13 +25,14 @@ def read_frames(path: str | Path) -> tuple[np.ndarray, object]:
         return np.stack(list(reader.frames())), reader.info
 
 
-def run_demo(sample: Path, output: Path, model: str, quality: int, console: Console) -> dict:
-    console.print(f"[bold]cdtcodec demo[/]: {sample.name} through encode -> decode with {model} at quality {quality}")
+def run_demo(sample: Path, output: Path, model: str, quality: int, console: Console, precision: str = "fp32") -> dict:
+    console.print(f"[bold]cdtcodec demo[/]: {sample.name} through encode -> decode with {model} ({precision}) at "
+                  f"quality {quality}")
     with tempfile.TemporaryDirectory() as tmp:
         cdt = Path(tmp) / "sample.cdt"
         exact = Path(tmp) / "recon"  # PNG frames: the decoded frames exactly, for the metrics
-        enc = codec.encode(sample, cdt, model=model, quality=quality)
-        dec = codec.decode(cdt, f"{exact}/", model=model)
+        enc = codec.encode(sample, cdt, model=model, quality=quality, precision=precision)
+        dec = codec.decode(cdt, f"{exact}/", model=model, precision=precision)
         source, info = read_frames(sample)
         recon = read_png_frames(exact)
         with open_sink(output, info.width, info.height, fps=info.fps) as out:
@@ -42,6 +43,7 @@ def run_demo(sample: Path, output: Path, model: str, quality: int, console: Cons
         "frames": enc.frames, "size": f"{enc.width}x{enc.height}", "bytes": enc.file_bytes,
         "bpp": enc.bpp, "kbps": enc.kbps, "psnr_rgb_db": measured.psnr_rgb, "psnr_y_db": measured.psnr_y,
         "ssim": measured.ssim, "lpips_alex": measured.lpips, "encode_s": enc.seconds, "decode_s": dec.seconds,
+        "precision": precision,
     }
     table = Table("measure", "value", title=f"{sample.name} -> {output}")
     for key, value in metrics.items():

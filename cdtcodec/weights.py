@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from bitstream.atomic import write_atomically
 from cdtcodec.config import DEFAULT_MODEL, PRESETS, CDTConfig, get_config
 from cdtcodec.model import CDT
+from cdtcodec.precision import dtype_of, resolve
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "assets" / "weights"  # package data: found after `pip install .`
 
@@ -164,10 +165,12 @@ def weights_path(spec: str | Path | None = None) -> Path:
     return path
 
 
-def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[CDT, str, str]:
+def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu",
+               precision: str = "fp32") -> tuple[CDT, str, str]:
     """A preset name (its shipped weights in weights/), our .safetensors, or an official checkpoint.
 
-    Returns (model in eval mode, model name, sha256 of the weights file).
+    Returns (model in eval mode, model name, sha256 of the weights file). `precision`: auto, fp32 or bf16
+    (cdtcodec/precision.py), what the networks run at.
     """
     path = weights_path(spec)
     name, cfg, state = _read_any(path)
@@ -176,6 +179,7 @@ def load_model(spec: str | Path | None = None, device: str | torch.device = "cpu
     if problems:
         raise WeightsError(f"{path}: weights do not fit {name}: {_describe(problems)}")
     model.load_state_dict(state, strict=True)
+    model.set_precision(dtype_of(resolve(precision, device)))
     return model.to(device).eval(), name, file_sha256(path)
 
 
@@ -190,9 +194,9 @@ class LoadedModel:
     path: Path
 
 
-def load(spec: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    """load_model(spec, device) kept together with the file it read."""
-    net, name, digest = load_model(spec, device)
+def load(spec: str | Path | None = None, device: str | torch.device = "cpu", precision: str = "fp32") -> LoadedModel:
+    """load_model(spec, device, precision) kept together with the file it read."""
+    net, name, digest = load_model(spec, device, precision)
     return LoadedModel(net, name, digest, weights_path(spec))
 
 

@@ -46,10 +46,13 @@ REFERENCES: dict[str, RefCodec] = {
 #: cdtcodec's own curves -> their entropy coder: the default (None), the test curve of every BD-rate, and the
 #: version-1 range coder on the same model: the same symbols, so the same frames, and so the anchor that
 #: measures what the default coder saves
-CDT_CURVES: dict[str, str | None] = {"cdt": None, "cdt-range": "range"}
+CDT_CURVES: dict[str, str | None] = {"cdt": None, "cdt-range": "range", "cdt-fp32": None, "cdt-bf16": None}
+#: the curves whose networks run at a fixed precision (the others at the run's --precision): the same file
+#: decoded both ways side by side, for what bf16 costs in quality and gains in speed
+CDT_PRECISIONS = {"cdt-fp32": "fp32", "cdt-bf16": "bf16"}
 CODECS = tuple(CDT_CURVES) + tuple(REFERENCES)
 PRESETS = ("medium", "slow")
-FULL = {"size": 256, "frames": 33, "codecs": CODECS, "presets": PRESETS, "qualities": None}  # None: all
+FULL = {"size": 256, "frames": 33, "codecs": tuple(c for c in CODECS if c not in CDT_PRECISIONS), "presets": PRESETS, "qualities": None}  # None: all
 QUICK = {"size": 32, "frames": 5, "codecs": ("cdt", "x264"), "presets": ("medium",), "qualities": (2, 6),
          "crfs": {"x264": (24, 40), "x265": (24, 40), "svtav1": (30, 55)}}
 TOY_CONFIG = {"context_dim": 8, "unet_dim": 4}
@@ -68,6 +71,7 @@ class BenchConfig:
     out: Path
     model: str
     device: str = "cpu"
+    precision: str = "fp32"  # of the cdt curves not in CDT_PRECISIONS (resolved: fp32 or bf16)
     threads: int = 0
     quick: bool = False
     keep_streams: bool = True
@@ -118,7 +122,8 @@ def parse_crfs(specs: Iterable[str] | None) -> dict[str, tuple[int, ...]]:
 
 def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=None, presets=None, crfs=None,
                 size: int | None = None, frames: int | None = None, out: str | Path = "results",
-                model: str | None = None, device: str = "cpu", threads: int = 0, quick: bool = False,
+                model: str | None = None, device: str = "cpu", precision: str = "fp32", threads: int = 0,
+                quick: bool = False,
                 keep_streams: bool = True, report_frame: int | None = None) -> BenchConfig:
     """Resolve the settings (None: the full-run default, or the quick one) and check them."""
     from cdtcodec.quantize import QUALITY_STEPS
@@ -162,13 +167,14 @@ def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=No
         raise BadBenchArgument("report_frame", f" {report_frame}: must be a frame index, 0..{frames - 1}")
     return BenchConfig(clips=clips, codecs=codec_list, qualities=tuple(sorted(set(q))),
                        presets=tuple(dict.fromkeys(preset_list)), crfs=grid, size=size, frames=frames, out=Path(out),
-                       model=model or DEFAULT_MODEL, device=device, threads=threads, quick=quick,
+                       model=model or DEFAULT_MODEL, device=device, precision=precision, threads=threads, quick=quick,
                        keep_streams=keep_streams, report_frame=report_frame)
 
 
 def curve_label(curve: str) -> str:
     if curve in CDT_CURVES:
-        return {"cdt": "cdt", "cdt-range": "cdt, range coder (format 1)"}[curve]
+        return {"cdt": "cdt", "cdt-range": "cdt, range coder (format 1)", "cdt-fp32": "cdt, fp32",
+                "cdt-bf16": "cdt, bf16"}[curve]
     key, preset = curve.split("-", 1)
     ref = REFERENCES[key]
     value = ref.presets.get(preset, preset)

@@ -16,7 +16,7 @@ import numpy as np
 
 from cdtcodec.bench.bdrate import compute_bd
 from cdtcodec.bench.clips import clip_names, prepare_clip, read_video
-from cdtcodec.bench.config import CDT_CURVES, REFERENCES, SCHEMA, BenchConfig, BenchError, curve_label
+from cdtcodec.bench.config import CDT_CURVES, CDT_PRECISIONS, REFERENCES, SCHEMA, BenchConfig, BenchError, curve_label
 from cdtcodec.bench.environment import environment, resolve_model
 from cdtcodec.bench.method import PSNR_CAP_NOTE, method
 from cdtcodec.bench.page import ClipFrames, frame_index, make_strip
@@ -33,7 +33,8 @@ def _jobs(cfg: BenchConfig) -> list[dict]:
     for key in cfg.codecs:
         if key in CDT_CURVES:
             jobs += [{"codec": key, "curve": key, "preset": None, "setting": {"quality": q}, "order": q,
-                      "step": QUALITY_STEPS[q], "entropy": CDT_CURVES[key] or _default_entropy()}
+                      "step": QUALITY_STEPS[q], "entropy": CDT_CURVES[key] or _default_entropy(),
+                      "precision": CDT_PRECISIONS.get(key, cfg.precision)}
                      for q in sorted(cfg.qualities)]
             continue
         ref = REFERENCES[key]
@@ -55,11 +56,13 @@ def _run_one(workers: Workers, job: dict, clip: Clip, source: Path, streams: Pat
     if cdt:
         stream = streams / f"{stem}.cdt"
         spec = {"source": str(source), "stream": str(stream), "model": model["file"], "quality": job["setting"]["quality"],
-                "entropy": job["entropy"], "device": cfg.device, "threads": cfg.threads, "decoded": str(work / f"{stem}.decoded")}
+                "entropy": job["entropy"], "device": cfg.device, "precision": job["precision"], "threads": cfg.threads,
+                "decoded": str(work / f"{stem}.decoded")}
         kind = "cdt"
         settings = {"encoder": "cdtcodec", "model": model["name"], "weights_sha256": model["sha256"],
                     "quality": job["setting"]["quality"], "quant_step": job["step"], "entropy": job["entropy"],
-                    "seed": 0, "device": cfg.device, "threads": cfg.threads or "torch default",
+                    "seed": 0, "device": cfg.device, "precision": job["precision"],
+                    "threads": cfg.threads or "torch default",
                     "container": ".cdt (header, chunk index, payload)", "decoded_to": "PNG frames (exact)"}
     else:
         ref = REFERENCES[job["codec"]]

@@ -92,7 +92,8 @@ def _cdt_encode(spec: dict) -> Phase:
 
     clock = _Clock()
     report = codec.encode(spec["source"], spec["stream"], model=spec["model"], quality=spec["quality"],
-                          entropy=spec["entropy"], device=spec["device"], audio=False, progress=clock)
+                          entropy=spec["entropy"], device=spec["device"], precision=spec["precision"], audio=False,
+                          progress=clock)
     return Phase(frames=report.frames, chunks=clock.summary())
 
 
@@ -101,7 +102,7 @@ def _cdt_decode(spec: dict) -> Phase:
 
     clock = _Clock()
     report = codec.decode(spec["stream"], spec["decoded"] + os.sep, model=spec["model"], device=spec["device"],
-                          audio=False, progress=clock)
+                          precision=spec["precision"], audio=False, progress=clock)
     return Phase(frames=report.frames, chunks=clock.summary())
 
 

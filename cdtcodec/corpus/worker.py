@@ -33,6 +33,7 @@ class Settings:
     max_frames: int | None = None
     audio: bool = True
     device: str = "cpu"
+    precision: str = "fp32"  # auto, fp32 or bf16 (auto resolved on each worker's own device)
     max_memory: int | None = None  # the limit for all workers together (None: the machine's memory)
     threads: int = 0  # CPU threads of this worker (0: torch's default)
     latents: str | None = None  # a LATENT_DTYPES entry: posterior means for latent shards instead of .cdt files
@@ -144,7 +145,7 @@ class Worker:
         self.jobs = jobs
         self.device = _device(settings.device, slot)
         started = time.perf_counter()
-        self.model = load(settings.model, self.device)
+        self.model = load(settings.model, self.device, settings.precision)
         self.load_seconds = time.perf_counter() - started
 
     def run(self, task: Task, progress: Callable[[int, int | None], None] | None = None) -> Outcome:

@@ -33,9 +33,25 @@ class CDT(nn.Module):
         # Channels-last conv weights match the activations' layout (see ChannelNorm), sparing oneDNN a reorder.
         self.to(memory_format=torch.channels_last_3d)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the networks run at (see set_precision)."""
+        return self.encoder.quant_conv.weight.dtype
+
+    def set_precision(self, dtype: torch.dtype) -> CDT:
+        """Run the three networks in `dtype` (bfloat16: see cdtcodec/precision.py), their weights cast once.
+
+        Activations then stay in that dtype from input to output (norms and softmaxes accumulate in fp32
+        inside their kernels); the noise schedule and the sampler's state keep theirs, and moments() and
+        decode() return the dtype they were given.
+        """
+        for net in (self.encoder, self.context, self.denoiser):
+            net.to(dtype)
+        return self
+
     def moments(self, video: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        """Raw posterior moments (B, 2L, T', h, w): mean then log-variance (unclamped)."""
-        return self.encoder(video, cache)
+        """Raw posterior moments (B, 2L, T', h, w) in the video's dtype: mean then log-variance (unclamped)."""
+        return self.encoder(video.to(self.dtype), cache).to(video.dtype)
 
     def encode(self, video: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         """Deterministic encode: the posterior mean."""
@@ -50,10 +66,12 @@ class CDT(nn.Module):
         of its steps before the next chunk starts (the denoiser is causal, so this equals step-major order).
         """
         steps = steps or self.cfg.sample_steps
-        context = self.context(latent, context_cache)
+        dtype = self.dtype
+        context = self.context(latent.to(dtype), context_cache)
 
         def network(x_t: torch.Tensor, tau: torch.Tensor, k: int) -> torch.Tensor:
-            return self.denoiser(x_t, tau, context, step_caches[k] if step_caches is not None else None)
+            cache = step_caches[k] if step_caches is not None else None
+            return self.denoiser(x_t.to(dtype), tau.to(dtype), context, cache).to(x_t.dtype)
 
         return sample(network, self.cfg.noise_scale * noise_unit, steps, self.alphas_cumprod,
                       self.cfg.num_timesteps, callback)

@@ -35,8 +35,13 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     """
     if weight.shape[2:] == (1, 1, 1) and tuple(stride) == (1, 1, 1):
         return from_channels_last(F.linear(to_channels_last(x), weight.flatten(1), bias))
-    if (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    if (x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
             and not torch.jit.is_tracing()):  # the ONNX tracer gets the plain Conv
+        # Under autocast, cast here as autocast would for F.conv3d (it does not see this route): fp32 master
+        # weights, a bf16 convolution whose weight gradient autograd casts back.
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = bias.to(dtype) if bias is not None else None
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
             return _OneDNNConv3d.apply(x, weight, bias, tuple(stride))
         return _onednn_conv3d(x, weight, bias, tuple(stride))

@@ -52,4 +52,4 @@ class TrainConfig:
     workers: int = 1  # DataLoader worker processes per rank (video decoding overlaps the step)
     device: str = "auto"  # auto: cuda when available, else cpu
     threads: int = 0  # torch intra-op threads on CPU; 0 keeps torch's default
-    precision: str = "fp32"  # or "bf16": the forward under bfloat16 autocast (a GPU's fast path), fp32 weights
+    precision: str = "fp32"  # auto, fp32 or bf16: the forward and backward under bfloat16 autocast, fp32 weights

@@ -26,6 +26,7 @@ from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
+from cdtcodec.precision import resolve as resolve_precision
 from cdtcodec.quantize import DEFAULT_QUALITY, roundtrip, step_for_quality
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
@@ -111,8 +112,7 @@ class Trainer:
                  val_clips: list[torch.Tensor], console=None, val_kinds: list[str] | None = None):
         """batches(start_step, rank, world) yields (B, 3, T, S, S) batches for steps start_step, start_step+1, ...
         val_kinds: the kind of footage of each validation clip, for per-kind means."""
-        if cfg.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16, not {cfg.precision!r}")
+        resolve_precision(cfg.precision)  # a bad value fails before anything loads
         self.cfg = cfg
         self.rank, self.world = _distributed()
         self.console = console
@@ -122,6 +122,8 @@ class Trainer:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if wants_cuda else "gloo")
         self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if wants_cuda else "cpu")
+        # bf16: the forward and backward under autocast, fp32 master weights and optimizer state
+        self.precision = resolve_precision(cfg.precision, self.device)
         self.out = Path(cfg.out)
         self.batches = batches
         self.val_clips = val_clips
@@ -231,7 +233,7 @@ class Trainer:
         lr = _learning_rate(cfg, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             losses = self.objective(video.to(self.device), self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
