@@ -83,7 +83,7 @@ def test_resume_is_exact(data_dir, toy_weights, tmp_path):
     assert spent > 0
     resumed = Trainer(cfg_b, make_batches(cfg_b), [])  # picks up runs/b/checkpoint.pt
     assert resumed.step == 2
-    assert resumed.cpu_seconds >= spent  # CPU time carries across sessions, for probes per CPU-hour
+    assert resumed.cpu_seconds >= spent  # CPU time carries across resumes, for gains per CPU-hour
     resumed.run()
     assert resumed.step == straight.step == 4
     end_a, end_b = _params(straight), _params(resumed)
@@ -148,7 +148,7 @@ def test_torchrun_two_processes_stay_in_sync(data_dir, toy_weights, tmp_path):
 
 
 def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path):
-    """A session's end or a scheduler sends SIGTERM: the run must leave a checkpoint of the step it reached."""
+    """A shutdown or a job scheduler sends SIGTERM: the run must leave a checkpoint of the step it reached."""
     out = tmp_path / "term"
     cmd = [sys.executable, "-m", "cdtcodec", "train", "--model", str(toy_weights), "--data", str(data_dir),
            "--out", str(out), "--steps", "100000", "--batch", "1", "--frames", "5", "--crop", "32",

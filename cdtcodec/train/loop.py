@@ -143,9 +143,9 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
         self.step = 0
         self.started = time.time()
-        self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
+        self.elapsed_before = 0.0  # training seconds of the earlier processes of this run (before each resume)
         self.cpu_started = time.process_time()
-        self.cpu_before = 0.0  # CPU seconds (all threads of this process) of earlier sessions
+        self.cpu_before = 0.0  # CPU seconds (all threads of this process) of the earlier processes
         self._resume()
 
     # -- checkpoints -------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class Trainer:
 
     @property
     def cpu_seconds(self) -> float:
-        """CPU time of the training process across its sessions (data-loader workers not included): what
+        """CPU time of the training process across its resumes (data-loader workers not included): what
         recipe probes compare, since wall time depends on what else the machine runs."""
         return self.cpu_before + time.process_time() - self.cpu_started
 
@@ -253,7 +253,7 @@ class Trainer:
 
     def run(self, progress=None, stop_after: int | None = None) -> None:
         """Train up to cfg.steps (or `stop_after` more steps); checkpoint on the way and at the end, also when
-        stopped by Ctrl-C or SIGTERM (what a scheduler or an ending session sends)."""
+        stopped by Ctrl-C or SIGTERM (what a job scheduler or a shutdown sends)."""
         with interrupt_on(signal.SIGTERM):  # the loop's `finally` writes the checkpoint
             self._run(progress, stop_after)
 
