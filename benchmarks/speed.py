@@ -2,10 +2,12 @@
 
 For each preset, size and length: FLOPs per frame (torch's flop counter, 2 per multiply-add), frames/s of the
 streaming encoder (chunks 1, 4, 4, ...) and decoder (one latent frame per pass unless --decode-chunk), the
-achieved GFLOP/s, and the fraction of the attainable fp32 throughput (the best of a large sgemm and a large
-conv3d timed here, now). Random weights: speed does not depend on their values.
+achieved GFLOP/s, and the fraction of the attainable throughput (the best of a large sgemm and a large conv3d
+timed here, now, in the same precision). Each precision (fp32, bf16: CDT.set_precision) is timed in turn in the
+same rounds, and the last columns give bf16's speed-up. Random weights: speed does not depend on their values.
 
     python benchmarks/speed.py [--presets cdt-tiny cdt-small] [--sizes 256 480x640] [--frames 17 65]
+                               [--precisions fp32 bf16] [--threads 2]
 
 A preset name may also be tiny-wN: the cdt-tiny topology at width N (to weigh widths against speed).
 """
@@ -13,6 +15,8 @@ A preset name may also be tiny-wN: the cdt-tiny topology at width N (to weigh wi
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 import time
 from dataclasses import replace
 
@@ -22,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cdtcodec.allocator import keep_freed_memory
 from cdtcodec.config import PRESETS, CDTConfig
 from cdtcodec.model import CDT
+from cdtcodec.precision import describe_cpu, dtype_of
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE
 
@@ -113,31 +118,35 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", default=["256", "480x640"])
     ap.add_argument("--frames", nargs="+", type=int, default=[17, 65], help="1 + 4k frames")
     ap.add_argument("--decode-chunk", type=int, default=1, help="latent frames per decoder pass")
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs per row; the best counts")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs per row and precision; the best counts")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
-                    help="bf16: the networks under bfloat16 autocast (on a GPU)")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                    help="the networks' arithmetic, each timed in turn in the same rounds (CDT.set_precision)")
     ap.add_argument("--default-malloc", action="store_true",
                     help="leave glibc's allocator as it is (the command line keeps freed memory)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=args.dtype == "bf16")
     if args.threads:
         torch.set_num_threads(args.threads)
     kept = not args.default_malloc and keep_freed_memory()
 
-    peak = attainable_gflops(device.type, dtype)
-    best = max(peak.values())
-    print(f"{device.type}, {args.dtype}; threads {torch.get_num_threads()}; freed memory kept: {kept}; attainable: "
-          f"sgemm {peak['matmul']:.0f} GFLOP/s, conv3d 128->128 {peak['conv3d_128']:.0f} GFLOP/s")
-    header = (f"{'preset':10} {'size':>8} {'frames':>6} {'enc GF/frame':>12} {'dec GF/frame':>12} {'enc fps':>8} "
-              f"{'dec fps':>8} {'enc GF/s':>8} {'dec GF/s':>8} {'enc %':>6} {'dec %':>6}")
-    print(header)
+    print(f"{device.type}: {describe_cpu() if device.type == 'cpu' else torch.cuda.get_device_name(device)}; "
+          f"torch {torch.__version__}; threads {torch.get_num_threads()}; freed memory kept: {kept}")
+    best = {}
+    for p in args.precisions:
+        peak = attainable_gflops(device.type, dtype_of(p))
+        best[p] = max(peak.values())
+        print(f"attainable {p}: sgemm {peak['matmul']:.0f} GFLOP/s, conv3d 128->128 {peak['conv3d_128']:.0f} GFLOP/s")
+    cols = "".join(f" {f'enc fps {p}':>13} {f'dec fps {p}':>13} {f'enc % {p}':>10} {f'dec % {p}':>10}"
+                   for p in args.precisions)
+    ratio = len(args.precisions) == 2
+    print(f"{'preset':10} {'size':>8} {'frames':>6} {'enc GF/frame':>12} {'dec GF/frame':>12}{cols}"
+          + (f" {'enc x':>6} {'dec x':>6}" if ratio else ""))
     torch.manual_seed(0)
     for preset in args.presets:
-        model = CDT(_config(preset)).eval().to(device)
+        base = CDT(_config(preset)).eval()
+        models = {p: copy.deepcopy(base).set_precision(dtype_of(p)).to(device) for p in args.precisions}
         shadow = CDT(_config(preset)).eval().to("meta")  # for counting FLOPs
         for size in args.sizes:
             h, w = _size(size)
@@ -152,17 +161,24 @@ def main() -> None:
                     dec_flops = stream_flops(lambda z: run_decode(shadow, z, 1), latent[:, :, :1], latent[:, :, :2],
                                              steady)
                 video, latent = video.to(device), latent.to(device)
-                with torch.no_grad(), autocast():
-                    run_encode(model, video[:, :, :5])  # warm-up: oneDNN builds its kernels on first use
-                    run_decode(model, latent[:, :, :2], args.decode_chunk)
-                    enc_s = min(_timed(lambda: run_encode(model, video)) for _ in range(args.repeats))
-                    dec_s = min(_timed(lambda: run_decode(model, latent, args.decode_chunk))
-                                for _ in range(args.repeats))
-                enc_rate, dec_rate = enc_flops / enc_s / 1e9, dec_flops / dec_s / 1e9
-                print(f"{preset:10} {f'{h}x{w}':>8} {frames:6d} {enc_flops / frames / 1e9:12.2f} "
-                      f"{dec_flops / frames / 1e9:12.2f} {frames / enc_s:8.2f} {frames / dec_s:8.2f} "
-                      f"{enc_rate:8.1f} {dec_rate:8.1f} {100 * enc_rate / best:5.0f}% {100 * dec_rate / best:5.0f}%",
-                      flush=True)
+                enc_s, dec_s = {p: math.inf for p in models}, {p: math.inf for p in models}
+                with torch.no_grad():
+                    for model in models.values():  # warm-up: oneDNN builds its kernels on first use
+                        run_encode(model, video[:, :, :5])
+                        run_decode(model, latent[:, :, :2], args.decode_chunk)
+                    for _ in range(args.repeats):  # in turn, so that both precisions see the same contention
+                        for p, model in models.items():
+                            enc_s[p] = min(enc_s[p], _timed(lambda: run_encode(model, video)))
+                            dec_s[p] = min(dec_s[p], _timed(lambda: run_decode(model, latent, args.decode_chunk)))
+                row = f"{preset:10} {f'{h}x{w}':>8} {frames:6d} {enc_flops / frames / 1e9:12.2f} {dec_flops / frames / 1e9:12.2f}"
+                for p in models:
+                    enc_rate, dec_rate = enc_flops / enc_s[p] / 1e9, dec_flops / dec_s[p] / 1e9
+                    row += (f" {frames / enc_s[p]:13.2f} {frames / dec_s[p]:13.2f} {100 * enc_rate / best[p]:9.0f}%"
+                            f" {100 * dec_rate / best[p]:9.0f}%")
+                if ratio:
+                    first, second = models
+                    row += f" {enc_s[first] / enc_s[second]:6.2f} {dec_s[first] / dec_s[second]:6.2f}"
+                print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ gradient clipping + AdamW + the EMA update. This times each phase of real steps 
 warm-up step), LPIPS's forward + backward on its own, and the attainable rate: a channels-last 3x3x3 conv3d,
 128 -> 128 channels (the ceiling benchmarks/speed.py measures for inference), and the model's own heaviest
 convolution shape through the model's route, forward alone. Ceiling and step are timed in alternation, round
-after round, so both see the same contention; the best of each is kept.
+after round, so both see the same contention; the best of each is kept. Each of --precisions (default fp32 and
+bf16, the objective under bfloat16 autocast as `cdtcodec train --precision bf16` runs it) is timed in turn in the
+same rounds against its own ceiling (the conv3d in that dtype), side by side with bf16's speed-up.
 
 FLOPs are counted on a meta-device copy of the objective with torch's counter (2 per multiply-add): every
 convolution, matrix product and attention of forward and backward, LPIPS included (a convolution's backward is
@@ -14,6 +16,7 @@ convolution, matrix product and attention of forward and backward, LPIPS include
 nothing, so the achieved rate says how close the step comes to spending its time in the arithmetic.
 
     python benchmarks/train_speed.py [--batch 2] [--frames 9] [--crop 96] [--data DIR] [--threads 1] [--cpu-time] [--by-conv]
+                                     [--precisions fp32 bf16]
 
 --data: a data set as `cdtcodec train` reads it; without one, a small synthetic set of H.264 clips is written to
 a temporary folder for the data-loading phase. --by-conv adds each conv shape of the step timed alone by the
@@ -43,6 +46,7 @@ from cdtcodec.config import get_config
 from cdtcodec.lpips import LPIPS
 from cdtcodec.model import CDT
 from cdtcodec.model.layers import CausalConv3d, _OneDNNConv3d, conv3d
+from cdtcodec.precision import describe_cpu, dtype_of
 from cdtcodec.train.data import ClipDataset
 from cdtcodec.train.losses import LossWeights, Objective
 from speed import attainable_gflops  # benchmarks/speed.py, beside this file
@@ -158,6 +162,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--by-conv", action="store_true", help="each conv shape alone: forward, data and weight gradients")
     ap.add_argument("--cpu-time", action="store_true", help="CPU seconds of this process instead of wall seconds")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                    help="each timed in turn in the same rounds; bf16: the objective under bfloat16 autocast, as "
+                         "cdtcodec train --precision bf16 runs it")
     args = ap.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
     if args.threads:
@@ -230,58 +237,73 @@ def main() -> None:
     def lpips_step():
         lpips(frames(predicted), frames(video)).mean().backward()
 
-    times: dict[str, list[float]] = {k: [] for k in ("data", "forward", "backward", "update", "lpips", "ceiling",
-                                                     "model conv", "sgemm")}
+    precisions = list(dict.fromkeys(args.precisions))
+    phases = ("data", "forward", "backward", "update", "lpips")
+    rates = ("ceiling", "model conv", "sgemm")
+    times = {p: {k: [] for k in phases + rates} for p in precisions}
     for round_ in range(args.repeats + 1):  # round 0 warms up: allocator, oneDNN primitive caches
-        peak = attainable_gflops(clock=clock, repeats=1)
-        t_model_conv = min(_timed(model_conv, clock) for _ in range(3))
-        t_data = _timed(lambda: draw(), clock)
-        optimizer.zero_grad(set_to_none=True)
-        start = clock()
-        loss = objective(video, generator)["loss"]
-        t_forward = clock() - start
-        t_backward = _timed(loss.backward, clock)
-        del loss
-        t_update = _timed(update, clock)
-        t_lpips = _timed(lpips_step, clock) if lpips is not None else 0.0
-        if round_:
-            for key, value in (("data", t_data), ("forward", t_forward), ("backward", t_backward),
-                               ("update", t_update), ("lpips", t_lpips), ("ceiling", peak["conv3d_128"]),
-                               ("model conv", model_conv_flops / t_model_conv / 1e9), ("sgemm", peak["matmul"])):
-                times[key].append(value)
-    best = {k: (max(v) if k in ("ceiling", "model conv", "sgemm") else min(v)) for k, v in times.items()}
-    ceiling = max(best["ceiling"], best["model conv"])
+        for p in precisions:  # in turn, so that every precision sees the same contention
+            bf16 = p == "bf16"
+            autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+            peak = attainable_gflops(clock=clock, repeats=1, dtype=dtype_of(p))
+            with autocast():
+                t_model_conv = min(_timed(model_conv, clock) for _ in range(3))
+            t_data = _timed(lambda: draw(), clock)
+            optimizer.zero_grad(set_to_none=True)
+            start = clock()
+            with autocast():
+                loss = objective(video, generator)["loss"]
+            t_forward = clock() - start
+            t_backward = _timed(loss.backward, clock)
+            del loss
+            t_update = _timed(update, clock)
+            with autocast():
+                t_lpips = _timed(lpips_step, clock) if lpips is not None else 0.0
+            if round_:
+                for key, value in (("data", t_data), ("forward", t_forward), ("backward", t_backward),
+                                   ("update", t_update), ("lpips", t_lpips), ("ceiling", peak["conv3d_128"]),
+                                   ("model conv", model_conv_flops / t_model_conv / 1e9), ("sgemm", peak["matmul"])):
+                    times[p][key].append(value)
+    best = {p: {k: (max(v) if k in rates else min(v)) for k, v in times[p].items()} for p in precisions}
+    ceiling = {p: max(best[p]["ceiling"], best[p]["model conv"]) for p in precisions}
 
     unit = "CPU s" if args.cpu_time else "s"
-    step = best["data"] + best["forward"] + best["backward"] + best["update"]
+    step = {p: sum(best[p][k] for k in ("data", "forward", "backward", "update")) for p in precisions}
     print(f"{args.preset}, batch {args.batch} x {args.frames} x {args.crop} x {args.crop}, "
           f"{torch.get_num_threads()} thread(s), LPIPS weight {args.lpips_weight}, best of {args.repeats} rounds, "
           + ("CPU seconds of this process" if args.cpu_time else "wall seconds")
           + (f", data {args.data}" if args.data else ", synthetic data (2 clips of 320 x 240 H.264)"))
-    print(f"attainable, timed between the steps: conv3d 128 -> 128 at 4 x 64 x 64 {best['ceiling']:.1f} GFLOP/s; "
-          f"the model's heaviest conv ({weight_shape[1]} -> {weight_shape[0]}, kernel "
-          f"{'x'.join(map(str, weight_shape[2:]))}, input {'x'.join(map(str, padded))}, {heaviest_share:.0%} of the "
-          f"FLOPs of its convs with a kernel over 1x1x1) {best['model conv']:.1f} GFLOP/s; sgemm 2048 {best['sgemm']:.1f} GFLOP/s")
-    print(f"| phase | {unit} | share of step | GFLOP | GFLOP/s | share of attainable conv ({ceiling:.1f}) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(f"CPU: {describe_cpu()}; torch {torch.__version__}; bf16: the objective under bfloat16 autocast "
+          "(fp32 master weights and optimizer)")
+    for p in precisions:
+        print(f"attainable {p}, timed between the steps: conv3d 128 -> 128 at 4 x 64 x 64 {best[p]['ceiling']:.1f} "
+              f"GFLOP/s; the model's heaviest conv ({weight_shape[1]} -> {weight_shape[0]}, kernel "
+              f"{'x'.join(map(str, weight_shape[2:]))}, input {'x'.join(map(str, padded))}, {heaviest_share:.0%} of "
+              f"the FLOPs of its convs with a kernel over 1x1x1) {best[p]['model conv']:.1f} GFLOP/s; sgemm 2048 "
+              f"{best[p]['sgemm']:.1f} GFLOP/s")
+    print("| phase | GFLOP | " + " | ".join(f"{p} {unit} | {p} GFLOP/s | {p} share of attainable conv "
+                                            f"({ceiling[p]:.0f})" for p in precisions)
+          + (" | bf16 speed-up |" if len(precisions) == 2 else " |"))
+    print("| --- | ---: |" + " ---: | ---: | ---: |" * len(precisions) + (" ---: |" if len(precisions) == 2 else ""))
 
-    def row(name, t, flops=None):
-        rate = f"| {flops / 1e9:.2f} | {flops / t / 1e9:.1f} | {flops / t / 1e9 / ceiling:.0%} |" if flops else \
-            "| - | - | - |"
-        print(f"| {name} | {t:.3f} | {t / step:.0%} " + rate)
+    def row(name, t: dict, flops=None):
+        cells = []
+        for p in precisions:
+            rate = f"{flops / t[p] / 1e9:.1f} | {flops / t[p] / 1e9 / ceiling[p]:.0%}" if flops else "- | -"
+            cells.append(f"{t[p]:.3f} | {rate}")
+        gain = f" {t[precisions[0]] / t[precisions[1]]:.2f}x |" if len(precisions) == 2 else ""
+        print(f"| {name} | {f'{flops / 1e9:.2f}' if flops else '-'} | " + " | ".join(cells) + " |" + gain)
 
-    row("data: draw the batch (a DataLoader worker, beside the step)", best["data"])
-    row("forward (objective, LPIPS included)", best["forward"], fwd_flops)
-    row("backward", best["backward"], bwd_flops)
+    pick = lambda key: {p: best[p][key] for p in precisions}
+    row("data: draw the batch (a DataLoader worker, beside the step)", pick("data"))
+    row("forward (objective, LPIPS included)", pick("forward"), fwd_flops)
+    row("backward", pick("backward"), bwd_flops)
     if lpips is not None:
-        row("of which LPIPS, forward + backward", best["lpips"], lpips_flops)
-    row("clip + AdamW + EMA", best["update"])
-    rate = (fwd_flops + bwd_flops) / (best["forward"] + best["backward"]) / 1e9
-    print(f"| **forward + backward** | {best['forward'] + best['backward']:.3f} | "
-          f"{(best['forward'] + best['backward']) / step:.0%} | {(fwd_flops + bwd_flops) / 1e9:.2f} | {rate:.1f} | "
-          f"**{rate / ceiling:.0%}** |")
-    print(f"| step (all phases) | {step:.3f} | 100% | {(fwd_flops + bwd_flops) / 1e9:.2f} | "
-          f"{(fwd_flops + bwd_flops) / step / 1e9:.1f} | {(fwd_flops + bwd_flops) / step / 1e9 / ceiling:.0%} |")
+        row("of which LPIPS, forward + backward", pick("lpips"), lpips_flops)
+    row("clip + AdamW + EMA", pick("update"))
+    row("**forward + backward**", {p: best[p]["forward"] + best[p]["backward"] for p in precisions},
+        fwd_flops + bwd_flops)
+    row("step (all phases)", step, fwd_flops + bwd_flops)
 
     if args.by_conv:
         _conv_table(shapes, clock)
@@ -290,7 +312,9 @@ def main() -> None:
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             optimizer.zero_grad(set_to_none=True)
-            objective(video, generator)["loss"].backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precisions[-1] == "bf16"):
+                loss = objective(video, generator)["loss"]
+            loss.backward()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
     if temp is not None:
         temp.cleanup()
