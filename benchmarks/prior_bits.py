@@ -16,7 +16,7 @@ saving against range), and the prior's time per latent frame against the CDT enc
 
     PYTHONPATH=. nice -n 19 python benchmarks/prior_bits.py --cache CACHE.npz --neural \\
         --prior temporal=T.safetensors --prior +spatial=S.safetensors \\
-        --prior +channels=cdtcodec/assets/weights/cdt-tiny.prior.safetensors
+        --prior +channels=weights/cdt-tiny.prior.safetensors
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def decode_runtime(first: Infer, step: Infer, latent: torch.Tensor, record: list
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", default="cdtcodec/assets/weights/cdt-tiny.safetensors")
+    ap.add_argument("--weights", default="cdt-tiny")
     ap.add_argument("--data", default="data")
     ap.add_argument("--clips", type=int, default=3, help="validation clips to measure on")
     ap.add_argument("--calibration-clips", type=int, default=2, help="training-split clips for the int8 ranges")

@@ -14,8 +14,8 @@ The network follows LPIPS v0.1 exactly:
   subtracted and squared, weighted per channel by the learned 1x1 'lin' layer (no bias),
   averaged over space, and the five layer scores are summed.
 
-Weights come from ``cdtcodec/assets/weights/lpips-alex.safetensors`` (see ``scripts/convert_lpips.py``
-and ``cdtcodec/assets/weights/README-lpips.md``). All parameters are frozen, but the module is differentiable with
+Weights come from ``weights/lpips-alex.safetensors`` (see ``scripts/convert_lpips.py``
+and ``weights/README-lpips.md``). All parameters are frozen, but the module is differentiable with
 respect to its inputs so it can be used as a training loss.
 """
 
@@ -41,8 +41,10 @@ _CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 
 
 def default_weights_path(net: str = "alex") -> Path:
-    """Path of the shipped weights: ``cdtcodec/assets/weights/lpips-<net>.safetensors`` (package data)."""
-    return Path(__file__).resolve().parent / "assets" / "weights" / f"lpips-{net}.safetensors"
+    """Path of the shipped weights: ``weights/lpips-<net>.safetensors`` (package data)."""
+    from cdtcodec.weights import WEIGHTS_DIR  # here: cdtcodec.weights imports the model, which needs no LPIPS
+
+    return WEIGHTS_DIR / f"lpips-{net}.safetensors"
 
 
 class _AlexFeatures(nn.Module):

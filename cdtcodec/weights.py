@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -17,7 +18,17 @@ from cdtcodec.config import DEFAULT_MODEL, PRESETS, CDTConfig, get_config
 from cdtcodec.model import CDT
 from cdtcodec.precision import dtype_of, resolve
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "assets" / "weights"  # package data: found after `pip install .`
+
+def _weights_dir() -> Path:
+    """The shipped weights' folder: the package `cdtcodec_weights` (the repository's weights/, package data of
+    `pip install .` and `pip install -e .`), or weights/ beside the package in a source tree used uninstalled."""
+    try:
+        return Path(str(resources.files("cdtcodec_weights")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "weights"
+
+
+WEIGHTS_DIR = _weights_dir()  # the one place that knows where the shipped weights, priors and cards are
 
 
 class WeightsError(Exception):

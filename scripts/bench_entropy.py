@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bitstream import CdtReader  # noqa: E402
 from bitstream.entropy import RangeCoder, ZstdCoder  # noqa: E402
+from cdtcodec.weights import WEIGHTS_DIR  # noqa: E402
 
 
 def quantized_entropy(dist: str, scale: np.ndarray, step: float) -> float:
@@ -115,8 +116,7 @@ def main() -> None:
     ap.add_argument("--npy", nargs="*", default=[], help="float latents (C,T,h,w) .npy, quantized with --step")
     ap.add_argument("--step", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--prior", default=str(Path(__file__).resolve().parents[1] / "cdtcodec" / "assets" / "weights"
-                                           / "cdt-tiny.prior.safetensors"),
+    ap.add_argument("--prior", default=str(WEIGHTS_DIR / "cdt-tiny.prior.safetensors"),
                     help="prior weights for --cdt files coded with the prior (format 2)")
     args = ap.parse_args()
 

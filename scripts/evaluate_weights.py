@@ -7,7 +7,7 @@ evenly between the kinds of the validation split) and overall. With --quality an
 (<stem>.prior.safetensors), also the rate the prior estimates for those symbols (bits per pixel; the coder's
 files add their header and the range coder's few bytes).
 
-    python scripts/evaluate_weights.py cdtcodec/assets/weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16] [--quality Q]
+    python scripts/evaluate_weights.py weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16] [--quality Q]
         [--precision fp32] [--decode-precisions fp32 bf16]
 
 --decode-precisions fp32 bf16 decodes the same latents both ways: what bf16 costs in quality.

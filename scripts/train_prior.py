@@ -1,7 +1,7 @@
 """Train the conditional latent prior on latents of the training footage (encoder frozen) and export it.
 
     PYTHONPATH=. nice -n 19 python scripts/train_prior.py --data data --model cdt-tiny \\
-        --cache ~/prior-cache/cdt-tiny-33x256.npz --out cdtcodec/assets/weights/cdt-tiny.prior.safetensors
+        --cache ~/prior-cache/cdt-tiny-33x256.npz --out weights/cdt-tiny.prior.safetensors
 
 The latent cache (posterior means of random 33-frame 256x256 training clips and of the validation
 clips) is built on the first run, ~10 minutes on 2 cores; training takes ~5-15 minutes at nice 19.

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import zstandard
 
+from cdtcodec.weights import WEIGHTS_DIR  # only where the shipped prior lies; the decoder below uses no project code
+
 GOLDEN = sorted((Path(__file__).parent / "data" / "golden").glob("golden_v*_*.cdt"))
-SHIPPED_PRIOR = Path(__file__).resolve().parents[1] / "cdtcodec" / "assets" / "weights" / "cdt-tiny.prior.safetensors"
+SHIPPED_PRIOR = WEIGHTS_DIR / "cdt-tiny.prior.safetensors"
 M64 = (1 << 64) - 1
 
 

@@ -53,13 +53,13 @@ def test_demo_metrics_equal_bench(tmp_path):
 
 def test_plain_install_runs_the_demo_from_elsewhere(tmp_path):
     """`pip install .` (not -e) into a fresh venv, then `cdtcodec demo` from an unrelated directory: the shipped
-    weights and the sample clip must come with the package. The venv borrows this environment's installed
+    weights (weights/, installed as the package cdtcodec_weights) and the sample clip must come with it. The venv borrows this environment's installed
     dependencies (a .pth line), so nothing is downloaded and torch is never reinstalled."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, src / name)
-    for package in ("cdtcodec", "bitstream"):
+    for package in ("cdtcodec", "bitstream", "weights"):
         shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
@@ -79,6 +79,7 @@ def test_plain_install_runs_the_demo_from_elsewhere(tmp_path):
                          capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stderr
     assert (elsewhere / "recon.mp4").stat().st_size > 0
-    where = subprocess.run([str(python), "-c", "import cdtcodec; print(cdtcodec.__file__)"], cwd=elsewhere,
-                           capture_output=True, text=True, env=env).stdout
-    assert where.startswith(site), where
+    where = subprocess.run([str(python), "-c", "import cdtcodec.weights as w; print(w.__file__); print(w.WEIGHTS_DIR)"],
+                           cwd=elsewhere, capture_output=True, text=True, env=env).stdout.split()
+    assert where[0].startswith(site), where
+    assert where[1] == str(Path(site) / "cdtcodec_weights"), where

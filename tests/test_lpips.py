@@ -34,7 +34,7 @@ def _load(path: Path) -> torch.Tensor:
 
 
 def test_default_path_points_to_shipped_weights():
-    assert default_weights_path() == REPO / "cdtcodec" / "assets" / "weights" / "lpips-alex.safetensors"
+    assert default_weights_path() == REPO / "weights" / "lpips-alex.safetensors"
     assert default_weights_path().is_file()
 
 

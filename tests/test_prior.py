@@ -17,9 +17,10 @@ from bitstream.prior import (
     FAMILY_GAUSS, FAMILY_LAPLACE, MEAN_OFFSETS, SCALES, PriorArch, PriorCoder, frequency_table, load_prior, log2_fixed, save_prior, step_fixed, table_ids, table_scale,
 )
 from cdtcodec.entropy_model import ConditionalPrior, from_integer, rate_bits, to_integer
+from cdtcodec.weights import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "cdtcodec" / "assets" / "weights" / "cdt-tiny.prior.safetensors"
+SHIPPED = WEIGHTS_DIR / "cdt-tiny.prior.safetensors"
 ARCHS = [PriorArch(), PriorArch(channel_groups=4), PriorArch(prev_frames=2, channel_groups=2),
          PriorArch(checkerboard=False, family=FAMILY_LAPLACE)]
 

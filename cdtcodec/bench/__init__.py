@@ -21,7 +21,7 @@ What it measures, and how (method.py holds this list too; results.json carries i
   BT.601 luma (per clip from the clip's mean squared error, as `cdtcodec demo` reports it; the mean of the
   per-frame PSNRs is kept too; a frame with zero error is stored as null), SSIM (RGB, Gaussian 11x11, computed
   in float32: within 1e-6 of float64),
-  LPIPS (AlexNet v0.1, cdtcodec/assets/weights/lpips-alex.safetensors).
+  LPIPS (AlexNet v0.1, weights/lpips-alex.safetensors).
 * Speed and memory: each encode and each decode runs alone in a fresh worker process forked from a clean server
   (Python, NumPy, PyAV and, when cdt runs, PyTorch already imported). Seconds are the wall time of the call,
   frames/s = frames / seconds. cdt's times include loading the weights, and its decode time includes writing PNGs;
