@@ -238,7 +238,7 @@ def conv_int(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int, w
     if relu:
         y = np.maximum(y, 0)
     y = np.clip(y, -ACT_LIMIT, ACT_LIMIT)
-    return y if where is not None else y.reshape(h, w, -1)
+    return y if where is not None else y.reshape(h, w, y.shape[1])  # explicit: h or w may be 0 (no positions)
 
 
 def dequantize_fixed(symbols: np.ndarray, step_q: int, act_bits: int) -> np.ndarray:
@@ -313,7 +313,8 @@ class PriorNet:
         previous frame and this frame's already decoded channels (zeros for groups >= g) at those positions."""
         x = np.concatenate([base, prev_sel, current_sel], axis=1)[:, None, :]  # (count, 1, .): 1x1 convs
         hid = self._layer(f"pass{sp}{g}.hidden", x, True)
-        return self._split(self._layer(f"pass{sp}{g}.out", hid, False).reshape(base.shape[0], -1))
+        out = self._layer(f"pass{sp}{g}.out", hid, False)
+        return self._split(out.reshape(base.shape[0], out.shape[2]))  # a pass may have no positions (1x1 latent)
 
 
 # ------------------------------------------------------------------------------------------------
