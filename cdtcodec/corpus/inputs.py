@@ -3,7 +3,9 @@
 The inputs are files (taken whatever their name: a still image is a one-frame video, as for one encode),
 folders (walked recursively for video files, VIDEO_EXTENSIONS, hidden names and the output folder skipped)
 and manifests, `@list.txt`: one path per line, relative to the manifest's folder, blank lines and lines
-starting with `#` skipped. The same file reached twice counts once.
+starting with `#` skipped; a line `@other.txt` names another manifest (relative to this one's folder too).
+The same file reached twice counts once, a manifest listed twice is read once, and manifests that list each
+other in a cycle are refused, naming the chain.
 
 Outputs mirror the folders below the inputs' common folder (a folder input's own folder, a file's parent),
 so a/x.mp4 and b/x.mp4 become DIR/a/x.cdt and DIR/b/x.cdt. Two videos of one folder that differ only in
@@ -51,7 +53,9 @@ def _manifest(path: str) -> list[str]:
     for line in lines:
         line = line.strip()
         if line and not line.startswith("#"):
-            entries.append(line if os.path.isabs(line) else os.path.join(base, line))
+            manifest = line.startswith("@")
+            line = line[1:] if manifest else line
+            entries.append(("@" if manifest else "") + (line if os.path.isabs(line) else os.path.join(base, line)))
     return entries
 
 
@@ -88,19 +92,28 @@ def discover(inputs: list[str], exclude: str | os.PathLike | None = None) -> lis
     exclude = os.path.abspath(exclude) if exclude is not None else None
     files: list[tuple[str, str]] = []  # (as spelt, the folder it counts below)
     anchors: list[str] = []
-    pending = list(inputs)
-    while pending:
-        entry = pending.pop(0)
-        if entry.startswith("@"):
-            pending = _manifest(entry[1:]) + pending
-            continue
-        if os.path.isdir(entry):
-            anchors.append(os.path.abspath(entry))
-            walked = _walk(entry, exclude)
-            files += [(f, os.path.abspath(entry)) for f in walked]
-        else:  # a file, or a path that does not exist: its encode reports it, the others go on
-            anchors.append(os.path.dirname(os.path.abspath(entry)))
-            files.append((entry, anchors[-1]))
+    read: set[str] = set()  # the manifests read so far, by real path
+
+    def add(entries: list[str], chain: dict[str, str]) -> None:
+        """`chain`: the manifests being read, real path -> as spelt, outermost first."""
+        for entry in entries:
+            if entry.startswith("@"):
+                real = os.path.realpath(entry[1:])
+                if real in chain:
+                    names = list(chain.values())
+                    loop = names[list(chain).index(real):] + [entry]
+                    raise InputError("manifests list each other in a cycle: " + " -> ".join(loop))
+                if real not in read:  # one listed twice gives its files once
+                    read.add(real)
+                    add(_manifest(entry[1:]), {**chain, real: entry})
+            elif os.path.isdir(entry):
+                anchors.append(os.path.abspath(entry))
+                files.extend((f, os.path.abspath(entry)) for f in _walk(entry, exclude))
+            else:  # a file, or a path that does not exist: its encode reports it, the others go on
+                anchors.append(os.path.dirname(os.path.abspath(entry)))
+                files.append((entry, anchors[-1]))
+
+    add(list(inputs), {})
     if not files:
         raise InputError("no video files in " + ", ".join(inputs) + " (folders are searched for "
                          "files with a video extension: .mp4, .mkv, .mov, .webm, ...)")
