@@ -87,11 +87,25 @@ def _unwrap_checkpoint(obj: object) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _looks_like_weights(path: Path) -> bool:
+    """Whether the file starts as weights do: a zip (torch.save), a pickle (older torch.save) or safetensors (an
+    8-byte header length, then its JSON), so that any other file is named for what it is not, not for where a
+    reader happened to fail in it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return True  # the reader reports why it cannot be read
+    return head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" or (len(head) == 9 and head[8:9] == b"{")
+
+
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a .safetensors or torch checkpoint (weights_only), copied into fresh fp32 memory."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
+    if not _looks_like_weights(path):
+        raise WeightsError(f"{path}: not a weights file (neither safetensors nor a PyTorch checkpoint)")
     try:
         if path.suffix == ".safetensors":
             with safe_open(str(path), framework="pt") as f:
