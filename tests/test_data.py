@@ -179,3 +179,167 @@ def test_kind_mix_sets_each_kinds_share_of_samples(data_root, tmp_path):
     np.testing.assert_allclose(even.weights, [0.5, 0.5])  # photo: none present, its share goes to the others
     only_camera = ClipDataset(root, frames=5, size=32, kind_mix={"camera": 1.0})
     np.testing.assert_allclose(only_camera.weights, [0.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- scripts/build_dataset.py (offline)
+
+
+@pytest.fixture(scope="module")
+def build():
+    """scripts/build_dataset.py loaded as a module (it imports text_clips from beside itself)."""
+    import importlib.util
+    import sys
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    spec = importlib.util.spec_from_file_location("build_dataset", scripts / "build_dataset.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(scripts))
+    sys.modules["build_dataset"] = mod  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        del sys.modules["build_dataset"]
+        sys.path.remove(str(scripts))
+
+
+# The validation split as it was before the camera clips and photographs of newer packages: (clip, range).
+VALIDATION = {("bbb", ("val", 476.0, 490.0)), ("bbb", ("val", 490.0, 581.5, "credits")), ("bbb", ("val", 581.5, None)),
+              ("opencv_vtest", ("val", 59.5, None)), ("meca_balle_jbart", ("val", 6.2, None)),
+              ("forensics_phone", ("val", 0.0, None)), ("photo_dune", ("val", 0.0, 10.0)),
+              ("photo_ladybird", ("val", 0.0, 10.0)), ("photo_raindrops", ("val", 0.0, 10.0))}
+NEW_CAMERA = {"opencv_box", "opencv_cup", "freecol_opening", "imageio_realshort", "docutils_pens", "libmpv2_jellyfish",
+              "psychopy_jwpintro", "psychopy_testmovie", "voice_assistant_jabra", "kuttypy_lasercut", "kuttypy_robot"}
+NEW_PHOTO_PACKAGES = {"plasma-workspace-wallpapers", "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04",
+                      "budgie-backgrounds"}
+
+
+def test_the_validation_split_is_unchanged_and_new_sources_train_only(build):
+    clips = {c.key: (s, c) for s in build.SOURCES for c in s.clips}
+    assert len(clips) == sum(len(s.clips) for s in build.SOURCES)  # keys are unique: they name the output files
+    val = {(key, tuple(r)) for key, (_, c) in clips.items() for r in c.ranges if r[0] == "val"}
+    assert val == VALIDATION
+    assert NEW_CAMERA <= clips.keys()
+    assert all(clips[k][1].kind == "camera" for k in NEW_CAMERA)
+    photos = [c for s in build.SOURCES if s.key in NEW_PHOTO_PACKAGES for c in s.clips]
+    assert len(photos) == 38 and all(c.kind == "photo" for c in photos)
+    for c in [clips[k][1] for k in NEW_CAMERA] + photos:
+        assert [r[0] for r in c.ranges] == ["train"], c.key
+    seeds = [c.motion_seed for _, c in clips.values() if c.motion_seed is not None]
+    assert len(seeds) == len(set(seeds)) == 12 + 38  # every photograph its own camera path
+
+
+def test_every_source_has_a_licence_and_mixed_packages_one_per_file(build):
+    for s in build.SOURCES:
+        assert s.licence.strip() and s.attribution.strip(), s.key
+        if "per file" in s.licence:  # the package's files differ: each clip names its own licence and author
+            assert all(c.licence.split(",")[0] in s.licence for c in s.clips), s.key
+            assert all(len(c.licence.split(",")) == 2 for c in s.clips), s.key
+    lomiri = {c.key: c.licence for s in build.SOURCES if s.key == "lomiri-wallpapers-16.04" for c in s.clips}
+    assert lomiri["photo_lomiri_seeding"].startswith("CC0-1.0")
+    assert lomiri["photo_lomiri_bridge"] == "CC-BY-SA-4.0, (c) 2018 Sander Klootwijk"
+    suites = {s.key: s.suite for s in build.SOURCES if s.suite}
+    assert suites == {"librust-libmpv2-dev": "sid", "psychopy": "sid", "linux-voice-assistant": "sid",
+                      "kuttypy-gui": "trixie", "budgie-backgrounds": "trixie"}
+
+
+def test_system_mirror_reads_deb822_and_one_line_sources(build, tmp_path):
+    etc = tmp_path / "etc"
+    (etc / "sources.list.d").mkdir(parents=True)
+    assert build.system_mirror(etc) == ("http://deb.debian.org/debian", build.DEBIAN_KEYRING)  # nothing: default
+    (etc / "sources.list.d" / "x.list").write_text(
+        "# a comment\ndeb [arch=amd64 signed-by=/k/one.gpg] http://mirror.example/debian/ bookworm main\n")
+    assert build.system_mirror(etc) == ("http://mirror.example/debian", "/k/one.gpg")
+    (etc / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://other.example/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb\n# http://snapshot.debian.org/archive/debian/20250520T000000Z\n"
+        "URIs: http://cache.example/debian\nSuites: bookworm\nComponents: main\nSigned-By: /k/archive.gpg\n")
+    assert build.system_mirror(etc) == ("http://cache.example/debian", "/k/archive.gpg")  # deb822 first
+
+
+def test_apt_config_is_self_contained(build, tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    root = tmp_path / "apt" / "sid"
+    conf = build.apt_config(root, "sid", "http://cache.example/debian", "/k/archive.gpg")
+    assert (root / "sources.list").read_text() == "deb [signed-by=/k/archive.gpg] http://cache.example/debian sid main\n"
+    for d in ("lists/partial", "archives/partial", "sources.list.d"):
+        assert (root / d).is_dir()
+    assert (root / "status").read_text() == ""
+    settings = dict(line.rstrip(";").split(" ", 1) for line in conf.read_text().splitlines())
+    for key in ("Dir::Etc::SourceList", "Dir::Etc::SourceParts", "Dir::State::Lists", "Dir::State::status",
+                "Dir::Cache::archives"):
+        assert settings[key].strip('"').startswith(str(root.resolve())), key  # nothing points at the system's
+    if shutil.which("apt-config"):  # apt itself reads it so (offline: apt-config only parses configuration)
+        out = subprocess.run(["apt-config", "dump"], env={**os.environ, "APT_CONFIG": str(conf)},
+                             capture_output=True, text=True, check=True).stdout.lower()  # keys: any case
+        assert f'dir::etc::sourcelist "{root.resolve()}/sources.list";'.lower() in out
+        assert f'dir::state::lists "{root.resolve()}/lists";'.lower() in out
+
+
+def _deb(path: Path, files: dict[str, bytes]) -> None:
+    """A minimal .deb: an ar archive holding debian-binary and an xz data.tar with ``files``."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = b"!<arch>\n"
+    for name, data in (("debian-binary", b"2.0\n"), ("data.tar.xz", buf.getvalue())):
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n".encode() + data
+        out += b"\n" if len(data) % 2 else b""
+    path.write_bytes(out)
+
+
+def test_extract_reads_the_members_it_needs_and_unpacks_gz(build, tmp_path):
+    import gzip
+
+    deb = tmp_path / "pkg_1.0_all.deb"
+    _deb(deb, {"./usr/share/doc/a.txt": b"x" * 1001, "./usr/share/doc/html/box.mp4.gz": gzip.compress(b"BOX" * 50),
+               "./usr/share/img/p.jpg": b"JPEG"})
+    src = build.Source("pkg", "deb", "pkg", "MIT", "test",
+                       [build.Clip("box", ("html/box.mp4.gz",)), build.Clip("pic", ("img/p.jpg",), kind="photo"),
+                        build.Clip("gone", ("nowhere.mp4",))])
+    paths = build.extract(src, deb, tmp_path / "raw")
+    assert set(paths) == {"box", "pic"}  # a missing member is reported and left out
+    assert paths["box"].name == "box.mp4" and paths["box"].read_bytes() == b"BOX" * 50
+    assert paths["pic"].read_bytes() == b"JPEG"
+    assert not list((tmp_path / "raw").rglob("*.part"))
+
+
+def test_build_adds_a_photo_source_and_records_its_licence(build, tmp_path, monkeypatch):
+    """End to end without network: a .deb already in data/raw/deb, one photograph through the synthetic
+    camera; the manifest carries the clip's licence, and a second run redoes nothing."""
+    import io
+    import json
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    jpg = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (400, 700, 3), dtype=np.uint8)).save(jpg, format="JPEG")
+    data = tmp_path / "data"
+    (data / "raw" / "deb").mkdir(parents=True)
+    _deb(data / "raw" / "deb" / "walls_1.0_all.deb", {"./usr/share/backgrounds/one.jpg": jpg.getvalue()})
+    clip = build.Clip("photo_walls_one", ("backgrounds/one.jpg",), ranges=(("train", 0.0, 1.0),), kind="photo",
+                      motion_seed=7, licence="CC-BY-4.0, (c) 2018 Someone")
+    monkeypatch.setattr(build, "SOURCES", [build.Source("walls", "deb", "walls", "per file", "test", [clip])])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the renderer's setting outlives the test
+    assert build.main(["--data", str(data)]) == 0
+    manifest = json.loads((data / "manifest.json").read_text())
+    (rec,) = manifest["sources"][0]["clips"]
+    assert rec["licence"] == "CC-BY-4.0, (c) 2018 Someone"
+    assert manifest["kinds"]["train"] == {"photo": 24} and manifest["failed"] == []
+    segment = data / rec["segments"][0]["path"]
+    assert len(read_frames(segment, 0, 24)) == 24
+    stamp = segment.stat().st_mtime_ns
+    assert build.main(["--data", str(data)]) == 0
+    assert segment.stat().st_mtime_ns == stamp  # idempotent: the segment is not rewritten
+    assert json.loads((data / "manifest.json").read_text())["sources"] == manifest["sources"]
+    assert sorted(p.name for p in data.iterdir()) == ["manifest.json", "raw", "train", "work"]  # no temp file left
