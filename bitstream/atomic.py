@@ -3,17 +3,28 @@
 The one home of temp-file-then-rename for the whole project: the .cdt writer, the video sinks, weights,
 checkpoints and the benchmark's reports all write through AtomicOutput. It lives at the bottom layer
 (bitstream imports nothing of cdtcodec) so that every writer can use it.
+
+Temporaries are named `.NAME.cdtcodec-PID-RANDOM.part[SUFFIX]` beside the output (NAME shortened, with a hash,
+when the whole would pass the file system's 255-byte limit) and `cdtcodec-PID-RANDOM` folders in the system's
+temporary folder: the process id says whether the process that made one is still alive, so a later run can
+remove what a SIGKILL (which nothing can catch) left behind. An output that exists and is not a regular file
+or a folder (a character device such as /dev/null, a FIFO) is written into as it is, never replaced.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import re
 import secrets
 import shutil
 import signal
 import stat
+import tempfile
 import threading
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -75,33 +86,144 @@ def _fsync(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
-def leftover_temporaries(final: str | os.PathLike) -> list[str]:
-    """The temporaries of `final` that a process killed outright (SIGKILL, power loss) left beside it: the
-    names AtomicOutput gives them. A rerun that writes `final` again removes them first."""
+def special_file(path: str | os.PathLike) -> str:
+    """What `path` names when it exists and is neither a regular file nor a folder ("character device", "FIFO",
+    "socket", "block device"); "" otherwise. Such a file is written into as it is (see AtomicOutput)."""
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks: /dev/stdout is what it points at
+    except (OSError, ValueError):
+        return ""
+    for test, name in ((stat.S_ISCHR, "character device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return ""
+
+
+TAG = "cdtcodec"  # in every temporary's name, with the id of the process that made it
+_MAX_STEM = 180  # bytes of the output's name kept in its temporary's: the rest of the name stays under 255
+_PART = re.compile(r"\." + TAG + r"-(\d+)-[0-9a-f]{8}\.part")
+_FOLDER = re.compile(TAG + r"-(\d+)-")
+
+
+def _stem(name: str) -> str:
+    """The output's name as its temporaries carry it: whole when short, else cut and told apart by a hash."""
+    raw = os.fsencode(name)
+    if len(raw) <= _MAX_STEM:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    return os.fsdecode(raw[:_MAX_STEM - 10]) + "~" + digest
+
+
+def _temporary_name(name: str) -> str:
+    return f".{_stem(name)}.{TAG}-{os.getpid()}-{secrets.token_hex(4)}.part"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _temporaries(final: str | os.PathLike) -> list[tuple[str, int | None]]:
+    """(path, pid or None for the older unnamed kind) of every temporary of `final` beside it."""
     final = os.path.abspath(os.fspath(final).rstrip("/" + os.sep) or ".")
     parent, name = os.path.split(final)
-    prefix = f".{name}."
+    prefix, old = f".{_stem(name)}", f".{name}."
     try:
         names = os.listdir(parent)
     except OSError:
         return []
-    return [os.path.join(parent, n) for n in names
-            if n.startswith(prefix) and len(n) >= len(prefix) + 13 and n[len(prefix) + 8 : len(prefix) + 13] == ".part"
-            and all(c in "0123456789abcdef" for c in n[len(prefix) : len(prefix) + 8])]
+    found = []
+    for n in names:
+        if n.startswith(prefix) and (m := _PART.match(n, len(prefix))):
+            found.append((os.path.join(parent, n), int(m.group(1))))
+        elif n.startswith(old) and n[len(old) + 8 : len(old) + 13] == ".part" and all(
+                c in "0123456789abcdef" for c in n[len(old) : len(old) + 8]):  # before process ids were named
+            found.append((os.path.join(parent, n), None))
+    return found
+
+
+def leftover_temporaries(final: str | os.PathLike) -> list[str]:
+    """The temporaries of `final` beside it, whoever made them (a corpus rerun owns its output folder)."""
+    return [path for path, _ in _temporaries(final)]
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def remove_leftovers(final: str | os.PathLike) -> int:
     """Remove leftover_temporaries(final); returns how many there were."""
     found = leftover_temporaries(final)
     for path in found:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.remove(path)
-            except OSError:
-                pass
+        _remove(path)
     return len(found)
+
+
+def remove_stale(final: str | os.PathLike) -> int:
+    """Remove the temporaries of `final` whose process is gone (killed outright: SIGKILL, power loss); those of
+    a live process, another run writing the same name, stay. Returns how many were removed."""
+    stale = [path for path, pid in _temporaries(final) if pid is not None and not _alive(pid)]
+    for path in stale:
+        _remove(path)
+    return len(stale)
+
+
+@contextmanager
+def temporary_folder() -> Iterator[str]:
+    """A fresh `cdtcodec-PID-...` folder in the system's temporary folder, removed at the end; first, those of
+    processes that are gone are removed."""
+    remove_stale_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{TAG}-{os.getpid()}-") as folder:
+        yield folder
+
+
+def remove_stale_folders() -> int:
+    """Remove the temporary_folder()s of processes that are gone; returns how many."""
+    parent = tempfile.gettempdir()
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return 0
+    stale = [n for n in names if (m := _FOLDER.match(n)) and not _alive(int(m.group(1)))]
+    for n in stale:
+        shutil.rmtree(os.path.join(parent, n), ignore_errors=True)
+    return len(stale)
+
+
+#: outputs this process may create but not replace: the command line's, when they did not exist as it checked
+#: them and -y was not given. One that appears meanwhile (another run writing the same name) is kept.
+_NEW_ONLY: ContextVar[frozenset] = ContextVar("new_only", default=frozenset())
+
+
+@contextmanager
+def only_new(*finals: str | os.PathLike) -> Iterator[None]:
+    """Inside, an AtomicOutput whose final is one of `finals` refuses (FileExistsError, naming it) to replace
+    anything found there when it commits, and drops its own output instead."""
+    token = _NEW_ONLY.set(_NEW_ONLY.get() | {os.path.abspath(os.fspath(f).rstrip("/" + os.sep) or ".")
+                                             for f in finals})
+    try:
+        yield
+    finally:
+        _NEW_ONLY.reset(token)
+
+
+def _appeared(final: str) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "appeared while this run was working (another run wrote it?); this run "
+                           "lost and left it as it is (pass -y to replace it)", final)
 
 
 class CloseOrAbort:
@@ -141,8 +263,13 @@ class AtomicOutput:
         self.final = os.path.abspath(os.fspath(final).rstrip("/" + os.sep) or ".")
         self.directory = directory
         parent, name = os.path.split(self.final)
-        self.path = os.path.join(parent, f".{name}.{secrets.token_hex(4)}.part{suffix}")
         self.done = True  # nothing to undo until the temporary exists
+        #: the final is a device or a FIFO: written into as it is (replacing /dev/null would be a disaster)
+        self.in_place = not directory and bool(special_file(self.final))
+        if self.in_place:
+            self.path = self.final
+            return
+        self.path = os.path.join(parent, _temporary_name(name) + suffix)
         created = False
         try:
             with deferred_signals():  # created and recorded as one step (see deferred_signals)
@@ -160,16 +287,36 @@ class AtomicOutput:
         if self.done:
             return
         try:
+            new_only = self.final in _NEW_ONLY.get()
             if self.directory:
+                if new_only and os.path.lexists(self.final) and not (os.path.isdir(self.final)
+                                                                     and not os.listdir(self.final)):
+                    raise _appeared(self.final)  # an empty folder holds nothing to lose
                 self._replace_directory()
             else:
                 _fsync(self.path)
-                os.replace(self.path, self.final)
+                if new_only:
+                    self._link_into_place()
+                else:
+                    os.replace(self.path, self.final)
             _fsync(os.path.dirname(self.final), directory=True)
             self.done = True
         except BaseException:
             self.discard()
             raise
+
+    def _link_into_place(self) -> None:
+        """Move the temporary to the final name unless something is there by now: a hard link cannot replace."""
+        try:
+            os.link(self.path, self.final)
+        except FileExistsError:
+            raise _appeared(self.final) from None
+        except OSError:  # a file system without hard links: check, then rename (a narrow race remains)
+            if os.path.lexists(self.final):
+                raise _appeared(self.final) from None
+            os.replace(self.path, self.final)
+            return
+        os.remove(self.path)
 
     def _replace_directory(self) -> None:
         old = None
@@ -192,7 +339,7 @@ class AtomicOutput:
 
     def discard(self) -> None:
         self.done = True
-        if not os.path.lexists(self.path):
+        if self.in_place or not os.path.lexists(self.path):
             return
         if os.path.isdir(self.path) and not os.path.islink(self.path):
             shutil.rmtree(self.path, ignore_errors=True)
@@ -217,6 +364,13 @@ def write_atomically(final: str | os.PathLike, write: Callable[[str], object]) -
     """write(temporary path) through an AtomicOutput, keeping the permissions the temporary was made with (the
     umask's): a writer that replaces the file it is given with one of its own, as safetensors does, leaves it
     0600, and weights written for others would not be readable by them."""
+    if special_file(final):  # such a writer would replace the device itself: write aside, then copy into it
+        with temporary_folder() as folder:
+            tmp = os.path.join(folder, "output")
+            write(tmp)
+            with open(tmp, "rb") as src, open(final, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        return
     with AtomicOutput(final) as tmp:
         mode = stat.S_IMODE(os.stat(tmp).st_mode)
         write(str(tmp))

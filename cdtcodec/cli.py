@@ -9,10 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -104,6 +102,8 @@ def friendly_errors(fn):
             try:
                 with signals_caught(*FATAL_SIGNALS) as received:
                     return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort):
+                raise  # the command ended itself, having said why (a corpus reports its signal with its tally)
             except Exception:
                 if not received:
                     raise
@@ -211,49 +211,24 @@ def _device(name: str, here: bool = True) -> str:
     return name
 
 
-@contextmanager
-def _renamed(temporary: str, name: str):
-    """Error messages that name a temporary stand-in for stdin/stdout name the stream instead."""
-    try:
-        yield
-    except Exception as e:
-        if e.args and isinstance(e.args[0], str) and temporary in e.args[0]:
-            e.args = (e.args[0].replace(temporary, name), *e.args[1:])
-        raise
+def _note(line: str) -> None:
+    err.print(f"note: {' '.join(line.split())}", markup=False, highlight=False, soft_wrap=True)
 
 
-@contextmanager
 def _input_path(path: str, suffix: str):
-    """A real path for `path`; '-' copies standard input to a temporary file first (containers need seeking)."""
-    if path != "-":
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="cdtcodec-") as tmp:
-        target = Path(tmp) / f"stdin{suffix}"
-        with open(target, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f)
-        with _renamed(str(target), "<stdin>"):
-            yield str(target)
+    """A path the command may open as often as it likes: `path`, or a copy of standard input ('-') or of what
+    cannot be read twice (a FIFO, `<(...)`); see cdtcodec/endpoints.py."""
+    from cdtcodec.endpoints import input_path
+
+    return input_path(path, suffix, say=_note)
 
 
-@contextmanager
-def _output_path(path: str, suffix: str):
-    """A real path for `path`; '-' writes to a temporary file, then copies it to standard output (only
-    once it is complete, so a failed run writes nothing there)."""
-    if path != "-":
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="cdtcodec-") as tmp:
-        target = Path(tmp) / f"stdout{suffix}"
-        with _renamed(str(target), "<stdout>"):
-            yield str(target)
-        try:
-            with open(target, "rb") as f:
-                shutil.copyfileobj(f, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            _silence_stdout()
-            raise
+def _output_path(path: str, suffix: str, new_only: bool = False, staged: bool = True):
+    """A path the writer makes `path` at; '-' (and a device or FIFO when `staged`) through a temporary copied
+    there once complete, so a failed run writes nothing there; see cdtcodec/endpoints.py."""
+    from cdtcodec.endpoints import output_path
+
+    return output_path(path, suffix, staged=staged, new_only=new_only, say=_note)
 
 
 def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
@@ -343,10 +318,10 @@ def encode(
 
     input = inputs[0]
     target = _rate_target(quality, step, target_kbps, target_bpp)
-    confirm_output(output, policy(yes, no), [input])
+    new_only = confirm_output(output, policy(yes, no), [input])
     _set_threads(threads)
     device = _device(device)
-    with _input_path(input, ".video") as src, _output_path(output, ".cdt") as dst, \
+    with _input_path(input, ".video") as src, _output_path(output, ".cdt", new_only) as dst, \
             _progress(not (quiet or as_json), "encode") as progress:
         report = codec.encode(src, dst, model=model, quality=quality, step=step, target=target, seed=seed,
                               steps=steps, entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
@@ -499,7 +474,8 @@ def decode(
     output: str = typer.Option(..., "-o", "--output",
                                help="Video file (.mp4/.mkv/.mov), .y4m, a folder for PNGs (ends with /), or - (y4m on stdout)."),
     frames: Optional[str] = typer.Option(None, help="Only frames A:B (B exclusive); decoding stops after B."),
-    codec_name: str = typer.Option("libx264", "--codec", help="Video encoder of the output file."),
+    codec_name: Optional[str] = typer.Option(None, "--codec", help="Video encoder of the output file (default: "
+                                             "by container: libx264 for mp4/mkv/mov, libvpx-vp9 for webm)."),
     crf: int = typer.Option(12, min=0, max=63, help="CRF of the output video encoder."),
     preset: str = typer.Option("medium", help="Preset of the output video encoder."),
     model: Optional[str] = typer.Option(None, help="Weights file to use instead of the one the file names."),
@@ -517,18 +493,20 @@ def decode(
     from cdtcodec.corpus.shards import decode_entry, split_entry
 
     entry = split_entry(input) if input != "-" else None
-    confirm_output(output, policy(yes, no), [entry[0] if entry else input, *([model] if model else [])], folder=True)
+    new_only = confirm_output(output, policy(yes, no), [entry[0] if entry else input, *([model] if model else [])],
+                              folder=True)
     if entry is not None:  # latents: no audio, noise seed 0, the model's sampling steps
         _set_threads(threads)
         device = _device(device)
-        with _output_path(output, ".y4m") as dst, _progress(not (quiet or as_json), "decode") as progress:
+        with _output_path(output, ".y4m", new_only, staged=False) as dst, \
+                _progress(not (quiet or as_json), "decode") as progress:
             report = decode_entry(*entry, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
                                   device=device, progress=progress, max_memory=_memory(max_memory))
         _summary("decode", report, output, as_json, quiet)
         return
     _set_threads(threads)
     device = _device(device)
-    with _input_path(input, ".cdt") as src, _output_path(output, ".y4m") as dst, \
+    with _input_path(input, ".cdt") as src, _output_path(output, ".y4m", new_only, staged=False) as dst, \
             _progress(not (quiet or as_json), "decode") as progress:
         report = codec.decode(src, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
                               audio=not no_audio, device=device, progress=progress,
@@ -546,8 +524,10 @@ def info(
     model: Optional[str] = typer.Option(None, help="Weights whose prior --verify uses (default: those the file names)."),
 ):
     """Show a .cdt file's header, sizes, rate and chunk table."""
+    from cdtcodec.endpoints import require_stdout
     from cdtcodec.info import describe
 
+    require_stdout()  # what it shows goes there
     with _input_path(input, ".cdt") as src:
         data = describe(src, verify=verify, model=model)
     if as_json:

@@ -542,7 +542,7 @@ def _output_bytes(dst) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
 
 
-def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str = "libx264",
+def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str | None = None,
            crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu", precision: str = "fp32",
            progress: Progress | None = None, name: str | None = None, max_memory: int | None = None) -> Report:
     """Decode a .cdt (path or seekable binary file) into a video file, a .y4m, or a folder of PNGs.
@@ -618,7 +618,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
 
 def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, weights_sha256: str, width: int,
                    height: int, num_frames: int, fps: Fraction, frames: str | None = None, model: str | None = None,
-                   codec: str = "libx264", crf: int = 12, preset: str = "medium", device: str = "cpu",
+                   codec: str | None = None, crf: int = 12, preset: str = "medium", device: str = "cpu",
                    precision: str = "fp32", progress: Progress | None = None, label: str = "latents", inputs: tuple = (),
                    max_memory: int | None = None) -> Report:
     """Decode unquantized latents (T', L, h, w: latent frames first, as latent shards hold them) of a

@@ -3,6 +3,8 @@
 The policy is ffmpeg's: `-y` replaces an existing output, `-n` refuses at once, and with neither the user is
 asked on a terminal and refused otherwise (a CI job or a pipe has no one to answer). Sameness is decided by
 device and inode, never by name, so a symlink, a hard link or another spelling of an input is caught too.
+A character device or a FIFO is written into, never replaced, so it needs no -y (`-o /dev/null`); a block
+device does (writing into a disk destroys what it holds); a socket cannot be written into as a file.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import sys
 from enum import Enum
 from typing import Callable, Iterable
+
+from bitstream.atomic import remove_stale, special_file
 
 
 class Overwrite(str, Enum):
@@ -87,8 +91,10 @@ def _ask_on_terminal(question: str) -> bool:
 
 
 def confirm_output(output, rule: Overwrite, inputs: Iterable = (), *, folder: bool = False,
-                   interactive: bool | None = None, ask: Callable[[str], bool] = _ask_on_terminal) -> None:
-    """Raise OutputRefused unless `output` may be written under `rule` (see the module docstring).
+                   interactive: bool | None = None, ask: Callable[[str], bool] = _ask_on_terminal) -> bool:
+    """Raise OutputRefused unless `output` may be written under `rule` (see the module docstring); returns
+    True when it is to be created but nothing may be replaced (nothing was there, and no -y): one that appears
+    meanwhile is then kept (bitstream.atomic.only_new). The temporaries that killed runs left beside it go.
 
     Called before anything slow, so a refusal costs nothing. `folder`: the output may be a folder (decode's
     PNG frames); otherwise a folder there is left for the writer to refuse. `interactive` defaults to "stdin
@@ -97,12 +103,22 @@ def confirm_output(output, rule: Overwrite, inputs: Iterable = (), *, folder: bo
     inputs = list(inputs)
     refuse_inputs(output, inputs, folder=folder)
     if not _is_path(output):
-        return
+        return False
     path = os.fspath(output).rstrip("/" + os.sep) or os.sep
+    kind = special_file(path)
+    if kind == "socket":
+        raise OutputRefused(f"{output}: is a socket, which cannot be written into as a file (write to - and "
+                            "pipe it there)")
+    if kind in ("character device", "FIFO"):
+        return False  # written into as it is: nothing is replaced
     if not folder and os.path.isdir(path):
-        return  # "is a directory" is the writer's message
-    if not _occupied(path) or rule is Overwrite.ALWAYS:
-        return
+        return False  # "is a directory" is the writer's message
+    if not kind:
+        remove_stale(path)
+    if not _occupied(path):
+        return rule is not Overwrite.ALWAYS
+    if rule is Overwrite.ALWAYS:
+        return False
     if rule is Overwrite.NEVER:
         raise OutputRefused(f"{output}: already exists; not overwritten (-n)")
     if interactive is None:
@@ -111,6 +127,7 @@ def confirm_output(output, rule: Overwrite, inputs: Iterable = (), *, folder: bo
         raise OutputRefused(f"{output}: already exists; pass -y to overwrite it")
     if not ask(f"File '{output}' already exists. Overwrite? [y/N] "):
         raise OutputRefused(f"{output}: already exists; not overwritten")
+    return False
 
 
 def may_replace(rule: Overwrite, question: str, *, interactive: bool | None = None,

@@ -300,6 +300,7 @@ def test_sigterm_with_jobs_2_resumes_without_redoing(tmp_path, with_big, toy):
     err = stderr.decode()
     assert proc.returncode == 143, err
     assert "Traceback" not in err and error_lines(err)[-1].startswith("error: interrupted by SIGTERM"), err
+    assert len(error_lines(err)) == 1, err  # not followed by "no output was written"
     assert not (out / "z_big.cdt").exists() and not temporaries(out)
     statuses = {Path(d["input"]).relative_to(with_big).as_posix(): d["status"]
                 for d in read_summary(str(out / "summary.jsonl"))}

@@ -25,6 +25,8 @@ _CONTAINER_FORMATS = {
     ".webm": "webm",
 }
 _Y4M_EXTENSIONS = frozenset({".y4m"})
+#: the video encoder a container gets unless one is named (as ffmpeg picks: one the container holds)
+_DEFAULT_CODECS = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9"}
 
 # Encoders that can code an odd width/height in subsampled (4:2:0 / 4:2:2) pixel formats.
 _ODD_SIZE_SUBSAMPLED_OK = frozenset(
@@ -87,12 +89,27 @@ def is_video_path(path) -> bool:
     return Path(str(path)).suffix.lower() in VIDEO_EXTENSIONS
 
 
+#: containers whose muxer seeks back (an index, box sizes): they cannot go into a FIFO
+_SEEKING_FORMATS = frozenset({"mp4", "mov"})
+
+
 def output_kind(path) -> str:
-    """``"container"``, ``"y4m"`` or ``"png_dir"`` for an output path; VideoError if unknown."""
+    """``"container"``, ``"y4m"`` or ``"png_dir"`` for an output path; VideoError if unknown.
+
+    An existing device or FIFO (`/dev/null`) is written into as it is: y4m unless its name says otherwise, as
+    for standard output; a container that needs seeking cannot go into a FIFO, refused before any work."""
+    from bitstream.atomic import special_file
+
     s = os.fspath(path)
+    special = special_file(s)
+    suffix = Path(s).suffix.lower()
+    if special:
+        if special in ("FIFO", "socket") and _CONTAINER_FORMATS.get(suffix) in _SEEKING_FORMATS:
+            raise VideoError(f"{s}: a {special} cannot take {suffix[1:]}, whose muxer seeks back; name a format "
+                             "that streams (.mkv or .y4m), or write a file")
+        return "container" if suffix in _CONTAINER_FORMATS else "y4m"
     if s.endswith(("/", os.sep)) or os.path.isdir(s):
         return "png_dir"
-    suffix = Path(s).suffix.lower()
     if suffix in _CONTAINER_FORMATS:
         return "container"
     if suffix in _Y4M_EXTENSIONS:

@@ -1,7 +1,8 @@
 """Writing RGB frames (and passthrough audio): one Sink interface, three kinds, picked by :func:`open_sink`.
 
-* ``.mp4`` / ``.m4v`` / ``.mov`` / ``.mkv`` / ``.webm`` (ContainerSink): encoded with ``codec`` (default
-  libx264, CRF 12, preset medium, yuv420p). RGB is converted with the source's matrix and range when they are
+* ``.mp4`` / ``.m4v`` / ``.mov`` / ``.mkv`` / ``.webm`` (ContainerSink): encoded with ``codec`` (default: one
+  the container holds, as ffmpeg picks: libx264 for mp4 / mov / mkv, libvpx-vp9 for WebM), CRF 12, preset
+  medium, yuv420p. RGB is converted with the source's matrix and range when they are
   known and swscale has the matrix (bt709, smpte170m, bt470bg, fcc, smpte240m, bt2020nc), else with BT.709,
   limited range, and the stream is tagged with what was used; primaries and transfer are tagged as the source
   had them. The display matrix (rotation) and sample aspect ratio go to the container. **Odd sizes**:
@@ -39,14 +40,14 @@ from typing import Iterable
 import av
 import numpy as np
 
-from bitstream.atomic import AtomicOutput, CloseOrAbort
+from bitstream.atomic import AtomicOutput, CloseOrAbort, special_file
 from bitstream.audio import AudioPacket, AudioTrack
 from cdtcodec.media.audio import AudioInterleaver
 from cdtcodec.media.errors import VideoError, _describe, _err
 from cdtcodec.media.formats import (MAX_SIDE, _ASPECT_FROM_STREAM, _ASPECT_IN_BITSTREAM, _AVCOL_RANGE_JPEG,
                                     _AVCOL_RANGE_MPEG, _AVCOL_SPC_BT709, _AVCOL_SPC_SMPTE170M,
                                     _COLOR_PRIMARIES_VALUES, _COLOR_SPACE_VALUES, _COLOR_TRC_VALUES,
-                                    _CONTAINER_FORMATS, _ODD_SIZE_SUBSAMPLED_OK,
+                                    _CONTAINER_FORMATS, _DEFAULT_CODECS, _ODD_SIZE_SUBSAMPLED_OK,
                                     _SVT_PRESETS, _SWS_MATRICES, _VPX_CPU_USED, output_kind)
 
 AUDIO_LEAD = Fraction(1, 2)  # audio is muxed up to this far past the video written so far
@@ -107,6 +108,8 @@ class Sink(CloseOrAbort):
         self._done = False
         self._final = os.path.abspath(self.path.rstrip("/" + os.sep) or ".")
         parent = os.path.dirname(self._final)
+        if special_file(self._final):
+            return  # written into as it is (bitstream.atomic): its folder is not written
         if not os.path.isdir(parent):
             raise VideoError(f"{self.path}: output directory {parent} does not exist")
         if not os.access(parent, os.W_OK | os.X_OK):
@@ -248,13 +251,14 @@ class ContainerSink(Sink):
     matrix, colorspace = "ITU709", _AVCOL_SPC_BT709
     keeps_colour = True  # RGB converted with the source's matrix and range (Y4mSink: never)
 
-    def __init__(self, path, width: int, height: int, fps=Fraction(24, 1), codec: str = "libx264",
+    def __init__(self, path, width: int, height: int, fps=Fraction(24, 1), codec: str | None = None,
                  crf: int | None = 12, preset: str | None = "medium", audio: AudioTrack | None = None, *,
                  pix_fmt: str | None = None, color_range: str = "", color_space: str = "",
                  color_primaries: str = "", color_trc: str = "", codec_options: dict | None = None,
                  time_base=None, display_matrix=None, sample_aspect=None):
         super().__init__(path, width, height, fps, audio, time_base)
-        self.codec = codec
+        fmt = _CONTAINER_FORMATS.get(Path(self._final).suffix.lower())
+        self.codec = codec = codec or _DEFAULT_CODECS.get(fmt, "libx264")
         self._container = None
         self._stream = None
         self._durations: dict[int, int] = {}  # pts -> duration of the frames inside the encoder
@@ -270,7 +274,6 @@ class ContainerSink(Sink):
         self.display_matrix = tuple(display_matrix) if display_matrix is not None and self.keeps_display else None
         self.sample_aspect = (_as_fraction(sample_aspect, "sample aspect ratio")
                               if sample_aspect is not None and self.keeps_display else None)
-        fmt = _CONTAINER_FORMATS.get(Path(self._final).suffix.lower())
         if self.sample_aspect is not None and fmt in _ASPECT_FROM_STREAM and codec not in _ASPECT_IN_BITSTREAM:
             self.facts_lost.append(f"the sample aspect ratio {self.sample_aspect.numerator}:"
                                    f"{self.sample_aspect.denominator} ({fmt} takes it from the stream, which PyAV "
@@ -515,7 +518,7 @@ class Y4mSink(ContainerSink):
 _SINKS = {"png_dir": PngSink, "container": ContainerSink, "y4m": Y4mSink}
 
 
-def open_sink(path, width: int, height: int, fps=Fraction(24, 1), codec: str = "libx264", crf: int | None = 12,
+def open_sink(path, width: int, height: int, fps=Fraction(24, 1), codec: str | None = None, crf: int | None = 12,
               preset: str | None = "medium", audio: AudioTrack | None = None, **options) -> Sink:
     """The sink for an output path (its kind from output_kind); raises VideoError on any problem.
 
