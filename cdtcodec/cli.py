@@ -211,6 +211,16 @@ def _device(name: str, here: bool = True) -> str:
     return name
 
 
+def _precision(choice: str, device: str | None) -> str:
+    """--precision checked and resolved for `device` (auto: bf16 where that device does it fast); `device` None
+    (corpus workers, which resolve it on their own devices) keeps auto."""
+    from cdtcodec.precision import CHOICES, resolve
+
+    if choice not in CHOICES:
+        raise ValueError(f"--precision {choice}: unknown precision (use {', '.join(CHOICES)})")
+    return choice if device is None else resolve(choice, device)
+
+
 def _note(line: str) -> None:
     err.print(f"note: {' '.join(line.split())}", markup=False, highlight=False, soft_wrap=True)
 
@@ -251,6 +261,8 @@ def _summary(kind: str, report, out: str, as_json: bool, quiet: bool) -> None:
 MAX_THREADS = 256
 THREADS = typer.Option(0, min=0, max=MAX_THREADS, help="CPU threads for the model (0: torch's default, one per core).")
 DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
+PRECISION = typer.Option("auto", help="auto, fp32 or bf16: the networks' arithmetic (auto: bf16 where the device "
+                                      "does it fast: AMX-BF16 / AVX512-BF16 CPUs, CUDA with bf16).")
 AS_JSON = typer.Option(False, "--json", help="Print a machine-readable summary on stdout (on stderr with -o -).")
 QUIET = typer.Option(False, "--quiet", help="No progress, no summary.")
 MAX_MEMORY = typer.Option(None, "--max-memory", metavar="SIZE",
@@ -290,6 +302,7 @@ def encode(
                                 help="CPU threads for the model (0: torch's default, one per core); a corpus "
                                      "splits them between its --jobs; with --ray, each actor's."),
     device: str = DEVICE,
+    precision: str = PRECISION,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
     max_memory: Optional[str] = MAX_MEMORY,
@@ -321,12 +334,13 @@ def encode(
     new_only = confirm_output(output, policy(yes, no), [input])
     _set_threads(threads)
     device = _device(device)
+    precision = _precision(precision, device)
     with _input_path(input, ".video") as src, _output_path(output, ".cdt", new_only) as dst, \
             _progress(not (quiet or as_json), "encode") as progress:
         report = codec.encode(src, dst, model=model, quality=quality, step=step, target=target, seed=seed,
                               steps=steps, entropy=entropy, start_s=start, max_frames=frames, audio=not no_audio,
-                              device=device, progress=progress, max_memory=_memory(max_memory),
-                              notice=None if quiet else _warn,
+                              device=device, precision=precision, progress=progress,
+                              max_memory=_memory(max_memory), notice=None if quiet else _warn,
                               rate_progress=None if (quiet or as_json) else _rate_trial(target))
     _summary("encode", report, output, as_json, quiet)
 
@@ -409,7 +423,7 @@ class _CorpusBar:
 
 def _encode_corpus(inputs: list[str], output: str, quality, step, target_kbps, target_bpp, model: str, seed: int,
                    steps: int, entropy: str, start: float, frames, no_audio: bool, threads: int, device: str,
-                   as_json: bool, quiet: bool, max_memory, yes: bool, no: bool, jobs, ray, latents: bool,
+                   precision: str, as_json: bool, quiet: bool, max_memory, yes: bool, no: bool, jobs, ray, latents: bool,
                    latent_dtype: str, shard_size: int, summary) -> None:
     """`cdtcodec encode` of a corpus (see cdtcodec/corpus): one line per failed clip, a summary line, and a
     non-zero exit when any clip failed."""
@@ -434,6 +448,7 @@ def _encode_corpus(inputs: list[str], output: str, quality, step, target_kbps, t
     settings = Settings(model=model, quality=quality, step=step, seed=seed, steps=steps, entropy=entropy,
                         start_s=start, max_frames=frames, audio=not no_audio,
                         device=_device(device, here=ray is None), max_memory=_memory(max_memory), threads=threads,
+                        precision=_precision(precision, None),
                         latents=latent_dtype if latents else None, option_names=tuple(OPTIONS.items()))
     bar = _CorpusBar(not (quiet or as_json), quiet)
     try:
@@ -482,6 +497,7 @@ def decode(
     no_audio: bool = typer.Option(False, "--no-audio", help="Do not put the audio back."),
     threads: int = THREADS,
     device: str = DEVICE,
+    precision: str = PRECISION,
     as_json: bool = AS_JSON,
     quiet: bool = QUIET,
     max_memory: Optional[str] = MAX_MEMORY,
@@ -498,18 +514,21 @@ def decode(
     if entry is not None:  # latents: no audio, noise seed 0, the model's sampling steps
         _set_threads(threads)
         device = _device(device)
+        precision = _precision(precision, device)
         with _output_path(output, ".y4m", new_only, staged=False) as dst, \
                 _progress(not (quiet or as_json), "decode") as progress:
             report = decode_entry(*entry, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
-                                  device=device, progress=progress, max_memory=_memory(max_memory))
+                                  device=device, precision=precision, progress=progress,
+                                  max_memory=_memory(max_memory))
         _summary("decode", report, output, as_json, quiet)
         return
     _set_threads(threads)
     device = _device(device)
+    precision = _precision(precision, device)
     with _input_path(input, ".cdt") as src, _output_path(output, ".y4m", new_only, staged=False) as dst, \
             _progress(not (quiet or as_json), "decode") as progress:
         report = codec.decode(src, dst, frames=frames, model=model, codec=codec_name, crf=crf, preset=preset,
-                              audio=not no_audio, device=device, progress=progress,
+                              audio=not no_audio, device=device, precision=precision, progress=progress,
                               max_memory=_memory(max_memory))
     _summary("decode", report, output, as_json, quiet)
 
@@ -618,6 +637,7 @@ def train(
     export: Optional[Path] = typer.Option(None, help="Write the EMA weights (fp16 safetensors) here at the end."),
     threads: int = THREADS,
     device: str = typer.Option(_TRAIN.device, help="cpu, cuda or auto."),
+    precision: str = PRECISION,
     yes: bool = typer.Option(False, "-y", "--overwrite", help="Replace an existing --export file without asking."),
     no: bool = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing --export file."),
 ):
@@ -636,7 +656,7 @@ def train(
                       lpips_weight=lpips_weight, rate_weight=rate_weight, quantized_share=quantized_share,
                       inference_share=inference_share,
                       ema=ema, seed=seed, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
-                      device=device, threads=threads)
+                      device=device, threads=threads, precision=precision)
     run_training(cfg, export=export, console=err)
 
 
@@ -647,19 +667,21 @@ def demo(
     model: str = typer.Option(DEFAULT_MODEL, help="Preset with shipped weights, or a weights file."),
     quality: int = typer.Option(DEFAULT_QUALITY, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS)),
     threads: int = THREADS,
+    precision: str = PRECISION,
 ):
     """Encode and decode the bundled sample clip, then report rate, quality and time."""
     from cdtcodec.demo import run_demo
 
     _set_threads(threads)
-    run_demo(ASSETS / "sample.mp4", output, model=model, quality=quality, console=err)
+    run_demo(ASSETS / "sample.mp4", output, model=model, quality=quality, precision=_precision(precision, "cpu"),
+             console=err)
 
 
 @app.command()
 @friendly_errors
 def bench(
     clips: Optional[list[str]] = typer.Argument(None, help="Video files (default with --quick: the bundled sample)."),
-    codecs: Optional[str] = typer.Option(None, help="Comma-separated: cdt, cdt-range (the same model, version-1 range coder), x264, x265, svtav1 (default: all)."),
+    codecs: Optional[str] = typer.Option(None, help="Comma-separated: cdt, cdt-range (the same model, version-1 range coder), cdt-fp32 and cdt-bf16 (the same model at that precision), x264, x265, svtav1 (default: all but cdt-fp32 and cdt-bf16)."),
     qualities: Optional[str] = typer.Option(None, help="cdt qualities, comma-separated (default: all)."),
     presets: Optional[str] = typer.Option(None, help="Reference encoder presets: medium, slow (default: both)."),
     crf: Optional[list[str]] = typer.Option(None, "--crf", help="CRF grid of a reference: CODEC=CRF,CRF,... (repeatable)."),
@@ -672,6 +694,8 @@ def bench(
     report_frame: Optional[int] = typer.Option(None, "--report-frame", help="The frame report.html shows of each clip (default: the middle one)."),
     threads: int = THREADS,
     device: str = DEVICE,
+    precision: str = typer.Option("auto", help="auto, fp32 or bf16: the arithmetic of the cdt curves (the codecs "
+                                               "cdt-fp32 and cdt-bf16 always run at theirs)."),
     yes: bool = typer.Option(False, "-y", "--overwrite", help="Replace the results of an earlier run in OUT."),
     no: bool = typer.Option(False, "-n", "--no-overwrite", help="Refuse when OUT holds an earlier run's results."),
 ):
@@ -680,7 +704,8 @@ def bench(
 
     confirm_output(out / "results.json", policy(yes, no), clips or [])  # an earlier run's results mark OUT as used
     cfg = rd.make_config(clips, codecs=codecs, qualities=qualities, presets=presets, crfs=crf, size=size,
-                         frames=frames, out=out, model=model, device=_device(device), threads=threads, quick=quick,
+                         frames=frames, out=out, model=model, device=_device(device),
+                         precision=_precision(precision, _device(device)), threads=threads, quick=quick,
                          keep_streams=not no_streams, report_frame=report_frame)
     results = rd.run(cfg, console=err)
     for line in rd.console_lines(results, out):

@@ -26,7 +26,7 @@ from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
-from cdtcodec.precision import resolve as resolve_precision
+from cdtcodec.precision import describe_cpu, resolve as resolve_precision
 from cdtcodec.quantize import DEFAULT_QUALITY, roundtrip, step_for_quality
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
@@ -107,6 +107,11 @@ def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: i
     return result
 
 
+def _shareable(config: dict) -> dict:
+    """The run's settings as shipped weights carry them: file and folder names without the trainer's own paths."""
+    return {k: (Path(v).name if k in ("model", "data", "out") else v) for k, v in config.items()}
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, batches: Callable[[int, int, int], Iterator[torch.Tensor]],
                  val_clips: list[torch.Tensor], console=None, val_kinds: list[str] | None = None):
@@ -147,6 +152,8 @@ class Trainer:
         self.cpu_started = time.process_time()
         self.cpu_before = 0.0  # CPU seconds (all threads of this process) of the earlier processes
         self._resume()
+        where = describe_cpu() if self.device.type == "cpu" else torch.cuda.get_device_name(self.device)
+        self._say(f"precision {self.precision} on {where}")
 
     # -- checkpoints -------------------------------------------------------------------------------------
     @property
@@ -209,9 +216,9 @@ class Trainer:
         return self.cpu_before + time.process_time() - self.cpu_started
 
     def export(self, path: str | Path, half: bool = True, extra: dict | None = None) -> None:
-        info = {"steps": self.step, "train_seconds": round(self.elapsed),
+        info = {"steps": self.step, "train_seconds": round(self.elapsed), "precision": self.precision,
                 "cpu_seconds": round(self.cpu_seconds), "world_size": self.world,
-                "train_config": json.dumps(dataclasses.asdict(self.cfg))}
+                "train_config": json.dumps(_shareable(dataclasses.asdict(self.cfg)))}
         info.update(extra or {})
         save_model(self.ema.cpu(), path, self.name, half=half, extra=info)
         self.ema.to(self.device)
@@ -272,6 +279,7 @@ class Trainer:
                     mean = {k: sum(s[k] for s in window) / len(window) for k in window[0]}
                     mean["sec_per_step"] = (time.time() - t0) / len(window)
                     mean["cpu_seconds"] = round(self.cpu_seconds, 1)
+                    mean["precision"] = self.precision
                     self._log({"step": self.step, **mean})
                     if task is not None:
                         progress.update(task, completed=self.step,
