@@ -91,7 +91,7 @@ class PriorChunks:
         weights = load_prior_for(header, prior)
         self.coder = PriorCoder(weights)
         self.keep = weights.arch.prev_frames
-        self.step = header.quant_step[0]
+        self.step = header.quant_step  # one step (layout 1) or one per channel (layout 2)
         self.interval = header.full_entropy_params()["reset_interval"]
         # the chunks whose frames the next chunk may see (every chunk but the last is full)
         self.context_chunks = -(-self.keep // max(1, header.chunk_latent_frames))

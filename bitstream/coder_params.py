@@ -5,8 +5,8 @@ One place per coder for its defaults, its checks, its byte form and the format v
 
     zstd    i8 level (informational)                                          version 1
     range   u8 model id = 1, u8 precision = 24                                version 1
-    prior   u8 layout id = 1, u8 precision = 24, 32 bytes SHA-256 of the      version 2
-            prior weights file, u32 context reset interval N
+    prior   u8 layout id (1: one quantizer step, 2: one per channel),       version 2
+            u8 precision = 24, 32 bytes SHA-256 of the prior weights file, u32 context reset interval N
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ DEFAULT_ZSTD_LEVEL = 19
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def defaults(coder: str, params) -> dict:
-    """`params` with the coder's defaults filled in (prior_sha256 has none: it names the weights)."""
+def defaults(coder: str, params, steps: int = 1) -> dict:
+    """`params` with the coder's defaults filled in (prior_sha256 has none: it names the weights). The prior's
+    layout follows the number of quantizer steps (`steps`, the QUANT count): 1 for one step, so such files stay
+    byte for byte as before, 2 for one step per channel."""
     if coder == "zstd":
         return {"level": DEFAULT_ZSTD_LEVEL, **params}
     if coder == "range":
         return {"model": spec.RANGE_MODEL_CHANNEL_V1, "precision": spec.RANGE_PRECISION, **params}
     if coder == "prior":
-        return {"layout": spec.PRIOR_LAYOUT_V1, "precision": spec.RANGE_PRECISION,
+        layout = spec.PRIOR_LAYOUT_V1 if steps == 1 else spec.PRIOR_LAYOUT_PER_CHANNEL
+        return {"layout": layout, "precision": spec.RANGE_PRECISION,
                 "reset_interval": spec.DEFAULT_PRIOR_RESET_INTERVAL, **params}
     return dict(params)
 
@@ -42,8 +45,9 @@ def _keys(coder: str, params: dict, want: set) -> None:
         raise InconsistentHeader(f"header: {coder} parameters must be {sorted(want)}, got {sorted(params)}")
 
 
-def validate(coder: str, params: dict, quant_step: tuple[float, ...]) -> None:
-    """Raise InconsistentHeader / UnsupportedFeature unless `params` (full, see defaults) fit the coder."""
+def validate(coder: str, params: dict, quant_step: tuple[float, ...], channels: int) -> None:
+    """Raise InconsistentHeader / UnsupportedFeature unless `params` (full, see defaults) fit the coder, its
+    quantizer steps and the latent channel count."""
     if coder == "zstd":
         _keys(coder, params, {"level"})
         _int(params["level"], "zstd level", -7, 22)
@@ -57,7 +61,7 @@ def validate(coder: str, params: dict, quant_step: tuple[float, ...]) -> None:
         return
     if coder == "prior":
         _keys(coder, params, {"layout", "precision", "prior_sha256", "reset_interval"})
-        if params["layout"] != spec.PRIOR_LAYOUT_V1:
+        if params["layout"] not in spec.PRIOR_LAYOUTS:
             raise UnsupportedFeature(f"header: unknown prior layout id {params['layout']}")
         if params["precision"] != spec.RANGE_PRECISION:
             raise UnsupportedFeature(f"header: prior precision {params['precision']} (only {spec.RANGE_PRECISION})")
@@ -66,10 +70,16 @@ def validate(coder: str, params: dict, quant_step: tuple[float, ...]) -> None:
         _int(params["reset_interval"], "prior reset_interval", 0, (1 << 32) - 1)
         from .prior import STEP_BITS, STEP_Q_MAX, STEP_Q_MIN
 
-        if len(quant_step) != 1:
-            raise InconsistentHeader("header: the prior coder needs one global quantizer step")
-        if not STEP_Q_MIN <= round(quant_step[0] * (1 << STEP_BITS)) <= STEP_Q_MAX:
-            raise InconsistentHeader(f"header: quantizer step {quant_step[0]} outside the prior's 2^-12 .. 2^12")
+        if params["layout"] == spec.PRIOR_LAYOUT_V1 and len(quant_step) != 1:
+            raise InconsistentHeader(f"header: prior layout 1 needs one global quantizer step, QUANT has "
+                                     f"{len(quant_step)}")
+        if params["layout"] == spec.PRIOR_LAYOUT_PER_CHANNEL and len(quant_step) != channels:
+            raise InconsistentHeader(f"header: prior layout 2 needs one quantizer step per channel ({channels}), "
+                                     f"QUANT has {len(quant_step)}")
+        for c, q in enumerate(quant_step):
+            if not STEP_Q_MIN <= round(q * (1 << STEP_BITS)) <= STEP_Q_MAX:
+                where = "" if len(quant_step) == 1 else f" (channel {c})"
+                raise InconsistentHeader(f"header: quantizer step {q}{where} outside the prior's 2^-12 .. 2^12")
         return
     raise InconsistentHeader(f"header: unknown entropy coder {coder!r}")
 

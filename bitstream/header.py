@@ -136,7 +136,7 @@ class Header:
 
     def full_entropy_params(self) -> dict[str, int]:
         """entropy_params with the coder's defaults filled in."""
-        return coder_params.defaults(self.entropy_coder, self.entropy_params)
+        return coder_params.defaults(self.entropy_coder, self.entropy_params, len(self.quant_step))
 
     def with_defaults(self) -> "Header":
         """This header as a reader will return it (entropy params made explicit)."""
@@ -412,7 +412,7 @@ def validate_header(h: Header) -> None:
             raise InconsistentHeader(f"header: quant_step {q!r} is not a positive finite number")
     if h.entropy_coder not in spec.CODER_IDS:
         raise InconsistentHeader(f"header: unknown entropy coder {h.entropy_coder!r}")
-    coder_params.validate(h.entropy_coder, h.full_entropy_params(), qs)
+    coder_params.validate(h.entropy_coder, h.full_entropy_params(), qs, h.latent_channels)
     if h.entropy_coder == "prior" and h.latent_height * h.latent_width > spec.PRIOR_MAX_LATENT_PIXELS:
         raise LimitExceeded(f"header: the prior coder takes latent frames of at most {spec.PRIOR_MAX_LATENT_PIXELS} "
                             f"positions, this one has {h.latent_height}x{h.latent_width}")

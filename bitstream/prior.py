@@ -10,7 +10,9 @@ Per latent frame t (C channels, h x w), two passes over a checkerboard (He et al
   anchors     (y + x even): conditioned on the previous decoded latent frame(s) (a temporal prior)
   non-anchors (y + x odd):  conditioned on the same, plus the decoded anchors of frame t
 The network gives each symbol a mean (latent units) and log2 of a scale; both are mapped to
-integers: a centre symbol, a mean offset in eighths of a symbol and an index into a frozen table of
+symbol units with the step of the symbol's channel (one step for all channels, layout 1, or one per channel,
+layout 2: the gain vectors of Cui et al., CVPR 2021, "Asymmetric Gained Deep Image Compression with Continuous
+Rate Adaptation"), then to integers: a centre symbol, a mean offset in eighths of a symbol and an index into a frozen table of
 scales (eighth-octave steps). (scale index, offset) names one of SCALES * 8 frequency tables, built
 from the frozen EXP2_Q30 table exactly as the `range` coder builds its tables.
 
@@ -191,12 +193,32 @@ def load_prior(path: str | Path) -> PriorWeights:
 # ------------------------------------------------------------------------------------------------
 def step_fixed(step: float) -> int:
     """round(step * 2^16) (one exact scaling, one rounding); refuses steps the prior does not cover."""
-    if not (isinstance(step, (int, float)) and math.isfinite(step)):
+    if isinstance(step, bool) or not (isinstance(step, (int, float, np.floating)) and math.isfinite(step)):
         raise UnsupportedFeature(f"prior: bad quantizer step {step!r}")
     q = round(float(step) * (1 << STEP_BITS))
     if not STEP_Q_MIN <= q <= STEP_Q_MAX:
         raise UnsupportedFeature(f"prior: quantizer step {step} outside 2^-12 .. 2^12")
     return q
+
+
+def steps_fixed(step, channels: int) -> np.ndarray:
+    """One step (a number or a 1-sequence) or one per channel -> int64 (channels,) of round(step * 2^16)."""
+    steps = [step] if isinstance(step, (int, float, np.floating)) else list(step)
+    if len(steps) not in (1, channels):
+        raise UnsupportedFeature(f"prior: {len(steps)} quantizer steps for {channels} channels (1 or {channels})")
+    q = [step_fixed(s) for s in steps]
+    return np.array(q * channels if len(q) == 1 else q, dtype=np.int64)
+
+
+def condition_log2_step(step_q: np.ndarray, frac_bits: int) -> int:
+    """The prior's conditioning input: floor(mean over channels of floor(log2 step_c * 2^frac_bits)), the log2
+    of the steps' geometric mean. Why one scalar: the network was trained with one step per sample, and the
+    per-channel steps already reach it where they matter (each channel's context dequantized with its own step,
+    each prediction turned into symbols with its own step); the geometric mean is the scalar whose log is the
+    mean log-step, the "overall coarseness" a gain vector at equal geometric mean leaves unchanged (gain
+    vectors are normalised that way), and with equal steps it is that step's log2 exactly (layout 1)."""
+    logs = [log2_fixed(int(q), frac_bits) for q in step_q]
+    return sum(logs) // len(logs)
 
 
 def log2_fixed(value_q16: int, frac_bits: int) -> int:
@@ -241,10 +263,12 @@ def conv_int(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int, w
     return y if where is not None else y.reshape(h, w, y.shape[1])  # explicit: h or w may be 0 (no positions)
 
 
-def dequantize_fixed(symbols: np.ndarray, step_q: int, act_bits: int) -> np.ndarray:
-    """Symbols (C, h, w) -> int64 (h, w, C) latents in units of 2^-act_bits: round(symbol * step)."""
+def dequantize_fixed(symbols: np.ndarray, step_q, act_bits: int) -> np.ndarray:
+    """Symbols (C, h, w) -> int64 (h, w, C) latents in units of 2^-act_bits: round(symbol * step); step_q an int
+    or int64 (C,), channel c dequantized with its own step (|x| < 2^31, step_q <= 2^28: products < 2^59)."""
     x = np.clip(np.asarray(symbols, dtype=np.int64), spec.SYMBOL_MIN, spec.SYMBOL_MAX)
-    y = _round_shift(x * step_q, STEP_BITS - act_bits)
+    sq = np.asarray(step_q, dtype=np.int64)
+    y = _round_shift(x * (sq[:, None, None] if sq.ndim else sq), STEP_BITS - act_bits)
     return np.clip(y, -ACT_LIMIT, ACT_LIMIT).transpose(1, 2, 0)
 
 
@@ -285,16 +309,16 @@ class PriorNet:
         n = out.shape[1] // 2
         return out[:, :n].T, out[:, n:].T
 
-    def trunk(self, context: Sequence[np.ndarray], h: int, w: int, step_q: int) -> tuple[np.ndarray, np.ndarray]:
+    def trunk(self, context: Sequence[np.ndarray], h: int, w: int, step_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features (h, w, hidden) and the newest previous frame (h, w, C) from the decoded context
-        (up to prev_frames symbol arrays (C, h, w), newest last)."""
+        (up to prev_frames symbol arrays (C, h, w), newest last); step_q int64 (C,), one step per channel."""
         a = self.arch
         frames = list(context)[-a.prev_frames:] if a.prev_frames else []
         deq = [dequantize_fixed(f, step_q, a.act_bits) for f in frames]
         zeros = np.zeros((h, w, a.channels), dtype=np.int64)
         newest_first = deq[::-1] + [zeros] * (a.prev_frames - len(deq))
         x = np.concatenate(newest_first, axis=2)
-        cond = np.array([log2_fixed(step_q, a.act_bits)] + [int(i < len(deq)) << a.act_bits
+        cond = np.array([condition_log2_step(step_q, a.act_bits)] + [int(i < len(deq)) << a.act_bits
                                                             for i in range(a.prev_frames)], dtype=np.int64)
         extra = cond @ self.w["trunk1.condition"]
         f = self._layer("trunk1", x, True, extra)
@@ -320,19 +344,23 @@ class PriorNet:
 # ------------------------------------------------------------------------------------------------
 # predictions -> table ids; table id -> frequency table
 # ------------------------------------------------------------------------------------------------
-def table_ids(mean: np.ndarray, log2_scale: np.ndarray, step_q: int, act_bits: int) -> tuple[np.ndarray, np.ndarray]:
+def table_ids(mean: np.ndarray, log2_scale: np.ndarray, step_q, act_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Integer predictions (latent units, 2^-act_bits) -> (centre symbol, table id), int64 arrays.
 
     mean in eighths of a symbol: m8 = round(mean * 8 / step); centre = round(m8 / 8); offset = m8 - 8 centre
     in -4..3. Scale in symbols: log2 = log2_scale - log2(step), to the nearest eighth octave, clipped.
-    Table id = scale index * 8 + offset + 4."""
+    Table id = scale index * 8 + offset + 4. step_q: an int, or int64 broadcastable to mean (n, 1): the step
+    of each row's channel."""
+    step_q = np.asarray(step_q, dtype=np.int64)
+    log2_step = np.vectorize(lambda q: log2_fixed(int(q), act_bits), otypes=[np.int64])(step_q) if step_q.size \
+        else np.zeros(step_q.shape, np.int64)
     num = mean.astype(np.int64) << (STEP_BITS + MEAN_FRACTION_BITS - act_bits)
     m8 = (2 * num + step_q) // (2 * step_q)
     half = MEAN_OFFSETS // 2
     centre = (m8 + half) >> MEAN_FRACTION_BITS
     offset = m8 - (centre << MEAN_FRACTION_BITS) + half
     centre = np.clip(centre, -CENTRE_LIMIT, CENTRE_LIMIT)
-    rel = log2_scale.astype(np.int64) - log2_fixed(step_q, act_bits) - (SCALE_MIN_LOG2 << act_bits)
+    rel = log2_scale.astype(np.int64) - log2_step - (SCALE_MIN_LOG2 << act_bits)
     unit = (1 << act_bits) // SCALE_OCTAVE_STEPS
     k = np.clip((rel + unit // 2) // unit, 0, SCALES - 1)
     return centre, k * MEAN_OFFSETS + offset
@@ -479,12 +507,13 @@ class PriorCoder:
         m = anchor_mask(h, w)
         return [m, ~m]
 
-    def _passes(self, frame: np.ndarray, history: list[np.ndarray], step_q: int):
+    def _passes(self, frame: np.ndarray, history: list[np.ndarray], step_q: np.ndarray):
         """The coding order of one frame, shared by encoder and decoder: yields (spatial pass, channel
-        slice, position mask, mean, log2 scale) pass by pass. `frame` (C, h, w) must hold the pass's
+        slice, position mask, mean, log2 scale) pass by pass; step_q int64 (C,). `frame` (C, h, w) must hold the pass's
         symbols when the generator resumes (the decoder writes them in between)."""
         a = self.arch
         c, h, w = frame.shape
+        step_q = np.broadcast_to(np.asarray(step_q, dtype=np.int64), (c,))
         feats, prev = self.net.trunk(history, h, w, step_q)
         flat_prev = prev.reshape(h * w, c)
         for sp, mask in enumerate(self._masks(h, w)):
@@ -497,12 +526,13 @@ class PriorCoder:
                 lo, hi = g * a.group_size, (g + 1) * a.group_size
                 current = np.zeros((int(sel.sum()), c), dtype=np.int64)
                 if lo:
-                    known = dequantize_fixed(frame[:lo], step_q, a.act_bits).reshape(h * w, lo)
+                    known = dequantize_fixed(frame[:lo], step_q[:lo], a.act_bits).reshape(h * w, lo)
                     current[:, :lo] = known[sel]
                 mean, ls = self.net.group_params(sp, g, base, flat_prev[sel], current)
                 yield sp, slice(lo, hi), mask, mean, ls
 
-    def encode(self, symbols, step: float, context: Sequence[np.ndarray] = ()) -> bytes:
+    def encode(self, symbols, step, context: Sequence[np.ndarray] = ()) -> bytes:
+        """`step`: the header's quantizer step(s), one number or one per channel (layout 2)."""
         return self._encode(symbols, step, context)[0]
 
     def _encode(self, symbols, step, context):
@@ -512,7 +542,7 @@ class PriorCoder:
         if x.size and (int(x.min()) < spec.SYMBOL_MIN or int(x.max()) > spec.SYMBOL_MAX):
             raise ValueError("symbols must fit in int32")
         x = x.astype(np.int64)
-        step_q = step_fixed(step)
+        step_q = steps_fixed(step, self.arch.channels)
         stats = PriorStats()
         if x.size == 0:
             return b"", stats
@@ -523,7 +553,7 @@ class PriorCoder:
         for i in range(t):
             frame = x[:, i]
             for sp, chans, mask, mean, ls in self._passes(frame, history, step_q):
-                self._encode_pass(enc, frame[chans][:, mask].reshape(-1), mean, ls, step_q, escapes,
+                self._encode_pass(enc, frame[chans][:, mask].reshape(-1), mean, ls, step_q[chans, None], escapes,
                                   stats.anchors if sp == 0 else stats.non_anchors)
             history = (history + [frame])[-self.arch.prev_frames:]
         words = enc.get_compressed().astype("<u4")
@@ -532,7 +562,7 @@ class PriorCoder:
         stats.anchors.escape_bytes = len(esc_bytes)  # reported together
         return spec.RANGE_WORDS.pack(words.size) + words.tobytes() + esc_bytes, stats
 
-    def decode(self, payload: bytes, shape: Sequence[int], step: float, context: Sequence[np.ndarray] = (),
+    def decode(self, payload: bytes, shape: Sequence[int], step, context: Sequence[np.ndarray] = (),
                what: str = "chunk") -> np.ndarray:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 4 or shape[0] != self.arch.channels or min(shape) < 0:
@@ -544,7 +574,7 @@ class PriorCoder:
             return np.zeros(shape, dtype=np.int32)
         if c * t * h * w > spec.MAX_CHUNK_SYMBOLS:
             raise CorruptRecord(f"{what}: {c * t * h * w} symbols exceeds {spec.MAX_CHUNK_SYMBOLS}")
-        step_q = step_fixed(step)
+        step_q = steps_fixed(step, self.arch.channels)
         if len(payload) < spec.RANGE_WORDS.size:
             raise CorruptRecord(f"{what}: prior payload too short")
         (nwords,) = spec.RANGE_WORDS.unpack_from(payload, 0)
@@ -562,7 +592,7 @@ class PriorCoder:
         for i in range(t):
             frame = np.zeros((c, h, w), dtype=np.int64)
             for _, chans, mask, mean, ls in self._passes(frame, history, step_q):
-                vals, pending = self._decode_pass(dec, mean, ls, step_q, what)
+                vals, pending = self._decode_pass(dec, mean, ls, step_q[chans, None], what)
                 for positions, low in pending:
                     e = esc_values.take(positions.size)
                     vals[positions] += np.where(low, -e, e)

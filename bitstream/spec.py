@@ -182,7 +182,11 @@ RANGE_WORDS = struct.Struct("<I")  # number of 32-bit range coder words that fol
 #: file, context reset interval N (chunk i is coded without the chunks before it when i mod N = 0; 0: only
 #: chunk 0)
 PRIOR_PARAMS = struct.Struct("<BB32sI")
-PRIOR_LAYOUT_V1 = 1
+PRIOR_LAYOUT_V1 = 1  # one global quantizer step (QUANT holds 1)
+#: per-channel quantizer steps (QUANT holds C, gain vectors): a reader that knows only layout 1 refuses the file
+#: with UnsupportedFeature (unknown layout id), which is what keeps an earlier reader from misreading it
+PRIOR_LAYOUT_PER_CHANNEL = 2
+PRIOR_LAYOUTS = (PRIOR_LAYOUT_V1, PRIOR_LAYOUT_PER_CHANNEL)
 #: first byte of a prior chunk payload: flags; bit 0 = context reset (no previous latent frame)
 PRIOR_CHUNK_FLAGS = struct.Struct("<B")
 PRIOR_FLAG_RESET = 0x01

@@ -33,7 +33,8 @@ from cdtcodec.entropy_choice import (ENTROPY_CHOICES, ENTROPY_DEFAULT, BadEntrop
                                      prior_for_decode)
 from cdtcodec.errors import ParamError
 from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
-from cdtcodec.quantize import DEFAULT_QUALITY, MIN_STEP, dequantize, quantize, step_for_quality
+from cdtcodec.quantize import (DEFAULT_QUALITY, MIN_STEP, QualityScaleError, dequantize, quantize, scale_for,
+                               step_for_quality)
 from cdtcodec.rate_control import Choice, FileSizer, LatentSpool, RateTarget, Trial, choose_step
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.timeline import CODEC_TIMELINE, Timeline
@@ -70,7 +71,7 @@ class Report:
     audio: str  # "carried", "none", or why it was dropped
     entropy: str = ""  # the file's entropy coder
     note: str = ""  # one line worth telling the user (e.g. why the default coder fell back to range)
-    step: float | None = None  # encode: the quantizer step
+    step: float | None = None  # encode: the (global) quantizer step: the geometric mean of per-channel steps
     target: str = ""  # encode: the rate target rate control met ("" without one)
     precision: str = ""  # what the networks ran at: fp32 or bf16
 
@@ -315,13 +316,16 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
     `model` is a preset, a weights file, or weights already loaded (on `device`, at their precision); `precision`
     (auto, fp32, bf16) is the encoder's arithmetic: the latents, hence the symbols, differ by its rounding.
 
-    The quantizer step is `step`, else that of `quality` (default DEFAULT_QUALITY), else, with `target`, the one
-    rate control chooses so that the whole file meets the target (cdtcodec/rate_control.py; each trial goes to
+    The quantizer step is `step` (one for all channels), else the steps of `quality` (default DEFAULT_QUALITY) on
+    the model's quality scale (quantize.scale_for: a global step times per-channel gains where the weights have a
+    fitted scale beside them), else, with `target`, the ones rate control chooses so that the whole file meets the
+    target (cdtcodec/rate_control.py; each trial goes to
     `rate_progress`). `notice` receives warnings (alpha or deep samples reduced, frames missing, a target out of
     reach), one line each. `memory_share`: this encode runs beside that many (itself included) and may take only
     that share of the memory limit."""
     notice = notice or (lambda line: None)
     started = time.time()
+    explicit_step = step is not None
     step = check_encode_args(quality, step, target, seed, steps, entropy)
     check_cdt_output(dst)
     refuse_inputs(dst, [src])  # never onto the source, whatever the caller's overwrite policy
@@ -329,8 +333,12 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
         info, net = reader.info, loaded.net
         timeline = Timeline.of(net.cfg)
         latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
+        quant = quality_steps(loaded, quality if target is None else DEFAULT_QUALITY, step if explicit_step else None,
+                              notice)
+        if target is None and not explicit_step:
+            step = math.exp(sum(math.log(q) for q in quant) / len(quant))  # the global step (gains: geometric mean 1)
         try:  # rate control's steps all lie in the prior's range, so one plan holds for each of them
-            plan = plan_encode(entropy, loaded.path, (float(step or 1.0),), net.cfg.latent_dim, latent_pixels)
+            plan = plan_encode(entropy, loaded.path, quant, net.cfg.latent_dim, latent_pixels)
         except BadEntropy as e:  # names its parameter: the caller words it (--entropy on the command line)
             raise BadArgument(e.param, e.after, e.before) from None
         except EntropyChoiceError as e:
@@ -351,7 +359,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
             color_primaries=info.color_primaries, color_trc=info.color_trc,
             latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
             latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
-            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=(float(step or 1.0),), entropy_coder=plan.coder, entropy_params=plan.params,
+            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=quant, entropy_coder=plan.coder, entropy_params=plan.params,
             seed=seed, sampling_steps=steps, extensions={}, **_display_facts(info, notice),
         )
         # Frame times: the source's, where they leave the frame-rate grid (a still image has none worth keeping)
@@ -388,7 +396,7 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
             return frames
 
         def direct(writer: CdtWriter) -> int:
-            frames = encode_pass(lambda latent: writer.write_chunk(quantize(latent, step)), writer.write_frame_times)
+            frames = encode_pass(lambda latent: writer.write_chunk(quantize(latent, quant)), writer.write_frame_times)
             writer.restate_frame_counts(counted(frames))
             return frames
 
@@ -401,10 +409,11 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
                 final = counted(done)
                 fixed = frame_times_record_bytes(final, frame_times)
                 fixed += audio_record_bytes(info.audio, reader.audio_packets()) if carry else 0
-                sizer = FileSizer(final, spool, plan.prior, fixed)
+                scale = model_scale(loaded)  # its note, if any, was given with the steps above
+                sizer = FileSizer(final, spool, plan.prior, fixed, scale)
                 want = target.bytes_for(done, info.width, info.height, info.fps)
-                choice = choose_step(sizer, want, step_for_quality(DEFAULT_QUALITY), on_trial=rate_progress)
-                step = choice.step
+                choice = choose_step(sizer, want, scale.global_step(DEFAULT_QUALITY), on_trial=rate_progress)
+                step, quant = choice.step, choice.steps
                 if not choice.reached:
                     notice(_out_of_reach(target, choice, target.rate_of(choice.bytes, done, info.width, info.height,
                                                                         info.fps)))
@@ -412,14 +421,34 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
                 def spooled(writer: CdtWriter) -> int:
                     writer.write_frame_times(frame_times)
                     for i in range(len(spool)):
-                        writer.write_chunk(quantize(spool[i], step))
+                        writer.write_chunk(quantize(spool[i], quant))
                     return done
 
-                write(_open_writer(dst, replace(final, quant_step=(step,)), plan.prior), spooled)
+                write(_open_writer(dst, replace(final, quant_step=quant), plan.prior), spooled)
     size = Path(dst).stat().st_size
     state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
     return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note,
                   step=float(step), target=str(target) if target else "", precision=_precision_of(net))
+
+
+def model_scale(loaded: LoadedModel, notice: Callable[[str], None] | None = None):
+    """The quality scale of loaded weights (quantize.scale_for); a reason it falls back goes to `notice`."""
+    try:
+        scale, note = scale_for(loaded.path, loaded.digest, loaded.net.cfg.latent_dim)
+    except QualityScaleError as e:
+        raise CodecError(str(e)) from None
+    if note and notice:
+        notice(note)
+    return scale
+
+
+def quality_steps(loaded: LoadedModel, quality: int | None, step: float | None = None,
+                  notice: Callable[[str], None] | None = None) -> tuple[float, ...]:
+    """The quantizer steps a file gets: (step,) for an explicit `step`, else those of `quality` (default
+    DEFAULT_QUALITY) on the model's quality scale: one global step, or one per channel with fitted gains."""
+    if step is not None:
+        return (float(step),)
+    return model_scale(loaded, notice).steps(DEFAULT_QUALITY if quality is None else quality)
 
 
 def _precision_of(net) -> str:
@@ -573,7 +602,6 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
             reader.use_prior(prior_for_decode(h, weights, label))
         except EntropyChoiceError as e:
             raise WeightsError(str(e)) from None
-        qstep = h.quant_step[0] if len(h.quant_step) == 1 else torch.tensor(h.quant_step).view(-1, 1, 1, 1)
         stream = StreamDecoder(net, seed=h.seed, steps=h.sampling_steps or None)
         fps = Fraction(h.fps_num, h.fps_den)
         source_audio = reader.audio_track
@@ -590,7 +618,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
 
         def read(index: int) -> torch.Tensor:
             symbols = reader.read_chunk(index)
-            return dequantize(symbols, qstep) if isinstance(qstep, float) else dequantize(symbols, 1.0) * qstep
+            return dequantize(symbols, h.quant_step)  # one step, or one per channel
 
         pieces = ((stream.timeline.frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))[0],
                    functools.partial(read, i)) for i in range(reader.num_chunks))

@@ -56,8 +56,8 @@ def step_in_prior_range(step: float) -> bool:
 
 def plan_encode(entropy: str, weights: str | Path, steps: tuple[float, ...], channels: int,
                 latent_pixels: int = 0) -> EntropyPlan:
-    """The coder for an encode with these weights, quantizer step(s) (one, or one per channel), latent channels
-    and latent positions per frame."""
+    """The coder for an encode with these weights, quantizer step(s) (one, or one per channel: format 2 layout 2),
+    latent channels and latent positions per frame."""
     if entropy not in ENTROPY_CHOICES:
         raise BadEntropy("entropy", f" must be one of {', '.join(ENTROPY_CHOICES)}, got {entropy!r}")
     if entropy in ("range", "zstd"):
@@ -66,12 +66,13 @@ def plan_encode(entropy: str, weights: str | Path, steps: tuple[float, ...], cha
     prior = None
     if not path.is_file():
         reason = f"the model {Path(weights).name} has no prior weights ({path.name})"
-    elif len(steps) != 1:
-        reason = "the prior codes one global quantizer step, not one per channel"
+    elif len(steps) not in (1, channels):
+        reason = f"{len(steps)} quantizer steps for {channels} latent channels"
     elif latent_pixels > PRIOR_MAX_LATENT_PIXELS:
         reason = f"frames of {latent_pixels} latent positions exceed the prior's {PRIOR_MAX_LATENT_PIXELS}"
-    elif not step_in_prior_range(steps[0]):
-        reason = f"step {steps[0]} is outside the prior's range 2^-12 .. 2^12"
+    elif not all(step_in_prior_range(s) for s in steps):
+        bad = next(s for s in steps if not step_in_prior_range(s))
+        reason = f"step {bad} is outside the prior's range 2^-12 .. 2^12"
     else:
         prior = load_prior(path)
         reason = "" if prior.arch.channels == channels else (

@@ -7,7 +7,10 @@ rounded to the fixed-point format (weights 2^-12, activations 2^-8); `fake_quant
 rounding (straight-through) so a short fine-tune can close the small gap, and the benchmark checks
 the integer coder's real bytes against the float estimate.
 
-Layouts: latents (B, C, T, h, w) in latent units (dequantized symbols, symbols * step); step (B,).
+Layouts: latents (B, C, T, h, w) in latent units (dequantized symbols, symbols * step); step (B,) (one per
+sample) or (B, C) (one per sample and channel: the gain vectors of layout-2 files, Cui et al. CVPR 2021). As in
+the integer prior, each channel is turned into symbols with its own step and the network is conditioned on the
+log2 of the steps' geometric mean (bitstream/prior.py condition_log2_step says why).
 """
 
 from __future__ import annotations
@@ -30,6 +33,18 @@ _MIN_PROB = 2.0 ** -24  # the coder's smallest probability is about 2^-24
 
 def _round_ste(x: torch.Tensor, unit: float) -> torch.Tensor:
     return x + (torch.round(x / unit) * unit - x).detach()
+
+
+def step_matrix(step, batch: int, channels: int, device=None) -> torch.Tensor:
+    """Quantizer step(s) -> float (B, C): a number, (B,) one per sample, (C,) given as (1, C) or (B, C)."""
+    s = torch.as_tensor(step, dtype=torch.float32, device=device)
+    if s.ndim == 0:
+        return s.expand(batch, channels)
+    if s.ndim == 1:
+        return s.view(-1, 1).expand(batch, channels)
+    if s.ndim == 2 and s.shape[1] == channels:
+        return s.expand(batch, channels)
+    raise ValueError(f"step must be a number, (B,), (1, C) or (B, C) with C={channels}, got {tuple(s.shape)}")
 
 
 class ConditionalPrior(nn.Module):
@@ -64,7 +79,8 @@ class ConditionalPrior(nn.Module):
         return _round_ste(y, 2.0 ** -self.arch.act_bits) if fake_quant else y
 
     def forward(self, y_hat: torch.Tensor, step: torch.Tensor, fake_quant: bool = False):
-        """y_hat (B, C, T, h, w) latent units; step (B,) -> mean, log2 scale (B, C, T, h, w), latent units.
+        """y_hat (B, C, T, h, w) latent units; step (B,) or (B, C) -> mean, log2 scale (B, C, T, h, w), latent
+        units.
 
         Frame t sees frames t-1 .. t-prev_frames (zeros and a 0 flag before the clip starts), as the
         decoder does for a file's first frames."""
@@ -73,7 +89,8 @@ class ConditionalPrior(nn.Module):
         shifted = [F.pad(y_hat, (0, 0, 0, 0, k, 0))[:, :, :t] for k in range(1, a.prev_frames + 1)]
         frames = lambda v: v.permute(0, 2, 1, 3, 4).reshape(b * t, -1, h, w)  # noqa: E731
         x = torch.cat([frames(s) for s in shifted], dim=1)
-        log2_step = torch.log2(step.float()).view(b, 1).expand(b, t)
+        # the geometric mean's log2, as the integer prior's condition_log2_step
+        log2_step = torch.log2(step_matrix(step, b, c, y_hat.device)).mean(1).view(b, 1).expand(b, t)
         flags = [(torch.arange(t, device=y_hat.device) >= k).float().view(1, t).expand(b, t)
                  for k in range(1, a.prev_frames + 1)]
         cond = torch.stack([log2_step] + flags, dim=-1).reshape(b * t, -1)
@@ -107,10 +124,13 @@ class ConditionalPrior(nn.Module):
         return shape(torch.cat(means, 1)), shape(torch.cat(scales, 1))
 
     def bits(self, symbols: torch.Tensor, step: torch.Tensor, fake_quant: bool = False) -> torch.Tensor:
-        """Ideal code length in bits of integer symbols (B, C, T, h, w), per element (same shape)."""
-        step5 = step.float().view(-1, 1, 1, 1, 1)
+        """Ideal code length in bits of integer symbols (B, C, T, h, w), per element (same shape); step (B,) or
+        (B, C)."""
+        b, c = symbols.shape[:2]
+        steps = step_matrix(step, b, c, symbols.device)
+        step5 = steps.view(b, c, 1, 1, 1)
         y_hat = symbols.float() * step5
-        mean, log2_scale = self(y_hat, step.float(), fake_quant)
+        mean, log2_scale = self(y_hat, steps, fake_quant)
         return discretized_bits(symbols.float(), mean / step5, log2_scale - torch.log2(step5), self.arch.family)
 
 
@@ -141,13 +161,14 @@ def discretized_bits(x: torch.Tensor, mean: torch.Tensor, log2_scale: torch.Tens
 def rate_bits(prior: ConditionalPrior, latent: torch.Tensor, step: float | torch.Tensor,
               mode: str = "noise") -> torch.Tensor:
     """Differentiable estimate of the bits the prior coder spends on `latent` (B, C, T, h, w), continuous
-    encoder output in latent units, at quantizer `step`; returns a scalar (total bits).
+    encoder output in latent units, at quantizer `step` (a number, (B,), or (1, C) / (B, C) per channel);
+    returns a scalar (total bits).
 
     mode "noise": additive uniform noise of one step stands in for rounding (Balle et al.); "ste": real
     rounding, straight-through gradient. Gradients reach the latent and the prior's parameters."""
-    b = latent.shape[0]
-    step_t = torch.as_tensor(step, dtype=latent.dtype, device=latent.device).reshape(-1).expand(b)
-    step5 = step_t.view(-1, 1, 1, 1, 1)
+    b, c = latent.shape[:2]
+    step_t = step_matrix(step, b, c, latent.device).to(latent.dtype)
+    step5 = step_t.view(b, c, 1, 1, 1)
     if mode == "noise":
         y = latent + (torch.rand_like(latent) - 0.5) * step5
     elif mode == "ste":

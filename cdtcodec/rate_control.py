@@ -12,7 +12,9 @@ For a long video (more than SAMPLE_CHUNKS chunks) the search runs first on an ev
 (their mean record size times the number of chunks), then goes on from there with whole-file sizes: the sample
 comes close in a few cheap trials, the whole-file trials (usually one or two) make it exact.
 
-The search works on log(step) against log(bytes), where the curve is close to a straight line: secant steps,
+With per-channel steps (a quality scale with gain vectors, quantize.py) the search moves the global step and the
+channel steps follow it: global step x the gain vector interpolated between the levels' (QualityScale.steps_at),
+so the size stays a continuous function of one variable. The search works on log(step) against log(bytes), where the curve is close to a straight line: secant steps,
 kept inside the bracket once one trial lies above the target and one below (regula falsi, Illinois variant),
 until a size is within `tolerance` (2%) of the target. A target the step range (STEP_RANGE, the prior's 2^-12 ..
 2^12) cannot reach is encoded at that bound, as x264 and x265 do with a bit rate they cannot meet, and the
@@ -32,7 +34,7 @@ import numpy as np
 from bitstream.chunk_coding import chunk_coder
 from bitstream.container import chunk_record_bytes, file_bytes
 from cdtcodec.errors import ParamError
-from cdtcodec.quantize import quantize
+from cdtcodec.quantize import DEFAULT_SCALE, QualityScale, quantize
 
 STEP_RANGE = (2.0 ** -12, 2.0 ** 12)  # the prior's range (bitstream/prior.py STEP_Q_MIN .. STEP_Q_MAX)
 TOLERANCE = 0.02  # the search stops within 2% of the target
@@ -125,20 +127,33 @@ class LatentSpool:
 
 
 class FileSizer:
-    """Exact sizes of the file that `header` (its final frame counts; its step is replaced) describes, at any
-    quantizer step, from the spooled latents and the size of the records that do not depend on the step (audio,
-    frame times), without writing it."""
+    """Exact sizes of the file that `header` (its final frame counts; its steps are replaced) describes, at any
+    global quantizer step (the channel steps from `scale`), from the spooled latents and the size of the records
+    that do not depend on the step (audio, frame times), without writing it."""
 
-    def __init__(self, header, spool: LatentSpool, prior=None, other_records: int = 0):
+    def __init__(self, header, spool: LatentSpool, prior=None, other_records: int = 0,
+                 scale: QualityScale = DEFAULT_SCALE):
         if len(spool) != header.num_chunks:
             raise ValueError(f"{len(spool)} chunks spooled, the header has {header.num_chunks}")
         self.header, self.spool, self.prior, self.other_records = header, spool, prior, other_records
+        self.scale = scale
+
+    def steps_at(self, step: float) -> tuple[float, ...]:
+        """The header's quantizer steps at global step `step`."""
+        return self.scale.steps_at(float(step))
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The global steps whose channel steps all stay in STEP_RANGE."""
+        lo, hi = self.scale.gain_spread()
+        return STEP_RANGE[0] / lo, STEP_RANGE[1] / hi
 
     def header_at(self, step: float):
-        return replace(self.header, quant_step=(float(step),))
+        return replace(self.header, quant_step=self.steps_at(step))
 
     def record_bytes(self, step: float, indices: Sequence[int]) -> list[int]:
-        """The record size of each chunk in `indices` (ascending) at `step`."""
+        """The record size of each chunk in `indices` (ascending) at global step `step`."""
+        steps = self.steps_at(step)
         coder = chunk_coder(self.header_at(step), self.prior)
         back = coder.context_chunks
         symbols: dict[int, np.ndarray] = {}
@@ -148,7 +163,7 @@ class FileSizer:
                 del symbols[j]  # a sweep over ascending chunks keeps only the context it still needs
             for j in range(max(0, i - back), i + 1):
                 if j not in symbols:
-                    symbols[j] = quantize(self.spool[j], step)
+                    symbols[j] = quantize(self.spool[j], steps)
             payload = coder.payload(i, symbols[i], [symbols[j] for j in range(max(0, i - back), i)])
             out.append(chunk_record_bytes(len(payload)))
         return out
@@ -244,9 +259,10 @@ def search(size_of: Callable[[float], float], target: float, start: float, *, wh
 
 @dataclass(frozen=True)
 class Choice:
-    """The step rate control chose and the file's exact size there."""
+    """The (global) step rate control chose, the file's quantizer steps there and its exact size."""
 
     step: float
+    steps: tuple[float, ...]
     bytes: int
     target: float
     reached: bool  # within the tolerance
@@ -263,8 +279,9 @@ def choose_step(sizer: FileSizer, target: float, start: float, *, tolerance: flo
     if n > SAMPLE_CHUNKS:
         sample = sorted({int(round(v)) for v in np.linspace(0, n - 1, SAMPLE_CHUNKS)})
         first = search(lambda s: sizer.estimate(s, sample), target, start, whole=False, chunks=len(sample),
-                       tolerance=tolerance / 2, on_trial=on_trial)
+                       tolerance=tolerance / 2, bounds=sizer.bounds, on_trial=on_trial)
         start, slope, trials = first.best.step, first.slope, first.trials
     final = search(sizer.total, target, start, whole=True, chunks=n, tolerance=tolerance, slope=slope,
-                   on_trial=on_trial)
-    return Choice(final.best.step, int(final.best.bytes), target, final.reached, final.beyond, trials + final.trials)
+                   bounds=sizer.bounds, on_trial=on_trial)
+    return Choice(final.best.step, sizer.steps_at(final.best.step), int(final.best.bytes), target, final.reached,
+                  final.beyond, trials + final.trials)

@@ -22,8 +22,18 @@ def seeds():
             fuzz.sample_file("prior", seed=4),
             fuzz.sample_file("prior", seed=5, audio=False, latent_frames=4, coded_frames=13, num_frames=13,
                              chunk_latent_frames=2),
+            fuzz.sample_file("prior", seed=8, quant_step=PER_CHANNEL_STEPS),  # layout 2: one step per channel
             fuzz.sample_file("range", seed=6, media_facts=True),  # version 1.1: DISPLAY, FRAME_TIMES
-            fuzz.sample_file("prior", seed=7, media_facts=True, audio=False)]  # 2.1
+            fuzz.sample_file("prior", seed=7, media_facts=True, audio=False)]  # 2.1 (the media-facts seeds: last)
+
+
+PER_CHANNEL_STEPS = tuple(0.5 * 2 ** ((c % 5 - 2) / 2) for c in range(16))
+
+
+def test_per_channel_seed_is_layout_2(seeds):
+    r = CdtReader(io.BytesIO(seeds[5]), prior=fuzz.sample_prior())
+    assert r.header.quant_step == PER_CHANNEL_STEPS and r.header.entropy_params["layout"] == 2
+    r.verify()
 
 
 def test_media_facts_seeds_hold_them(seeds):

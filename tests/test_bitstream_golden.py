@@ -30,7 +30,8 @@ from bitstream import AudioPacket, AudioTrack, CdtReader, CdtWriter, Header, spe
 from bitstream.prior import PriorArch, PriorWeights, load_prior, save_prior
 
 GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
-CODERS = ("range", "zstd", "prior")
+#: "prior_steps": the prior with one quantizer step per channel (layout 2, the range file's sixteen steps)
+CODERS = ("range", "zstd", "prior", "prior_steps")
 MINORS = (0, spec.MEDIA_FACTS_MINOR)
 #: minor 1 content: shown turned (FFmpeg's `rotate=90`: the display matrix of -90 degrees) with 10:11 samples, and
 #: frames 2, 7 and 12 of the 30000/1001 grid dropped (ticks of 1001/30000 s: one a frame), the end included
@@ -55,6 +56,10 @@ def golden_prior() -> PriorWeights:
     return PriorWeights(PRIOR_ARCH, tensors)
 
 
+def base_coder(coder: str) -> str:
+    return "prior" if coder.startswith("prior") else coder
+
+
 def prior_path(cdt: Path) -> Path:
     return cdt.with_name(cdt.name.removesuffix(".cdt") + ".prior.safetensors")
 
@@ -67,6 +72,9 @@ def golden_header(coder: str, prior_sha256: str | None = None, minor: int = 0) -
         return replace(golden_header(coder, prior_sha256), **GOLDEN_DISPLAY)
     if coder == "prior":
         return replace(golden_header("range"), quant_step=(0.5,), entropy_coder="prior",
+                       entropy_params={"prior_sha256": prior_sha256, "reset_interval": 2}).with_defaults()
+    if coder == "prior_steps":  # keeps the range header's sixteen steps: layout 2
+        return replace(golden_header("range"), entropy_coder="prior",
                        entropy_params={"prior_sha256": prior_sha256, "reset_interval": 2}).with_defaults()
     return Header(
         model_id="cdt-golden", weights_hash=bytes((7 * i + 3) % 256 for i in range(32)),
@@ -111,7 +119,7 @@ def write_golden(path: Path, coder: str, minor: int = 0, times=None) -> None:
     """The golden content of `coder` at `minor`; `times` (default: the content's own, on the grid for minor 0)
     go to write_frame_times a third at a time, between the chunks."""
     prior = None
-    if coder == "prior":
+    if coder.startswith("prior"):
         if FIRST_PRIOR.is_file():  # the same bytes beside every prior golden file (safetensors' own layout of
             prior_path(path).write_bytes(FIRST_PRIOR.read_bytes())  # its metadata has changed across versions)
         else:
@@ -131,7 +139,7 @@ def write_golden(path: Path, coder: str, minor: int = 0, times=None) -> None:
 
 
 def current_name(coder: str, minor: int = 0) -> str:
-    major, base = spec.CODER_VERSION[coder]  # range and zstd files stay version 1
+    major, base = spec.CODER_VERSION[base_coder(coder)]  # range and zstd files stay version 1
     return f"golden_v{major}.{max(base, minor)}_{coder}.cdt"
 
 
@@ -161,7 +169,7 @@ def test_golden_file_still_decodes(path):
     coder, minor = m.group(3), int(m.group(2))
     assert path.stat().st_size < 8192  # stays small
     prior = None
-    if coder == "prior":
+    if coder.startswith("prior"):
         prior = load_prior(prior_path(path))
         for key, value in golden_prior().tensors.items():
             np.testing.assert_array_equal(prior[key], value)
@@ -188,7 +196,7 @@ def test_golden_files_exist_for_both_coders():
 def test_reencoding_golden_content_roundtrips(tmp_path):
     for coder in CODERS:
         write_golden(tmp_path / f"{coder}.cdt", coder)
-        prior = prior_path(tmp_path / f"{coder}.cdt") if coder == "prior" else None
+        prior = prior_path(tmp_path / f"{coder}.cdt") if coder.startswith("prior") else None
         with CdtReader(tmp_path / f"{coder}.cdt", prior=prior) as r:
             for i, got in enumerate(r.chunks()):
                 np.testing.assert_array_equal(got, golden_symbols(r.header, i))
@@ -203,5 +211,5 @@ def test_content_without_media_facts_is_written_as_before(tmp_path, coder):
     assert (tmp_path / "uniform.cdt").read_bytes() == committed.read_bytes()
     write_golden(tmp_path / "vfr.cdt", coder, 0, times=GOLDEN_TIMES)
     data = (tmp_path / "vfr.cdt").read_bytes()
-    assert data[8:12] == spec.PREAMBLE.pack(spec.MAGIC, spec.CODER_VERSION[coder][0], 1, 0)[8:12]
+    assert data[8:12] == spec.PREAMBLE.pack(spec.MAGIC, spec.CODER_VERSION[base_coder(coder)][0], 1, 0)[8:12]
     assert len(data) == len(committed.read_bytes()) + 3 * (9 + 8 + 8)

@@ -197,3 +197,58 @@ def test_sampling_steps_limit():
     encode_header(sample_header(sampling_steps=spec.MAX_SAMPLING_STEPS))
     with pytest.raises(InconsistentHeader, match="sampling_steps"):
         encode_header(sample_header(sampling_steps=spec.MAX_SAMPLING_STEPS + 1))
+
+
+# ---- per-channel quantizer steps with the prior (layout 2) -------------------------------------------------
+GAINS = tuple(0.5 * 2 ** ((i - 7.5) / 8) for i in range(16))  # 16 different steps around 0.5
+
+
+def test_per_channel_prior_steps_round_trip_as_layout_2():
+    h = sample_header("prior", quant_step=GAINS)
+    assert h.full_entropy_params()["layout"] == spec.PRIOR_LAYOUT_PER_CHANNEL
+    out = roundtrip(h)
+    assert out == h.with_defaults() and out.quant_step == GAINS  # f64: exact
+    one = sample_header("prior")  # one step: layout 1, the bytes of every earlier prior file
+    assert one.full_entropy_params()["layout"] == spec.PRIOR_LAYOUT_V1 == roundtrip(one).entropy_params["layout"]
+    layout_byte = encode_header(h).index(bytes.fromhex(h.entropy_params["prior_sha256"])) - 2
+    assert encode_header(h)[layout_byte] == 2 and encode_header(one)[encode_header(one).index(
+        bytes.fromhex(one.entropy_params["prior_sha256"])) - 2] == 1
+
+
+@pytest.mark.parametrize("change, msg", [
+    (dict(quant_step=GAINS, entropy_params={"layout": 1}), "layout 1 needs one global quantizer step"),
+    (dict(quant_step=(0.5,), entropy_params={"layout": 2}), "layout 2 needs one quantizer step per channel"),
+    (dict(quant_step=GAINS[:15] + (2.0 ** -13,)), r"step .* \(channel 15\) outside the prior's"),
+    (dict(quant_step=(5000.0,) + GAINS[1:]), r"\(channel 0\) outside"),
+    (dict(quant_step=GAINS[:8]), "quant_step has 8 entries"),
+])
+def test_malformed_per_channel_prior_steps_are_refused(change, msg):
+    h = sample_header("prior")
+    params = {**h.entropy_params, **change.pop("entropy_params", {})}
+    with pytest.raises(InconsistentHeader, match=msg):
+        encode_header(replace(h, entropy_params=params, **change))
+
+
+def test_layout_2_in_a_layout_1_header_is_refused_when_read():
+    """Bytes with 16 steps but layout byte 1 (or an unknown layout 3) are refused by the parser, one line."""
+    good = encode_header(sample_header("prior", quant_step=GAINS))
+    at = good.index(bytes.fromhex(sample_header("prior").entropy_params["prior_sha256"])) - 2
+    with pytest.raises(InconsistentHeader, match="layout 1 needs one global quantizer step"):
+        _read(_damage(good, at, b"\x01"))
+    with pytest.raises(UnsupportedFeature, match="unknown prior layout id 3") as e:
+        _read(_damage(good, at, b"\x03"))
+    assert "\n" not in str(e.value)
+
+
+def test_an_earlier_reader_refuses_layout_2(monkeypatch):
+    """A reader that knows only layout 1 (as every reader before per-channel steps) refuses a layout-2 file with
+    UnsupportedFeature, not a misread: the layout id is the field it checks."""
+    data = encode_header(sample_header("prior", quant_step=GAINS))
+    monkeypatch.setattr(spec, "PRIOR_LAYOUTS", (spec.PRIOR_LAYOUT_V1,))
+    with pytest.raises(UnsupportedFeature, match="unknown prior layout id 2"):
+        _read(data)
+    _read(encode_header(sample_header("prior")))  # layout 1 still read
+
+
+def _read(data: bytes):
+    return read_header(io.BytesIO(data), len(data))

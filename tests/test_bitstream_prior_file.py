@@ -112,12 +112,17 @@ def test_header_rules_of_the_prior_coder():
     h = fuzz.sample_header("prior")
     assert encode_header(h)[8:12] == struct.pack("<HH", 2, 0)
     assert encode_header(fuzz.sample_header("range"))[8:12] == struct.pack("<HH", 1, 0)
-    for bad in ({"quant_step": (0.5,) * 16}, {"quant_step": (1e-5,)}, {"quant_step": (1e5,)},
-                {"entropy_params": {"prior_sha256": "xyz", "reset_interval": 2}}):
+    for bad in ({"quant_step": (0.5,) * 8}, {"quant_step": (1e-5,)}, {"quant_step": (1e5,)},
+                {"quant_step": (0.5,) * 15 + (1e5,)},
+                {"entropy_params": {"prior_sha256": "xyz", "reset_interval": 2}},
+                {"entropy_params": {**h.entropy_params, "layout": 2}},  # layout 2 with one step
+                {"quant_step": (0.5,) * 16, "entropy_params": {**h.entropy_params, "layout": 1}}):
         with pytest.raises(InconsistentHeader):
             encode_header(replace(h, **bad))
+    # sixteen steps: layout 2 (per-channel steps), still version 2.0
+    assert encode_header(replace(h, quant_step=(0.5,) * 16))[8:12] == struct.pack("<HH", 2, 0)
     with pytest.raises(UnsupportedFeature):
-        encode_header(replace(h, entropy_params={**h.entropy_params, "layout": 2}))
+        encode_header(replace(h, entropy_params={**h.entropy_params, "layout": 3}))
     # a version-1 preamble around prior parameters is refused
     b = bytearray(encode_header(h))
     struct.pack_into("<H", b, 8, 1)

@@ -234,8 +234,9 @@ class RangeDecoder:
         return j
 
 
-def decode_prior_chunk(payload, is_reset, shape, step, history, prior):
-    """Symbols (C, t, h, w) of one chunk; `history`: the previous frames (C, h, w), oldest first."""
+def decode_prior_chunk(payload, is_reset, shape, steps, history, prior):
+    """Symbols (C, t, h, w) of one chunk; `history`: the previous frames (C, h, w), oldest first; `steps`: the
+    QUANT steps, one (layout 1) or one per channel (layout 2)."""
     arch, Wt, _ = prior
     A, B, P, G = arch["act_bits"], arch["weight_bits"], arch["prev_frames"], arch["channel_groups"]
     C, T, h, w = shape
@@ -244,10 +245,12 @@ def decode_prior_chunk(payload, is_reset, shape, step, history, prior):
     (M,) = struct.unpack_from("<I", payload, 1)
     dec = RangeDecoder(list(struct.unpack_from(f"<{M}I", payload, 5)))
     pos = 5 + 4 * M
-    sq = round(step * 65536)
-    L = log2q(sq, A)
+    sqs = [round(s * 65536) for s in (steps if len(steps) == C else list(steps) * C)]  # per channel
+    Ls = [log2q(sq, A) for sq in sqs]
+    L = sum(Ls) // C  # the condition: floor of the mean (equals log2q(sq) with one step)
 
-    def deq(v):  # (C, h, w) symbols -> (h, w, C)
+    def deq(v):  # (C, h, w) symbols -> (h, w, C), channel c with its own step
+        sq = np.array(sqs, dtype=np.int64)[:, None, None]
         return np.clip((v.astype(np.int64) * sq + (1 << (15 - A))) >> (16 - A), -(1 << 20), 1 << 20).transpose(1, 2, 0)
 
     def lay(name, x, relu, extra=0):
@@ -279,11 +282,12 @@ def decode_prior_chunk(payload, is_reset, shape, step, history, prior):
                 for c in range(g):
                     for (y, xx) in where:
                         mu, ls = int(o[y, xx, c]), int(o[y, xx, g + c])
+                        sq, Lc = sqs[j * g + c], Ls[j * g + c]
                         m8 = (2 * (mu << (19 - A)) + sq) // (2 * sq)
                         cen = (m8 + 4) >> 3
                         off = m8 - 8 * cen + 4
                         cen = max(-(1 << 30), min(1 << 30, cen))
-                        k = max(0, min(80, (ls - L + 4 * (1 << A) + (1 << A) // 16) // ((1 << A) // 8)))
+                        k = max(0, min(80, (ls - Lc + 4 * (1 << A) + (1 << A) // 16) // ((1 << A) // 8)))
                         items.append((8 * k + off, c, y, xx, cen))
                 items.sort(key=lambda it: it[0])  # stable: (channel, y, x) order kept inside a table id
                 esc = []
@@ -359,7 +363,7 @@ def read_cdt(data: bytes, prior_path=None, facts=None):
     steps = struct.unpack_from(f"<{nq}d", fields[7], 2)
     if coder == 3:
         layout_id, precision, sha, N = struct.unpack("<BB32sI", fields[8][1:])
-        assert (layout_id, precision, nq) == (1, 24, 1)
+        assert (layout_id, precision, nq) in ((1, 24, 1), (2, 24, C))
         prior = read_prior_file(prior_path)
         assert prior[2] == sha.hex() and prior[0]["channels"] == C
         history = []
@@ -378,7 +382,7 @@ def read_cdt(data: bytes, prior_path=None, facts=None):
         assert rtype == 1 and idx == i and len(p) + 9 == ln
         assert t == (1 if i == 0 else min(K, T - (1 + (i - 1) * K)))
         if coder == 3:
-            sym, history = decode_prior_chunk(p[8:], i == 0 or (N > 0 and i % N == 0), (C, t, h, w), steps[0],
+            sym, history = decode_prior_chunk(p[8:], i == 0 or (N > 0 and i % N == 0), (C, t, h, w), steps,
                                               history, prior)
             chunks.append(sym)
             continue
@@ -417,7 +421,7 @@ def _beside(path):
 def test_reference_decoder_reads_golden_files(path):
     from bitstream import CdtReader
 
-    prior = _beside(path) if path.name.endswith("_prior.cdt") else None
+    prior = _beside(path) if "_prior" in path.name else None  # _prior.cdt, _prior_steps.cdt (layout 2)
     facts = {}
     chunks, packets = read_cdt(path.read_bytes(), prior, facts)
     with CdtReader(path, prior=prior) as r:
@@ -516,6 +520,38 @@ def test_reference_decoder_reads_fresh_prior_files(reset_interval):
     chunks, _ = read_cdt(buf.getvalue(), SHIPPED_PRIOR)
     r = CdtReader(io.BytesIO(buf.getvalue()), prior=SHIPPED_PRIOR)
     assert len(chunks) == r.num_chunks == 3
+    for i, c in enumerate(chunks):
+        np.testing.assert_array_equal(c, written[i])
+        np.testing.assert_array_equal(c, r.read_chunk(i))
+
+
+@pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped prior")
+def test_reference_decoder_reads_per_channel_step_prior_files():
+    """Layout 2: sixteen different steps (a gain vector), shipped prior, escapes; the reference decoder and the
+    implementation agree with what was written."""
+    import io
+
+    from bitstream import CdtReader, CdtWriter, fuzz
+
+    steps = tuple(0.6 * 2 ** ((c % 6 - 2.5) / 2) for c in range(16))
+    h = fuzz.sample_header("prior", latent_frames=4, coded_frames=13, num_frames=13, chunk_latent_frames=2,
+                           latent_height=4, latent_width=5, coded_height=32, coded_width=40, width=40, height=30,
+                           quant_step=steps,
+                           entropy_params={"prior_sha256": read_prior_file(SHIPPED_PRIOR)[2], "reset_interval": 2})
+    assert h.full_entropy_params()["layout"] == 2
+    rng = np.random.default_rng(7)
+    base = rng.normal(0, 2.5, size=(16, 1, 4, 5)) / np.array(steps).reshape(16, 1, 1, 1)
+    buf = io.BytesIO()
+    written = []
+    with CdtWriter(buf, h, prior=SHIPPED_PRIOR) as w:
+        for i in range(h.num_chunks):
+            c = np.round(base + rng.normal(0, 0.7, size=h.chunk_shape(i))).astype(np.int64)
+            c[2, 0, 1, 1] = -7000 * (1 - 2 * (i % 2))
+            w.write_chunk(c)
+            written.append(c)
+    chunks, _ = read_cdt(buf.getvalue(), SHIPPED_PRIOR)
+    r = CdtReader(io.BytesIO(buf.getvalue()), prior=SHIPPED_PRIOR)
+    assert len(chunks) == r.num_chunks == 3 and r.header.quant_step == steps
     for i, c in enumerate(chunks):
         np.testing.assert_array_equal(c, written[i])
         np.testing.assert_array_equal(c, r.read_chunk(i))

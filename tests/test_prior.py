@@ -14,7 +14,8 @@ import torch
 
 from bitstream import BitstreamError
 from bitstream.prior import (
-    FAMILY_GAUSS, FAMILY_LAPLACE, MEAN_OFFSETS, SCALES, PriorArch, PriorCoder, frequency_table, load_prior, log2_fixed, save_prior, step_fixed, table_ids, table_scale,
+    FAMILY_GAUSS, FAMILY_LAPLACE, MEAN_OFFSETS, SCALES, PriorArch, PriorCoder, frequency_table, load_prior, log2_fixed, save_prior, step_fixed, steps_fixed, table_ids, table_scale,
+    condition_log2_step,
 )
 from cdtcodec.entropy_model import ConditionalPrior, from_integer, rate_bits, to_integer
 from cdtcodec.weights import WEIGHTS_DIR
@@ -143,7 +144,8 @@ coder = PriorCoder(weights)
 rng = np.random.default_rng(0)
 x = np.round(rng.standard_normal((16, 3, 32, 32)) * 4).astype(np.int64)
 h = hashlib.sha256()
-for step in (2.0, 0.5, 0.1768):
+gains = tuple(0.5 * 2 ** ((c % 5 - 2) / 2) for c in range(16))  # per-channel steps (layout 2)
+for step in (2.0, 0.5, 0.1768, gains):
     payload = coder.encode(x, step)
     assert np.array_equal(coder.decode(payload, x.shape, step), x)
     h.update(payload)
@@ -163,3 +165,74 @@ def test_tables_and_bytes_identical_under_thread_settings():
                              check=True, cwd=ROOT)
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+# ---- per-channel steps (layout 2) ---------------------------------------------------------------------------
+GAINS = tuple(0.5 * 2 ** ((c % 7 - 3) / 3) for c in range(16))  # 0.25 .. 1.0, geometric mean near 0.5
+
+
+@pytest.mark.parametrize("arch", ARCHS[:3], ids=lambda a: f"prev{a.prev_frames}-g{a.channel_groups}")
+def test_per_channel_steps_round_trip(arch):
+    coder = PriorCoder(_random_weights(arch, seed=3))
+    x = _symbols((16, 2, 6, 10))
+    x[5, 0, 1, 1] = -(2**31)
+    context = [_symbols((16, 6, 10), seed=s) for s in (4, 5)]
+    for ctx in ([], context):
+        payload = coder.encode(x, GAINS, ctx)
+        np.testing.assert_array_equal(coder.decode(payload, x.shape, GAINS, ctx), x)
+        assert payload != coder.encode(x, 0.5, ctx)  # the steps change the tables
+
+
+def test_equal_per_channel_steps_code_exactly_as_one_step():
+    """Layout 2 with C equal steps is layout 1: same condition, same dequantization, same tables, same bytes."""
+    coder = PriorCoder(_random_weights(PriorArch(channel_groups=4), seed=1))
+    x = _symbols((16, 2, 8, 8), seed=9)
+    for step in (0.5, 0.1768, 3.0):
+        assert coder.encode(x, (step,) * 16) == coder.encode(x, step)
+    q = steps_fixed((0.5,) * 16, 16)
+    assert condition_log2_step(q, 8) == log2_fixed(step_fixed(0.5), 8)
+
+
+def test_condition_is_the_geometric_mean_and_channels_use_their_own_step():
+    q = steps_fixed(GAINS, 16)
+    geo = math.exp(np.mean(np.log(GAINS)))
+    assert abs(condition_log2_step(q, 8) / 256 - math.log2(geo)) <= 2 / 256
+    # a mean of one latent unit is 4 symbols at step 0.25 and 1 symbol at step 1.0
+    centre, _ = table_ids(np.array([[256], [256]]), np.zeros((2, 1), np.int64),
+                          np.array([[step_fixed(0.25)], [step_fixed(1.0)]]), 8)
+    assert centre.ravel().tolist() == [4, 1]
+    with pytest.raises(BitstreamError, match="3 quantizer steps for 16 channels"):
+        steps_fixed((0.5, 0.5, 0.5), 16)
+    with pytest.raises(BitstreamError, match="outside"):
+        steps_fixed(GAINS[:15] + (1e-9,), 16)
+
+
+def test_float_twin_matches_integer_net_with_per_channel_steps():
+    arch = PriorArch(channel_groups=4)
+    model = from_integer(to_integer(ConditionalPrior(arch)))
+    coder = PriorCoder(to_integer(model))
+    sym = _symbols((1, 16, 2, 12, 12))
+    steps = torch.tensor(GAINS).view(1, 16)
+    with torch.no_grad():
+        mean, ls = model(torch.from_numpy(sym).float() * steps.view(1, 16, 1, 1, 1), steps)
+        bits = model.bits(torch.from_numpy(sym).float(), steps)
+    hist = []
+    for t in range(2):
+        frame = sym[0, :, t]
+        for _, chans, mask, im, il in coder._passes(frame, hist, steps_fixed(GAINS, 16)):
+            for got, want in ((im, mean[0, chans, t].numpy()[:, mask]), (il, ls[0, chans, t].numpy()[:, mask])):
+                assert np.abs(got / 256 - want).max() < 4 / 256
+        hist.append(frame)
+    # the twin's estimate is the integer coder's real size within a few percent
+    real = 8 * len(coder.encode(sym[0], GAINS))
+    assert abs(real / float(bits.sum()) - 1) < 0.05
+
+
+def test_rate_bits_takes_per_channel_steps():
+    prior = ConditionalPrior(PriorArch())
+    z = torch.randn(2, 16, 2, 8, 8) * 2
+    one = rate_bits(prior, z, 0.5, "ste")
+    assert torch.allclose(rate_bits(prior, z, torch.full((1, 16), 0.5), "ste"), one)
+    coarse = torch.full((1, 16), 0.5)
+    coarse[0, :8] = 2.0
+    assert rate_bits(prior, z, coarse, "ste") < one  # coarser channels: fewer bits

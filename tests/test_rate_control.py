@@ -297,3 +297,60 @@ def test_cli_target_options(work, clip, toy):
     result = runner.invoke(app, base + ["--target-kbps", "1e9"])
     assert result.exit_code == 0
     assert "warning: target 1e+09 kbps is above the highest rate this video reaches" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# per-channel steps: a quality scale with gain vectors beside the weights
+
+@pytest.fixture(scope="module")
+def toy_gains(work, toy) -> Path:
+    """The toy weights again, with the shipped prior and a fitted-like quality scale (gain vectors) beside them."""
+    from cdtcodec.quantize import QualityScale, save_scale, scale_path, sha256_of
+
+    path = work / "toy_gains.safetensors"
+    shutil.copy(toy, path)
+    shutil.copy(SHIPPED_PRIOR, prior_path(path))
+    rng = np.random.default_rng(5)
+    gains = []
+    for q in range(8):
+        logs = rng.normal(0, 0.6, 16)
+        gains.append(tuple(float(v) for v in np.exp(logs - logs.mean())))
+    steps = tuple(2.0 * 2 ** (-5 * i / 7) for i in range(8))
+    save_scale(QualityScale(steps, tuple(gains), sha256_of(path)), scale_path(path))
+    return path
+
+
+def test_quality_levels_write_the_scales_steps(work, clip, toy_gains):
+    from cdtcodec.quantize import load_scale, scale_path
+
+    scale = load_scale(scale_path(toy_gains))
+    out = work / "gains_q3.cdt"
+    report = codec.encode(clip, out, model=str(toy_gains), quality=3)
+    with CdtReader(out) as r:
+        assert r.header.quant_step == scale.steps(3) and r.header.entropy_params["layout"] == 2
+        assert r.version == (2, 0)
+    assert report.step == pytest.approx(scale.global_step(3))
+    decoded = work / "gains_q3.y4m"
+    codec.decode(out, decoded, model=str(toy_gains))
+    assert decoded.stat().st_size > 0
+    # an explicit --step stays one step for all channels (layout 1)
+    codec.encode(clip, work / "gains_step.cdt", model=str(toy_gains), step=0.5)
+    with CdtReader(work / "gains_step.cdt") as r:
+        assert r.header.quant_step == (0.5,) and r.header.entropy_params["layout"] == 1
+
+
+@pytest.mark.parametrize("name,target", [("64x64x13", RateTarget("kbps", 60.0)), ("48x40x9", RateTarget("kbps", 20.0)),
+                                         ("80x48x5", RateTarget("bpp", 0.5))])
+def test_encode_with_gains_meets_the_target_within_5_percent(work, clips, toy_gains, name, target):
+    from cdtcodec.quantize import load_scale, scale_path
+
+    scale = load_scale(scale_path(toy_gains))
+    trials = []
+    out = work / f"gains_target_{name}_{target.unit}.cdt"
+    report = codec.encode(clips[name], out, model=str(toy_gains), target=target, rate_progress=trials.append)
+    assert abs(_rate(report, target) / target.value - 1) <= 0.05, (report.as_dict(), trials)
+    with CdtReader(out) as r:
+        steps = r.header.quant_step
+        assert len(steps) == 16 and r.header.entropy_params["layout"] == 2
+    assert steps == scale.steps_at(report.step)  # the global step with the gains interpolated there
+    assert math.exp(np.mean(np.log(steps))) == pytest.approx(report.step, rel=1e-9)

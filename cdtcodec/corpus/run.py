@@ -224,7 +224,13 @@ def _expected(settings: Settings) -> Expected:
     weights = weights_path(settings.model)
     if not weights.is_file():
         raise WeightsError(f"{settings.model}: no such weights file")
-    return Expected(file_sha256(weights), step, settings)
+    digest = file_sha256(weights)
+    if settings.step is None:  # a quality: the global step of the weights' own quality scale (quantize.scale_for)
+        from cdtcodec.quantize import DEFAULT_QUALITY, load_scale, scale_path
+
+        if scale_path(weights).is_file() and (scale := load_scale(scale_path(weights))).weights_sha256 == digest:
+            step = scale.global_step(DEFAULT_QUALITY if settings.quality is None else settings.quality)
+    return Expected(digest, step, settings)
 
 
 def encode_corpus(inputs: list[str], out_dir: str, settings: Settings, *, jobs: int | None = None,
