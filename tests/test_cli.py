@@ -333,7 +333,8 @@ def test_missing_and_unreadable_inputs(work, toy):
     text.write_text("not a video at all\n")
     fails(["encode", text, "-o", out, "--model", toy], "notes.mp4", "not a video")
     fails(["encode", work, "-o", out, "--model", toy], "is a directory")
-    fails(["convert", text, "-o", work / "never.safetensors"], "notes.mp4", "not a readable weights file")
+    fails(["convert", text, "-o", work / "never.safetensors"], "notes.mp4",
+          "not a weights file (neither safetensors nor a PyTorch checkpoint)")
     assert not out.exists() and not (work / "never.safetensors").exists()
 
 
