@@ -114,18 +114,25 @@ class QualityScale:
     def steps_at(self, global_step: float) -> tuple[float, ...]:
         """The header's quantizer steps at a global step: (step,) or one per channel."""
         g = self.gains_at(global_step)
-        return (float(global_step),) if g is None else tuple(float(global_step) * v for v in g)
+        return _steps(float(global_step), g)
 
     def steps(self, quality: int) -> tuple[float, ...]:
         """The quantizer steps of a quality level: exactly global step x that level's gains."""
-        s = self.global_step(quality)
-        return (s,) if self.gains is None else tuple(s * v for v in self.gains[quality - 1])
+        return _steps(self.global_step(quality), None if self.gains is None else self.gains[quality - 1])
 
     def gain_spread(self) -> tuple[float, float]:
         """The smallest and the largest gain of any level (1, 1 without gains): rate control's step bounds."""
         if self.gains is None:
             return 1.0, 1.0
         return min(min(g) for g in self.gains), max(max(g) for g in self.gains)
+
+
+def _steps(step: float, gains) -> tuple[float, ...]:
+    """One step when every gain is 1 (a level fitted without gains): such a file is written as before per-channel
+    steps existed (with the prior, layout 1), so every earlier reader decodes it."""
+    if gains is None or all(v == 1.0 for v in gains):
+        return (step,)
+    return tuple(step * v for v in gains)
 
 
 DEFAULT_SCALE = QualityScale(tuple(QUALITY_STEPS[q] for q in QUALITIES))

@@ -83,3 +83,11 @@ def test_scale_file_round_trip_and_lookup(tmp_path):
     scale_path(weights).write_bytes(b"\x00" * 20)
     with pytest.raises(QualityScaleError, match="unreadable quality scale"):
         scale_for(weights, "ab" * 32, 16)
+
+
+def test_a_level_without_gains_writes_one_step():
+    gains = list(_gains())
+    gains[0] = (1.0,) * 16  # quality 1 fitted without gains (alpha 0)
+    scale = QualityScale(tuple(4.0 * 2 ** (-i) for i in range(8)), tuple(gains))
+    assert scale.steps(1) == (4.0,) and scale.steps_at(8.0) == (8.0,)
+    assert len(scale.steps(2)) == 16 and len(scale.steps_at(3.0)) == 16  # interpolated towards level 2's gains
