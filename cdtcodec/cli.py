@@ -282,8 +282,8 @@ def encode(
     output: str = typer.Option(..., "-o", "--output", help=".cdt file to write, - for stdout, or DIR/ for a corpus."),
     quality: Optional[int] = typer.Option(None, "--quality", "-q", min=min(QUALITY_STEPS), max=max(QUALITY_STEPS),
                                           help=f"1 (smallest) .. {max(QUALITY_STEPS)} (best), default {DEFAULT_QUALITY}; "
-                                               "sets the quantizer step: "
-                                               + ", ".join(f"{q}={s}" for q, s in QUALITY_STEPS.items())),
+                                               "a level of the weights' quality scale: a quantizer step, with "
+                                               "per-channel gains where the scale has them (docs/rate.md)."),
     step: Optional[float] = typer.Option(None, help="Quantizer step size (overrides --quality)."),
     target_kbps: Optional[float] = typer.Option(None, "--target-kbps", help="Rate control: search the step so that "
                                                 "the whole file (audio included) lands within 2% of this many kbps; "

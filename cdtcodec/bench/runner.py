@@ -27,13 +27,11 @@ from cdtcodec.media import VideoError, read_png_frames
 from cdtcodec.metrics import clip_quality
 
 def _jobs(cfg: BenchConfig) -> list[dict]:
-    from cdtcodec.quantize import QUALITY_STEPS
-
     jobs = []
     for key in cfg.codecs:
         if key in CDT_CURVES:
             jobs += [{"codec": key, "curve": key, "preset": None, "setting": {"quality": q}, "order": q,
-                      "step": QUALITY_STEPS[q], "entropy": CDT_CURVES[key] or _default_entropy(),
+                      "entropy": CDT_CURVES[key] or _default_entropy(),
                       "precision": CDT_PRECISIONS.get(key, cfg.precision)}
                      for q in sorted(cfg.qualities)]
             continue
@@ -60,7 +58,7 @@ def _run_one(workers: Workers, job: dict, clip: Clip, source: Path, streams: Pat
                 "decoded": str(work / f"{stem}.decoded")}
         kind = "cdt"
         settings = {"encoder": "cdtcodec", "model": model["name"], "weights_sha256": model["sha256"],
-                    "quality": job["setting"]["quality"], "quant_step": job["step"], "entropy": job["entropy"],
+                    "quality": job["setting"]["quality"], "entropy": job["entropy"],
                     "seed": 0, "device": cfg.device, "precision": job["precision"],
                     "threads": cfg.threads or "torch default",
                     "container": ".cdt (header, chunk index, payload)", "decoded_to": "PNG frames (exact)"}
