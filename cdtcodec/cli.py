@@ -657,7 +657,12 @@ def train(
                       inference_share=inference_share,
                       ema=ema, seed=seed, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
                       device=device, threads=threads, precision=precision)
-    run_training(cfg, export=export, console=err)
+    try:
+        run_training(cfg, export=export, console=err)
+    except (Interrupted, KeyboardInterrupt) as e:  # the loop wrote its checkpoint on the way out
+        name, code = (e.name, e.exit_code) if isinstance(e, Interrupted) else ("SIGINT", 130)
+        _fail(f"interrupted by {name}; the run so far is in {out / 'checkpoint.pt'} (the same command resumes it)",
+              code)
 
 
 @app.command()

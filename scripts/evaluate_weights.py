@@ -29,10 +29,10 @@ from cdtcodec.entropy_model import from_integer, rate_bits
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr, ssim
 from cdtcodec.precision import dtype_of
-from cdtcodec.quantize import QUALITY_STEPS, roundtrip, step_for_quality
+from cdtcodec.quantize import QUALITY_STEPS, roundtrip, scale_for
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.train.data import validation_set
-from cdtcodec.weights import load_model
+from cdtcodec.weights import load_model, weights_path
 
 
 def main() -> None:
@@ -52,6 +52,7 @@ def main() -> None:
     args = ap.parse_args()
 
     model, name, digest = load_model(args.weights, precision=args.precision)
+    scale = scale_for(weights_path(args.weights), digest, model.cfg.latent_dim)[0]
     decoders = {p: copy.deepcopy(model).set_precision(dtype_of(p))
                 for p in dict.fromkeys(args.decode_precisions or [args.precision])}
     lpips = LPIPS.from_file()
@@ -67,10 +68,11 @@ def main() -> None:
         latent = moments[:, : model.cfg.latent_dim]
         bits = None
         if args.quality is not None:
-            step = step_for_quality(args.quality)
+            step = scale.steps(args.quality)  # the weights' quality scale: one step, or one per channel
             if prior is not None:
                 with torch.no_grad():
-                    bits = rate_bits(prior, latent, step, mode="ste").item()
+                    per_sample = step[0] if len(step) == 1 else torch.tensor([step])  # (1, C)
+                    bits = rate_bits(prior, latent, per_sample, mode="ste").item()
             latent = roundtrip(latent[0], step).unsqueeze(0)
         for p, decoder in decoders.items():
             out = torch.cat(StreamDecoder(decoder, seed=0).push(latent), dim=2).clamp(-1, 1)

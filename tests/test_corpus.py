@@ -359,11 +359,16 @@ def test_a_worker_killed_outright_fails_its_clip_alone(tmp_path, with_big, toy):
 # ---------------------------------------------------------------------------------------------------------
 # latent shards
 
+# The latents are compared bit for bit with codec.encode_latents, which runs in fp32 unless told otherwise; the
+# command line's default (auto) is bf16 on a CPU with fast bf16.
+FP32 = ("--precision", "fp32")
+
+
 @pytest.fixture(scope="module")
 def shards(work, corpus, toy):
     out = work / "shards"
     run = script("encode", corpus, "-o", f"{out}/", "--model", toy, "--latents", "--shard-size", "2",
-                 "--threads", "1")
+                 "--threads", "1", *FP32)
     return out, run
 
 
@@ -392,7 +397,7 @@ def test_latent_shards_read_back_equal_a_single_encode(shards, corpus, toy, work
         assert torch.equal(latents, mean.to(torch.float16)), key
     # the same clip encoded alone, through the command line, gives the same latents
     alone = work / "shard_alone"
-    one = script("encode", corpus / "c.mp4", "-o", f"{alone}/", "--model", toy, "--latents", "--threads", "1")
+    one = script("encode", corpus / "c.mp4", "-o", f"{alone}/", "--model", toy, "--latents", "--threads", "1", *FP32)
     assert one.returncode == 0, one.stderr
     assert torch.equal(read_entry(str(alone / "shard-000000.tar")).latents, samples[3].latents)
     # and a .cdt of it holds those latents quantized
@@ -409,7 +414,7 @@ def test_bfloat16_latents_and_decoding_a_shard_entry(tmp_path, corpus, toy):
     clip = corpus / "a" / "x.mp4"
     out = tmp_path / "bf16"
     run = script("encode", clip, corpus / "c.mp4", "-o", f"{out}/", "--model", toy, "--latents",
-                 "--latent-dtype", "bfloat16", "--threads", "1")
+                 "--latent-dtype", "bfloat16", "--threads", "1", *FP32)
     assert run.returncode == 0, run.stderr
     key, latents, meta = read_entry(str(out / "shard-000000.tar"), "a/x")
     assert latents.dtype == torch.bfloat16 and meta["stored_as"].startswith("uint16")
@@ -440,7 +445,7 @@ def test_latent_rerun_keeps_shards_and_rewrites_a_damaged_one(shards, corpus, to
     with pytest.raises(ShardError, match="b/x: latents fail their CRC"):
         list(read_shards(first))
     result = invoke(["encode", corpus, "-o", f"{out}/", "--model", toy, "--latents", "--shard-size", "2",
-                     "--threads", "1", "--json"], code=1)
+                     "--threads", "1", "--json", *FP32], code=1)
     report = json.loads(result.stdout)
     assert (report["encoded"], report["skipped"], report["failed"]) == (1, 3, 1)  # b/x again; bad.mp4 again
     after = {p.name: p.stat().st_ino for p in out.glob("shard-*.tar")}

@@ -162,12 +162,14 @@ def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path):
             time.sleep(0.1)  # the first log line is written at step 10
         assert proc.poll() is None and log.exists(), "training ended or logged nothing before the signal"
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
+    last = err.decode().strip().splitlines()[-1]  # it says where the run is kept, not that nothing was written
+    assert "interrupted by SIGTERM" in last and str(out / "checkpoint.pt") in last, last
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] >= 10
 

@@ -51,7 +51,7 @@ class CDT(nn.Module):
 
     def moments(self, video: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         """Raw posterior moments (B, 2L, T', h, w) in the video's dtype: mean then log-variance (unclamped)."""
-        return self.encoder(video.to(self.dtype), cache).to(video.dtype)
+        return _as(self.encoder(_as(video, self.dtype), cache), video.dtype)
 
     def encode(self, video: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         """Deterministic encode: the posterior mean."""
@@ -67,14 +67,19 @@ class CDT(nn.Module):
         """
         steps = steps or self.cfg.sample_steps
         dtype = self.dtype
-        context = self.context(latent.to(dtype), context_cache)
+        context = self.context(_as(latent, dtype), context_cache)
 
         def network(x_t: torch.Tensor, tau: torch.Tensor, k: int) -> torch.Tensor:
             cache = step_caches[k] if step_caches is not None else None
-            return self.denoiser(x_t.to(dtype), tau.to(dtype), context, cache).to(x_t.dtype)
+            return _as(self.denoiser(_as(x_t, dtype), _as(tau, dtype), context, cache), x_t.dtype)
 
         return sample(network, self.cfg.noise_scale * noise_unit, steps, self.alphas_cumprod,
                       self.cfg.num_timesteps, callback)
+
+
+def _as(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x in `dtype`; untouched when it already is (so the ONNX tracer records no cast)."""
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 def count_parameters(module: nn.Module) -> int:

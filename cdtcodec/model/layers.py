@@ -36,7 +36,8 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     if weight.shape[2:] == (1, 1, 1) and tuple(stride) == (1, 1, 1):
         # On a contiguous (B, T, H, W, C) view F.linear is one matrix product with the bias fused; on any other
         # layout it adds the bias in a separate broadcast pass (in bf16, 20x the time of the product).
-        x = x.contiguous(memory_format=torch.channels_last_3d)
+        if not torch.jit.is_tracing():  # ONNX has no memory formats
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         return from_channels_last(F.linear(to_channels_last(x), weight.flatten(1), bias))
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
     if (x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
