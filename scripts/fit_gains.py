@@ -15,7 +15,7 @@ CVPR 2021; the allocation is classic high-rate bit allocation):
      torch twin; distortion: the decoder's PSNR), and compared at equal rate through the local slope of the
      curve (dPSNR / dlog2(rate) between neighbouring levels): score = PSNR - slope * log2(rate / rate_ref).
 
-    .venv/bin/python scripts/fit_gains.py --data /root/cdt-runs/data --clips 2 --frames 9 --json fit.json
+    .venv/bin/python scripts/fit_gains.py --data data --clips 2 --frames 9 --json fit.json
     .venv/bin/python scripts/fit_gains.py --from-json fit.json --q1-step 2   # re-place the levels, no decoding
 
 The shipped cdt-tiny v6 scale is the second line on the first's measurements: training clips come out about 4 dB
