@@ -627,6 +627,9 @@ def train(
                                           help="Share of samples decoded from the quantized latent, as the codec "
                                                "decodes (the step drawn over the quality scale); use with "
                                                "--rate-weight, which keeps the latents from growing."),
+    freeze_encoder: bool = typer.Option(_TRAIN.freeze_encoder, help="Keep the encoder (and so the latents, the prior's "
+                                        "rates and the quality scale) fixed; with --quantized-share the decoder "
+                                        "alone learns the quantized latents."),
     inference_share: float = typer.Option(_TRAIN.inference_share, min=0.0, max=1.0,
                                           help="Share of samples at the one-step decode point."),
     ema: float = typer.Option(_TRAIN.ema),
@@ -654,7 +657,7 @@ def train(
     cfg = TrainConfig(model=model, data=str(data), out=str(out), steps=steps, batch=batch, frames=frames, crop=crop,
                       lr=lr, warmup=warmup, final_lr_ratio=final_lr_ratio, kl_weight=kl_weight,
                       lpips_weight=lpips_weight, rate_weight=rate_weight, quantized_share=quantized_share,
-                      inference_share=inference_share,
+                      freeze_encoder=freeze_encoder, inference_share=inference_share,
                       ema=ema, seed=seed, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
                       device=device, threads=threads, precision=precision)
     try:

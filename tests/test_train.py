@@ -251,7 +251,50 @@ def test_rate_and_quantized_decode_share_each_samples_step(monkeypatch):
     out, z = _decoded_latents(objective, video, 2)
     with torch.no_grad():
         mean, _ = split_moments(model.moments(video))
-    step = steps[0].view(2, 1, 1, 1, 1)
-    assert steps[0][0] != steps[0][1] and ((0.1 <= steps[0]) & (steps[0] <= 4.0)).all()  # one step per sample
+    assert steps[0].shape == (2, 16) and (steps[0] == steps[0][:, :1]).all()  # no gains: one step per sample
+    step = steps[0][:, 0].view(2, 1, 1, 1, 1)
+    assert step[0] != step[1] and ((0.1 <= step) & (step <= 4.0)).all()
     assert torch.allclose(z.detach(), torch.round(mean / step) * step, atol=1e-6)
     assert out["bpp"].item() > 0
+
+
+def test_quantized_samples_take_the_quality_scales_per_channel_steps():
+    from cdtcodec.model.encoder import split_moments
+    from cdtcodec.quantize import QualityScale
+    from cdtcodec.train.losses import LossWeights, Objective
+
+    torch.manual_seed(0)
+    model = CDT(CDTConfig(context_dim=8, unet_dim=4))
+    video = torch.rand(3, 3, 5, 32, 32) * 2 - 1
+    # quality 1 without gains (all 1), as a fitted scale may leave a level
+    gains = [tuple(float(v) for v in np.exp(np.linspace(-0.2 * q, 0.2 * q, 16))) for q in range(8)]
+    scale = QualityScale(tuple(2.0 * 0.6 ** q for q in range(8)), tuple(gains))
+    objective = Objective(model, LossWeights(kl=0.0, lpips=0.0, quantized_share=1.0), None, scale=scale)
+    drawn = torch.cat([objective.draw_steps(3, torch.Generator().manual_seed(i)) for i in range(4)])
+    assert drawn.shape == (12, 16)
+    for row in drawn:  # each row: one global step inside the scale's range, times the gains the scale gives there
+        g = float(torch.exp(torch.log(row.double()).mean()))
+        assert scale.global_steps[-1] <= g <= scale.global_steps[0]
+        assert torch.allclose(row, torch.tensor(scale.steps_at(g)), rtol=1e-5)
+    draws, draw = [], objective.draw_steps
+    objective.draw_steps = lambda b, generator: (draws.append(draw(b, generator)), draws[-1])[1]
+    out, z = _decoded_latents(objective, video, 4)
+    with torch.no_grad():
+        mean, _ = split_moments(model.moments(video))
+    step = draws[0].view(3, 16, 1, 1, 1)
+    assert torch.allclose(z.detach(), torch.round(mean / step) * step, atol=1e-5)
+
+
+def test_a_frozen_encoder_keeps_the_latents_and_trains_the_decoder(tmp_path):
+    from cdtcodec.train.losses import LossWeights, Objective
+
+    torch.manual_seed(0)
+    model = CDT(CDTConfig(context_dim=8, unet_dim=4))
+    video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    objective = Objective(model, LossWeights(kl=1.0, lpips=0.0, quantized_share=0.5), None, steps=(0.5, 2.0),
+                          freeze_encoder=True)
+    out = objective(video, torch.Generator().manual_seed(0))
+    assert torch.allclose(out["loss"], out["mse"])  # the KL of fixed latents is left out
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.denoiser.parameters())

@@ -43,6 +43,9 @@ class TrainConfig:
     inference_share: float = LossWeights.inference_share
     rate_weight: float = LossWeights.rate  # > 0 needs the prior beside the weights: <stem>.prior.safetensors
     quantized_share: float = LossWeights.quantized_share
+    # the encoder (and so the latents, the prior's rates and the fitted quality scale) stays fixed: with
+    # --quantized-share the decoder alone learns the quantized latents the codec sends
+    freeze_encoder: bool = False
     seed: int = 0
     log_every: int = 10
     val_every: int = 250

@@ -27,7 +27,7 @@ from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
 from cdtcodec.precision import describe_cpu, resolve as resolve_precision
-from cdtcodec.quantize import DEFAULT_QUALITY, roundtrip, step_for_quality
+from cdtcodec.quantize import DEFAULT_QUALITY, DEFAULT_SCALE, QualityScale, load_scale, roundtrip, scale_path
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
 from cdtcodec.train.losses import Objective
@@ -73,14 +73,25 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.lerp_(p.detach(), 1 - decay)
 
 
+def _starting_scale(spec: str) -> QualityScale | None:
+    """The quality scale fitted beside the starting weights (<stem>.quality.safetensors), the steps the quantized
+    samples and the validation use; None (the default scale's single step) where there is none."""
+    from cdtcodec.weights import shipped_weights
+
+    path = scale_path(spec if Path(spec).exists() else (shipped_weights(spec) or spec))
+    return load_scale(path) if path.is_file() else None
+
+
 @torch.no_grad()
 def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: int = 0,
-             kinds: list[str] | None = None, quality: int | None = None) -> dict[str, float]:
+             kinds: list[str] | None = None, qualities: tuple[int, ...] = (),
+             scale: QualityScale = DEFAULT_SCALE) -> dict[str, float]:
     """One-step decode of the posterior mean, as the codec runs (no quantization); PSNR on [-1, 1] clamped.
     With `kinds` (one per clip) the means per kind come too, as val_psnr/<kind> and val_lpips/<kind>; with
-    `quality`, the PSNR of the same latents quantized at that quality's step too, as val_psnr_q<quality>."""
+    `qualities`, the PSNR of the same latents quantized at each quality's steps of `scale` too, as
+    val_psnr_q<quality>."""
     model.eval()
-    psnrs, lp, quantized = [], [], []
+    psnrs, lp, quantized = [], [], {q: [] for q in qualities}
     for clip in clips:
         video = clip.unsqueeze(0).to(next(model.parameters()).device)
         z = model.encode(video)
@@ -88,15 +99,15 @@ def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: i
         noise = frame_noise(seed, 0, t, h, w).to(video)
         out = model.decode(z, noise).clamp(-1, 1)
         psnrs.append(psnr(out, video))
-        if quality is not None:
-            z_hat = roundtrip(z[0], step_for_quality(quality)).unsqueeze(0)
-            quantized.append(psnr(model.decode(z_hat, noise).clamp(-1, 1), video))
+        for q in qualities:
+            z_hat = roundtrip(z[0], scale.steps(q)).unsqueeze(0)
+            quantized[q].append(psnr(model.decode(z_hat, noise).clamp(-1, 1), video))
         if lpips is not None:
             lp.append(lpips.video(out, video).mean().item())
     mean = lambda values: sum(values) / len(values)
     result = {"val_psnr": mean(psnrs)}
-    if quantized:
-        result[f"val_psnr_q{quality}"] = mean(quantized)
+    for q, values in quantized.items():
+        result[f"val_psnr_q{q}"] = mean(values)
     if lp:
         result["val_lpips"] = mean(lp)
     for kind in sorted(set(kinds or [])):
@@ -141,10 +152,13 @@ class Trainer:
         self.lpips = LPIPS.from_file().to(self.device) if (cfg.lpips_weight > 0 or val_clips) else None
         weights = LossWeights(cfg.kl_weight, cfg.lpips_weight, cfg.inference_share, cfg.rate_weight,
                               cfg.quantized_share)
+        self.scale = _starting_scale(cfg.model)
         objective = Objective(self.model, weights, self.lpips if cfg.lpips_weight > 0 else None,
-                              _frozen_prior(cfg.model, self.device) if cfg.rate_weight > 0 else None)
+                              _frozen_prior(cfg.model, self.device) if cfg.rate_weight > 0 else None,
+                              scale=self.scale, freeze_encoder=cfg.freeze_encoder)
         self.objective = (nn.parallel.DistributedDataParallel(objective) if self.world > 1 else objective)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
         self.step = 0
         self.started = time.time()
@@ -254,7 +268,8 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         # also at the codec's default quality, the point users meet (PSNR only: it is the quantizer's cost)
-        result = evaluate(self.ema, self.val_clips, self.lpips, kinds=self.val_kinds, quality=DEFAULT_QUALITY)
+        result = evaluate(self.ema, self.val_clips, self.lpips, kinds=self.val_kinds,
+                          qualities=(1, DEFAULT_QUALITY), scale=self.scale or DEFAULT_SCALE)
         self._log({"step": self.step, **result, "cpu_seconds": round(self.cpu_seconds, 1)})
         return result
 

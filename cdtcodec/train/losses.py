@@ -4,6 +4,8 @@ samples decoded from the quantized posterior mean, as the codec decodes."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,7 +14,7 @@ from cdtcodec.sampling import q_sample
 from cdtcodec.train.config import LossWeights  # noqa: F401 (re-exported: its old home)
 from cdtcodec.model.encoder import split_moments
 from cdtcodec.model import CDT
-from cdtcodec.quantize import QUALITY_STEP_RANGE
+from cdtcodec.quantize import QUALITY_STEP_RANGE, QualityScale
 
 
 def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -29,12 +31,19 @@ class Objective(nn.Module):
     latent (KL -> 0), while the inference point must be trained directly because the one-step decode
     is all the codec ever runs.
 
-    Quantizer steps: each sample draws one step, log-uniform over `steps`, which both the rate term and the
-    quantized decode use, so that the bits paid for and the latents decoded are those of the same step.
+    Quantizer steps: each sample draws one global step, log-uniform over `steps` (or over the quality scale's
+    range), which both the rate term and the quantized decode use, so that the bits paid for and the latents
+    decoded are those of the same step; with a quality scale that has gain vectors, the step of each channel is
+    the global step times the gain the scale gives there (as the codec quantizes between its levels).
+
+    freeze_encoder: the encoder runs without gradients and the KL term is left out, so the latents, and with them
+    the prior's rates and the quality scale fitted on them, stay exactly as they are; the decoder then learns the
+    quantized latents the codec sends (rate-distortion fine-tuning of the decoder alone).
     """
 
     def __init__(self, model: CDT, weights: LossWeights, lpips: nn.Module | None, prior: nn.Module | None = None,
-                 steps: tuple[float, float] = QUALITY_STEP_RANGE):
+                 steps: tuple[float, float] = QUALITY_STEP_RANGE, scale: QualityScale | None = None,
+                 freeze_encoder: bool = False):
         """prior: the frozen torch twin of the model's conditional prior (entropy_model.ConditionalPrior), needed
         when weights.rate > 0; steps: the range of quantizer steps the rate and the quantized decode are taken at."""
         super().__init__()
@@ -44,19 +53,31 @@ class Objective(nn.Module):
         self.weights = weights
         self.lpips = lpips
         self.prior = prior.requires_grad_(False) if prior is not None else None
-        self.steps = steps
+        self.steps = (scale.global_steps[-1], scale.global_steps[0]) if scale is not None else steps
+        self.scale = scale
+        self.freeze_encoder = freeze_encoder
+        if freeze_encoder:
+            model.encoder.requires_grad_(False)
+
+    def draw_steps(self, b: int, generator: torch.Generator) -> torch.Tensor:
+        """(B, C) quantizer steps (C = 1 without gain vectors): a global step per sample, log-uniform."""
+        lo, hi = (math.log(s) for s in self.steps)
+        g = torch.exp(lo + (hi - lo) * torch.rand(b, generator=generator, dtype=torch.float64))
+        if self.scale is None or self.scale.gains is None:
+            return g.float().view(b, 1)
+        return torch.tensor([[float(x) * v for v in self.scale.gains_at(float(x))] for x in g], dtype=torch.float32)
 
     def forward(self, video: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """video (B, 3, T, H, W) in [-1, 1], T = 1 + 4k. Returns the losses and a few diagnostics."""
         model, cfg = self.model, self.model.cfg
         b = video.shape[0]
-        mean, logvar = split_moments(model.moments(video))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            mean, logvar = split_moments(model.moments(video))
         eps_z = torch.randn(mean.shape, generator=generator).to(mean)
         z = mean + (0.5 * logvar).exp() * eps_z
         step = None
         if self.weights.rate > 0 or self.weights.quantized_share > 0:
-            lo, hi = (torch.log(torch.tensor(s)) for s in self.steps)
-            step = torch.exp(lo + (hi - lo) * torch.rand(b, generator=generator)).to(mean).view(b, 1, 1, 1, 1)
+            step = self.draw_steps(b, generator).to(mean).view(b, -1, 1, 1, 1)
         if self.weights.quantized_share > 0:
             # the codec decodes round(mean / step) * step: those samples see exactly that latent, with a
             # straight-through gradient to the encoder: rounding for the decoder, noise for the rate (the mixed
@@ -78,7 +99,7 @@ class Objective(nn.Module):
 
         mse = F.mse_loss(x0, video)
         kl = kl_to_standard_normal(mean, logvar)
-        loss = mse + self.weights.kl * kl
+        loss = mse if self.freeze_encoder else mse + self.weights.kl * kl
         out = {"mse": mse.detach(), "kl": kl.detach(), "latent_std": mean.detach().std()}
         if self.lpips is not None and self.weights.lpips > 0:
             frames = lambda v: v.transpose(1, 2).flatten(0, 1)  # (B, 3, T, H, W) -> (B*T, 3, H, W)
@@ -89,7 +110,7 @@ class Objective(nn.Module):
             from cdtcodec.entropy_model import rate_bits
 
             pixels = b * video.shape[2] * video.shape[3] * video.shape[4]
-            bpp = rate_bits(self.prior, mean, step.view(b)) / pixels
+            bpp = rate_bits(self.prior, mean, step.view(b, -1).expand(b, mean.shape[1])) / pixels
             loss = loss + self.weights.rate * bpp
             out["bpp"] = bpp.detach()
         out["loss"] = loss
