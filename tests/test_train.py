@@ -147,21 +147,23 @@ def test_torchrun_two_processes_stay_in_sync(data_dir, toy_weights, tmp_path):
     assert len(ckpt["generators"]) == 2 and not torch.equal(ckpt["generators"][0], ckpt["generators"][1])
 
 
-def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path):
-    """A shutdown or a job scheduler sends SIGTERM: the run must leave a checkpoint of the step it reached."""
+@pytest.mark.parametrize("group", [False, True], ids=["process", "process-group"])
+def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path, group):
+    """A shutdown or a job scheduler sends SIGTERM: the run must leave a checkpoint of the step it reached. Sent to
+    the whole process group (a shell's Ctrl-C, a session's end), the data workers get it too: still one line."""
     out = tmp_path / "term"
     cmd = [sys.executable, "-m", "cdtcodec", "train", "--model", str(toy_weights), "--data", str(data_dir),
            "--out", str(out), "--steps", "100000", "--batch", "1", "--frames", "5", "--crop", "32",
            "--workers", "1", "--ckpt-every", "100000", "--val-every", "100000", "--lpips-weight", "0",
            "--threads", "1", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=group)
     try:
         log = out / "log.jsonl"
         deadline = time.monotonic() + 120
         while proc.poll() is None and not log.exists() and time.monotonic() < deadline:
             time.sleep(0.1)  # the first log line is written at step 10
         assert proc.poll() is None and log.exists(), "training ended or logged nothing before the signal"
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM) if group else proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -170,6 +172,7 @@ def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
     last = err.decode().strip().splitlines()[-1]  # it says where the run is kept, not that nothing was written
     assert "interrupted by SIGTERM" in last and str(out / "checkpoint.pt") in last, last
+    assert "Traceback" not in err.decode(), err.decode()
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt["step"] >= 10
 

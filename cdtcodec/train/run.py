@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,13 @@ class StepBatches(torch.utils.data.Dataset):
         return torch.stack([self.clips.sample(rng) for _ in range(self.batch)])
 
 
+def _leave_signals_to_the_trainer(_worker: int) -> None:
+    """A Ctrl-C or SIGTERM sent to the whole process group reaches the data workers too; the trainer checkpoints
+    and shuts them down, so a worker that died first would only add a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_batches(cfg: TrainConfig):
     clips = ClipDataset(cfg.data, frames=cfg.frames, size=cfg.crop, split="train", seed=cfg.seed, min_scale=0.5,
                         kind_mix=dict(cfg.kind_mix))
@@ -35,7 +43,8 @@ def make_batches(cfg: TrainConfig):
     def batches(start: int, rank: int, world: int):
         data = StepBatches(clips, cfg.batch, cfg.seed, rank)
         loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(start, len(data)),
-                                             num_workers=cfg.workers, prefetch_factor=2 if cfg.workers else None)
+                                             num_workers=cfg.workers, prefetch_factor=2 if cfg.workers else None,
+                                             worker_init_fn=_leave_signals_to_the_trainer)
         yield from loader
 
     return batches
