@@ -10,7 +10,8 @@ CVPR 2021; the allocation is classic high-rate bit allocation):
      (reverse water-filling: all channels at the same weighted noise).
   2. Gain vectors g_c(alpha) ~ w_c^(-alpha/2) at geometric mean 1; alpha = 1 is that optimum, 0 one step for all.
   3. Quality 1 is the largest global step whose mean PSNR on the clips at alpha = 1 reaches --q1-psnr; quality 8
-     keeps the finest step of the former scale (1/16); the levels between are spaced evenly in log step.
+     is at --q8-step (default the finest step of the former scale, 1/16); the levels between are spaced evenly
+     in log step.
   4. Per level, a small search over alpha: every candidate is measured (rate: the prior's estimate through its
      torch twin; distortion: the decoder's PSNR), and compared at equal rate through the local slope of the
      curve (dPSNR / dlog2(rate) between neighbouring levels): score = PSNR - slope * log2(rate / rate_ref).
@@ -118,6 +119,8 @@ def main() -> None:
     ap.add_argument("--json", help="also write every measurement here")
     ap.add_argument("--from-json", help="reuse this earlier run's importance and per-level alphas (no decoding)")
     ap.add_argument("--q1-step", type=float, help="with --from-json: quality 1's global step")
+    ap.add_argument("--q8-step", type=float, default=QUALITY_STEPS[8],
+                    help="quality 8's global step (default %(default)g): where finer steps stop paying")
     args = ap.parse_args()
     if args.from_json:
         return replace_levels(args)
@@ -148,7 +151,7 @@ def main() -> None:
             s1 = step
             break
     s1 = s1 or 8.0 * 2 ** (-4)
-    s8 = QUALITY_STEPS[8]
+    s8 = args.q8_step
     steps = [s1 * (s8 / s1) ** (i / 7) for i in range(8)]
     # the alpha = 0.5 curve gives the local slope at each level
     ref = {q: point(s, 0.5) for q, s in zip(QUALITIES, steps)}
@@ -169,7 +172,7 @@ def main() -> None:
     gains = [tuple(float(v) for v in gains_for(w, a)) for a in chosen]
     scale = QualityScale(tuple(steps), tuple(gains), digest, "fit")
     note = {"script": "scripts/fit_gains.py", "clips": args.clips, "frames": args.frames, "size": args.size,
-            "q1_psnr": args.q1_psnr, "alphas": chosen, "importance": [round(v, 6) for v in w.tolist()]}
+            "q1_psnr": args.q1_psnr, "q8_step": s8, "alphas": chosen, "importance": [round(v, 6) for v in w.tolist()]}
     out = Path(args.out) if args.out else scale_path(args.weights)
     save_scale(scale, out, note)
     log(f"wrote {out}: steps {', '.join(f'{s:.4g}' for s in steps)}; alphas {chosen} "
@@ -180,7 +183,7 @@ def main() -> None:
 
 
 def replace_levels(args) -> None:
-    """The levels re-placed between --q1-step and 1/16 with an earlier run's importance and alphas."""
+    """The levels re-placed between --q1-step and --q8-step with an earlier run's importance and alphas."""
     from cdtcodec.quantize import sha256_of
 
     if not args.q1_step:
@@ -189,11 +192,11 @@ def replace_levels(args) -> None:
     if fitted["sha256"] != sha256_of(args.weights):
         raise SystemExit(f"error: {args.from_json} was measured on other weights")
     w = np.array(fitted["importance"])
-    s8 = QUALITY_STEPS[8]
-    steps = [args.q1_step * (s8 / args.q1_step) ** (i / 7) for i in range(8)]
+    steps = [args.q1_step * (args.q8_step / args.q1_step) ** (i / 7) for i in range(8)]
     gains = [tuple(float(v) for v in gains_for(w, a)) for a in fitted["alphas"]]
     out = Path(args.out) if args.out else scale_path(args.weights)
     note = {"script": "scripts/fit_gains.py --from-json --q1-step", "q1_step": args.q1_step,
+            "q8_step": args.q8_step,
             "measured": {k: fitted[k] for k in ("clips", "alphas")}, "importance": [round(v, 6) for v in w]}
     save_scale(QualityScale(tuple(steps), tuple(gains), fitted["sha256"], "fit"), out, note)
     log(f"wrote {out}: steps {', '.join(f'{s:.4g}' for s in steps)}; alphas {fitted['alphas']}")
