@@ -7,8 +7,9 @@ checkpoints and the benchmark's reports all write through AtomicOutput. It lives
 Temporaries are named `.NAME.cdtcodec-PID-RANDOM.part[SUFFIX]` beside the output (NAME shortened, with a hash,
 when the whole would pass the file system's 255-byte limit) and `cdtcodec-PID-RANDOM` folders in the system's
 temporary folder: the process id says whether the process that made one is still alive, so a later run can
-remove what a SIGKILL (which nothing can catch) left behind. An output that exists and is not a regular file
-or a folder (a character device such as /dev/null, a FIFO) is written into as it is, never replaced.
+remove what a SIGKILL (which nothing can catch) left behind (remove_stale; cdtcodec/temporaries.py lists and
+cleans them on request). An output that exists and is not a regular file or a folder (a character device
+such as /dev/null, a FIFO) is written into as it is, never replaced; a socket cannot be written into at all.
 """
 
 from __future__ import annotations
@@ -100,10 +101,22 @@ def special_file(path: str | os.PathLike) -> str:
     return ""
 
 
+def not_a_socket(path: str | os.PathLike) -> None:
+    """An OSError naming `path` when it is a socket: nothing can be written into one as into a file (opening
+    it fails with a misleading "No such device or address"), and replacing it would cut off its server."""
+    if special_file(path) == "socket":
+        raise OSError(errno.ENXIO, "is a socket, which cannot be written into as a file (write to - and pipe "
+                      "it there)", os.fspath(path))
+
+
 TAG = "cdtcodec"  # in every temporary's name, with the id of the process that made it
 _MAX_STEM = 180  # bytes of the output's name kept in its temporary's: the rest of the name stays under 255
 _PART = re.compile(r"\." + TAG + r"-(\d+)-[0-9a-f]{8}\.part")
-_FOLDER = re.compile(TAG + r"-(\d+)-")
+#: a whole temporary's name beside an output: `.NAME.cdtcodec-PID-RANDOM.part`, then the writer's suffix
+#: (`.png`, `.mkv`) and `.old` (a folder output's predecessor, being replaced)
+_PART_NAME = re.compile(r"\..+\." + TAG + r"-(\d+)-[0-9a-f]{8}\.part(?:\.[^./]{1,16}){0,2}\Z", re.DOTALL)
+#: a whole temporary_folder()'s name: tempfile adds 8 characters of [a-z0-9_]
+_FOLDER_NAME = re.compile(TAG + r"-(\d+)-[a-z0-9_]{8}\Z")
 
 
 def _stem(name: str) -> str:
@@ -173,12 +186,41 @@ def remove_leftovers(final: str | os.PathLike) -> int:
     return len(found)
 
 
+def temporaries_in(folder: str | os.PathLike) -> list[tuple[str, int]]:
+    """(path, pid) of every cdtcodec temporary directly in `folder`, whoever made it, sorted by name. Only
+    names of cdtcodec's own pattern that carry a process id count; a temporary_folder() name only when it is a
+    folder. An unreadable or missing folder holds none."""
+    folder = os.fspath(folder)
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    found = []
+    for n in names:
+        if (m := _PART_NAME.match(n)) is not None:
+            found.append((os.path.join(folder, n), int(m.group(1))))
+        elif (m := _FOLDER_NAME.match(n)) is not None:
+            path = os.path.join(folder, n)
+            if os.path.isdir(path) and not os.path.islink(path):
+                found.append((path, int(m.group(1))))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether the process `pid` exists (this one included; one of another user's counts as alive)."""
+    return _alive(pid)
+
+
 def remove_stale(final: str | os.PathLike) -> int:
-    """Remove the temporaries of `final` whose process is gone (killed outright: SIGKILL, power loss); those of
-    a live process, another run writing the same name, stay. Returns how many were removed."""
-    stale = [path for path, pid in _temporaries(final) if pid is not None and not _alive(pid)]
+    """Remove the stale temporaries beside `final`, each cdtcodec temporary in its folder whose process is gone
+    (killed outright: SIGKILL, power loss), whatever output it was for, and the temporary_folder()s of gone
+    processes; those of a live process (another run at work) stay, and so does anything not named as cdtcodec
+    names its temporaries. Returns how many were removed beside `final`."""
+    final = os.path.abspath(os.fspath(final).rstrip("/" + os.sep) or ".")
+    stale = [path for path, pid in temporaries_in(os.path.dirname(final)) if not _alive(pid)]
     for path in stale:
         _remove(path)
+    remove_stale_folders()
     return len(stale)
 
 
@@ -193,14 +235,10 @@ def temporary_folder() -> Iterator[str]:
 
 def remove_stale_folders() -> int:
     """Remove the temporary_folder()s of processes that are gone; returns how many."""
-    parent = tempfile.gettempdir()
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return 0
-    stale = [n for n in names if (m := _FOLDER.match(n)) and not _alive(int(m.group(1)))]
-    for n in stale:
-        shutil.rmtree(os.path.join(parent, n), ignore_errors=True)
+    stale = [path for path, pid in temporaries_in(tempfile.gettempdir())
+             if _FOLDER_NAME.match(os.path.basename(path)) and not _alive(pid)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
     return len(stale)
 
 
@@ -264,6 +302,7 @@ class AtomicOutput:
         self.directory = directory
         parent, name = os.path.split(self.final)
         self.done = True  # nothing to undo until the temporary exists
+        not_a_socket(self.final)
         #: the final is a device or a FIFO: written into as it is (replacing /dev/null would be a disaster)
         self.in_place = not directory and bool(special_file(self.final))
         if self.in_place:
@@ -364,6 +403,7 @@ def write_atomically(final: str | os.PathLike, write: Callable[[str], object]) -
     """write(temporary path) through an AtomicOutput, keeping the permissions the temporary was made with (the
     umask's): a writer that replaces the file it is given with one of its own, as safetensors does, leaves it
     0600, and weights written for others would not be readable by them."""
+    not_a_socket(final)
     if special_file(final):  # such a writer would replace the device itself: write aside, then copy into it
         with temporary_folder() as folder:
             tmp = os.path.join(folder, "output")

@@ -590,7 +590,8 @@ def convert(
     no: bool = NO,
 ):
     """Convert an official CDT-B / CDT-S checkpoint into a cdtcodec weights file."""
-    confirm_output(output, policy(yes, no), [checkpoint])
+    new_only = confirm_output(output, policy(yes, no), [checkpoint])
+    from bitstream.atomic import only_new
     from cdtcodec.config import get_config
     from cdtcodec.model import CDT
     from cdtcodec.weights import convert_official, save_model
@@ -598,7 +599,8 @@ def convert(
     name, state = convert_official(checkpoint, preset)
     model = CDT(get_config(name))
     model.load_state_dict(state, strict=True)
-    save_model(model, output, name, half=half, extra={"source": checkpoint.name})
+    with only_new(*[output] if new_only else []):  # one written meanwhile by another run is kept
+        save_model(model, output, name, half=half, extra={"source": checkpoint.name})
     err.print(f"converted {checkpoint} ({name}, {len(state)} tensors) -> {output}", markup=False)
 
 
@@ -645,8 +647,9 @@ def train(
     no: bool = typer.Option(False, "-n", "--no-overwrite", help="Never replace an existing --export file."),
 ):
     """Train (or fine-tune) a model; run under torchrun for several processes (DDP)."""
-    if export is not None:  # checked now, not after hours of training
-        confirm_output(export, policy(yes, no), [model, out / "checkpoint.pt"])
+    # checked now, not after hours of training
+    new_only = export is not None and confirm_output(export, policy(yes, no), [model, out / "checkpoint.pt"])
+    from bitstream.atomic import only_new
     from cdtcodec.timeline import CODEC_TIMELINE
     from cdtcodec.train.run import run_training
 
@@ -661,7 +664,8 @@ def train(
                       ema=ema, seed=seed, val_every=val_every, ckpt_every=ckpt_every, workers=workers,
                       device=device, threads=threads, precision=precision)
     try:
-        run_training(cfg, export=export, console=err)
+        with only_new(*[export] if new_only else []):  # an --export written meanwhile by another run is kept
+            run_training(cfg, export=export, console=err)
     except (Interrupted, KeyboardInterrupt) as e:  # the loop wrote its checkpoint on the way out
         name, code = (e.name, e.exit_code) if isinstance(e, Interrupted) else ("SIGINT", 130)
         _fail(f"interrupted by {name}; the run so far is in {out / 'checkpoint.pt'} (the same command resumes it)",
@@ -708,18 +712,36 @@ def bench(
     no: bool = typer.Option(False, "-n", "--no-overwrite", help="Refuse when OUT holds an earlier run's results."),
 ):
     """Rate-distortion benchmark against x264/x265/SVT-AV1: results.json, results.csv, plots, summary.md, report.html."""
+    from bitstream.atomic import only_new
     from cdtcodec import bench as rd
 
-    confirm_output(out / "results.json", policy(yes, no), clips or [])  # an earlier run's results mark OUT as used
+    # an earlier run's results mark OUT as used; results.json, written first, is kept if another run wrote it
+    new_only = confirm_output(out / "results.json", policy(yes, no), clips or [])
     cfg = rd.make_config(clips, codecs=codecs, qualities=qualities, presets=presets, crfs=crf, size=size,
                          frames=frames, out=out, model=model, device=_device(device),
                          precision=_precision(precision, _device(device)), threads=threads, quick=quick,
                          keep_streams=not no_streams, report_frame=report_frame)
-    results = rd.run(cfg, console=err)
+    with only_new(*[out / "results.json"] if new_only else []):
+        results = rd.run(cfg, console=err)
     for line in rd.console_lines(results, out):
         err.print(line, highlight=False, markup=False)
     if results.failed:
         _fail(f"{results.failed} run(s) failed; see {out / 'results.json'}")
+
+
+@app.command()
+@friendly_errors
+def clean(
+    folders: Optional[list[str]] = typer.Argument(None, metavar="[FOLDER]...", help="Where to look (default: the "
+                                                  "current folder and the system's temporary folder)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list them; remove nothing."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look in subfolders too."),
+):
+    """List cdtcodec's temporaries (.NAME.cdtcodec-PID-*.part, cdtcodec-PID-* folders) and remove those whose
+    process is gone; a running process's are kept."""
+    from cdtcodec.temporaries import command
+
+    raise typer.Exit(command(folders, dry_run=dry_run, recursive=recursive))
 
 
 @app.callback(invoke_without_command=True)

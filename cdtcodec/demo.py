@@ -6,7 +6,6 @@ function the benchmark uses, so the demo reports what `cdtcodec bench` reports f
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bitstream.atomic import not_a_socket, temporary_folder
 from cdtcodec import codec
 from cdtcodec.lpips import LPIPS
 from cdtcodec.media import open_sink, open_video, read_png_frames
@@ -28,7 +28,8 @@ def read_frames(path: str | Path) -> tuple[np.ndarray, object]:
 def run_demo(sample: Path, output: Path, model: str, quality: int, console: Console, precision: str = "fp32") -> dict:
     console.print(f"[bold]cdtcodec demo[/]: {sample.name} through encode -> decode with {model} ({precision}) at "
                   f"quality {quality}")
-    with tempfile.TemporaryDirectory() as tmp:
+    not_a_socket(output)  # before any work
+    with temporary_folder() as tmp:  # /tmp/cdtcodec-PID-*: a later run removes it if this one is killed
         cdt = Path(tmp) / "sample.cdt"
         exact = Path(tmp) / "recon"  # PNG frames: the decoded frames exactly, for the metrics
         enc = codec.encode(sample, cdt, model=model, quality=quality, precision=precision)

@@ -11,7 +11,8 @@ Outputs: standard output, and a .cdt into a device or a FIFO (its header is rewr
 seeking), are made in a temporary folder and copied out once complete, so a failed run writes nothing there.
 A video into a device or a FIFO is written into it as it is, as it is made (bitstream.atomic: never replaced).
 
-A FIFO blocks until its other end is opened: after a moment a note says what the command waits for.
+A FIFO blocks until its other end is opened, and an input that is read once may be slow to send its first
+bytes (standard input from a terminal): after a moment a note says what the command waits for.
 """
 
 from __future__ import annotations
@@ -107,14 +108,32 @@ def require_stdout() -> None:
     _stream("output")
 
 
-def _check_cdt_start(source, label: str, target) -> None:
-    """Copy the first bytes of a .cdt, refusing at once what is not one (/dev/zero is endless)."""
-    head = source.read(len(spec.MAGIC))
+@contextmanager
+def _noted_if_slow(say: Callable[[str], None], line: str) -> Iterator[None]:
+    """`say(line)` if the block takes longer than WAIT_NOTE_S (a read that blocks: nothing waits unsaid)."""
+    timer = threading.Timer(WAIT_NOTE_S, say, [line])
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _first_bytes(source, size: int, label: str, say: Callable[[str], None], exact: bool) -> bytes:
+    """The first read of an input that may block (standard input from a terminal, a pipe that is slow to
+    start): after a moment a note says what the command waits for. `exact`: `size` bytes unless the input
+    ends first; else what has arrived, up to `size`."""
+    with _noted_if_slow(say, f"{label}: waiting for data to read (none has arrived yet)"):
+        return source.read(size) if exact else getattr(source, "read1", source.read)(size)
+
+
+def _check_cdt_start(head: bytes, label: str) -> None:
+    """Refuse at once, by its first bytes, what is not a .cdt (/dev/zero is endless)."""
     if not head:
         raise Truncated(f"{label}: empty: nothing was read from it, not a .cdt file")
     if not spec.MAGIC.startswith(head[:len(spec.MAGIC)]):
         raise BadMagic(f"{label}: not a .cdt file (bad magic)")
-    target.write(head)
 
 
 @contextmanager
@@ -134,8 +153,11 @@ def input_path(path: str, suffix: str, say: Callable[[str], None] = _quiet) -> I
         with _renamed(target, label):
             with (nullcontext(source) if source is not None else open_fifo(path, "rb", say)) as src, \
                     open(target, "wb") as f:
-                if suffix == ".cdt":
-                    _check_cdt_start(src, label, f)
+                cdt = suffix == ".cdt"
+                head = _first_bytes(src, len(spec.MAGIC) if cdt else 1 << 16, label, say, exact=cdt)
+                if cdt:
+                    _check_cdt_start(head, label)
+                f.write(head)
                 shutil.copyfileobj(src, f, 1 << 20)
             yield target
 

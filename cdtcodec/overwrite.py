@@ -94,7 +94,8 @@ def confirm_output(output, rule: Overwrite, inputs: Iterable = (), *, folder: bo
                    interactive: bool | None = None, ask: Callable[[str], bool] = _ask_on_terminal) -> bool:
     """Raise OutputRefused unless `output` may be written under `rule` (see the module docstring); returns
     True when it is to be created but nothing may be replaced (nothing was there, and no -y): one that appears
-    meanwhile is then kept (bitstream.atomic.only_new). The temporaries that killed runs left beside it go.
+    meanwhile is then kept (bitstream.atomic.only_new). The temporaries that killed runs left in its folder
+    (for any output) and in /tmp go.
 
     Called before anything slow, so a refusal costs nothing. `folder`: the output may be a folder (decode's
     PNG frames); otherwise a folder there is left for the writer to refuse. `interactive` defaults to "stdin

@@ -255,8 +255,11 @@ def test_a_killed_runs_temporaries_go_with_the_next_run(tmp_path, clip, toy):
     assert left.startswith(".x.cdt.cdtcodec-") and f"-{proc.pid}-" in left, left
     proc.kill()  # SIGKILL: nothing can clean up
     _finish(proc)
+    elsewhere = tmp_path / "elsewhere"  # (a run in `out` would remove what the killed one left there)
+    elsewhere.mkdir()
     with open(REAL_CLIP, "rb") as stdin:  # standard input is copied into /tmp/cdtcodec-PID-*
-        proc = _spawn(["encode", "-", "-o", out / "y.cdt", "--model", toy, "--threads", "1"], tmp, stdin=stdin)
+        proc = _spawn(["encode", "-", "-o", elsewhere / "y.cdt", "--model", toy, "--threads", "1"], tmp,
+                      stdin=stdin)
         _until(lambda: os.listdir(tmp), proc)
         proc.kill()
         _finish(proc)
@@ -273,7 +276,7 @@ def test_only_the_temporaries_of_dead_processes_are_stale(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()  # its pid now names no process
     (tmp_path / f".x.cdt.cdtcodec-{dead.pid}-0123abcd.part").write_bytes(b"")
-    (tmp_path / ".y.cdt.cdtcodec-1-0123abcd.part").write_bytes(b"")  # another output's (and pid 1 lives)
+    (tmp_path / ".y.cdt.cdtcodec-1-0123abcd.part").write_bytes(b"")  # pid 1 lives: kept, whatever its output
     assert remove_stale(final) == 1
     assert sorted(os.listdir(tmp_path)) == [".y.cdt.cdtcodec-1-0123abcd.part", "x.cdt"]
 
@@ -344,3 +347,233 @@ def test_messages_name_what_is_wrong(tmp_path, clip, encoded, toy):
         one_error_line(script("encode", clip, "-o", "/dev/full", "--model", toy, "--quiet"),
                        "/dev/full: No space left")
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sockets as outputs
+
+@pytest.fixture
+def sock(tmp_path):
+    """A listening UNIX socket named like an output (its path kept short: sun_path holds 108 bytes)."""
+    import socket
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="s", dir=tmp_path if len(str(tmp_path)) < 80 else None))
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(folder / "o.cdt"))
+    except OSError as e:
+        server.close()
+        pytest.skip(f"cannot make a UNIX socket here: {e}")
+    server.listen()
+    yield folder / "o.cdt"
+    server.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_socket_output_is_one_line_before_any_work(sock, clip, encoded, toy):
+    """Never replaced, never written into: refused before the model (here a missing one) is even looked at."""
+    from bitstream.atomic import write_atomically
+
+    missing = sock.parent / "no-such-model.safetensors"
+    for args in (("encode", clip, "-o", sock, "--model", missing), ("encode", clip, "-o", sock, "--model", missing,
+                                                                       "-y"),
+                 ("decode", encoded, "-o", sock, "--model", missing), ("convert", toy, "-o", sock)):
+        one_error_line(script(*args), f"{sock}: is a socket, which cannot be written into as a file")
+    for write in (lambda: AtomicOutput(sock), lambda: write_atomically(sock, lambda p: None)):
+        with pytest.raises(OSError, match="is a socket") as caught:
+            write()
+        assert caught.value.filename == str(sock)
+    assert stat.S_ISSOCK(os.lstat(sock).st_mode) and os.listdir(sock.parent) == ["o.cdt"]
+
+
+def test_a_socket_in_a_corpus_output_folder_fails_its_clip(tmp_path, sock, clip, toy):
+    out, src = sock.parent, tmp_path / "c.mp4"
+    os.rename(sock, out / "c.cdt")  # the name the clip's output takes
+    shutil.copy(clip, src)
+    result = _invoke(["encode", src, "-o", f"{out}/", "--model", toy, "--threads", "1"], 1)
+    assert f"failed: {src}: {out / 'c.cdt'} is a socket" in result.stderr
+    assert stat.S_ISSOCK(os.lstat(out / "c.cdt").st_mode)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# stale temporaries beside any output
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid now names no process (until reused, which would only keep a temporary)
+    return dead.pid
+
+
+def test_every_stale_temporary_in_the_outputs_folder_goes(tmp_path, monkeypatch):
+    """Not only the output's own: every cdtcodec temporary there whose process is gone, files and folders; a
+    live process's, and whatever is not named as cdtcodec names its temporaries, stay."""
+    import tempfile
+
+    dead, me = _dead_pid(), os.getpid()
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    out.mkdir(), tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    stale = [f".y.cdt.cdtcodec-{dead}-0123abcd.part", f".r.png.cdtcodec-{dead}-89abcdef.part.png",
+             f".frames.cdtcodec-{dead}-0011aabb.part", f".frames.cdtcodec-{dead}-0011aabb.part.old"]
+    kept = [f".w.cdt.cdtcodec-{me}-0123abcd.part", ".v.cdt.cdtcodec-1-0123abcd.part",  # live processes'
+            ".q.cdt.0123abcd.part",  # the older kind, with no pid: whose it is cannot be told
+            f"q.cdt.cdtcodec-{dead}-0123abcd.part",  # not hidden: not a name cdtcodec makes
+            f".q.cdt.cdtcodec-{dead}-0123abcd.partial", f".q.cdt.cdtcodec-{dead}-xyz.part", "notes.txt",
+            f"cdtcodec-{dead}-abcd1234"]  # a file, not a temporary folder
+    for name in stale + kept:
+        if "frames" in name:
+            (out / name).mkdir()
+            (out / name / "frame_000000.png").write_bytes(b"png")
+        else:
+            (out / name).write_bytes(b"")
+    (tmp / f"cdtcodec-{dead}-abcd_123").mkdir()
+    (tmp / f"cdtcodec-{me}-abcd_123").mkdir()
+    assert remove_stale(out / "x.cdt") == len(stale)
+    assert sorted(os.listdir(out)) == sorted(kept)
+    assert os.listdir(tmp) == [f"cdtcodec-{me}-abcd_123"]
+
+
+def test_a_run_removes_other_outputs_stale_temporaries(tmp_path, clip, toy):
+    dead = _dead_pid()
+    left = [tmp_path / f".other.cdt.cdtcodec-{dead}-0123abcd.part", tmp_path / f".c.mkv.cdtcodec-{dead}-0123abcd.part.mkv"]
+    for path in left:
+        path.write_bytes(b"half")
+    live = tmp_path / ".busy.cdt.cdtcodec-1-0123abcd.part"  # pid 1 lives
+    live.write_bytes(b"")
+    run = script("encode", clip, "-o", tmp_path / "x.cdt", "--model", toy, "--threads", "1", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted([live.name, "x.cdt"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# two runs writing one output: every command's outputs
+
+def _invoke(args, code: int):
+    from typer.testing import CliRunner
+
+    from cdtcodec.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+def _lost(result, path: Path) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ") or line.startswith("failed: ")]
+    assert any(f"{path}: appeared while this run was working" in line and "this run lost" in line for line in lines), \
+        result.stderr
+
+
+def _meanwhile(module, name: str, monkeypatch, write_first: Path):
+    """module.name, wrapped: the other run's file appears at `write_first` as it is called."""
+    real = getattr(module, name)
+
+    def racing(*args, **kwargs):
+        write_first.write_bytes(b"the other run's")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, racing)
+
+
+def test_convert_keeps_an_output_that_appeared(tmp_path, monkeypatch):
+    from cdtcodec import weights
+
+    checkpoint, out = shipped_weights("cdt-tiny"), tmp_path / "w.safetensors"
+    if not checkpoint.is_file():
+        pytest.skip("no shipped weights")
+    _meanwhile(weights, "save_model", monkeypatch, out)
+    _lost(_invoke(["convert", checkpoint, "-o", out], 1), out)
+    assert out.read_bytes() == b"the other run's" and os.listdir(tmp_path) == ["w.safetensors"]
+    _invoke(["convert", checkpoint, "-o", out, "-y"], 0)  # -y replaces it
+    assert out.read_bytes() != b"the other run's" and os.listdir(tmp_path) == ["w.safetensors"]
+
+
+def test_train_export_keeps_an_output_that_appeared(tmp_path, monkeypatch):
+    from bitstream.atomic import write_atomically
+    from cdtcodec.train import run as train_run
+
+    export = tmp_path / "w.safetensors"
+
+    def trained(cfg, export, console):  # the end of a run: the export, written as Trainer.export writes it
+        export.write_bytes(b"the other run's")
+        write_atomically(export, lambda p: Path(p).write_bytes(b"ours"))
+
+    monkeypatch.setattr(train_run, "run_training", trained)
+    _lost(_invoke(["train", "--out", tmp_path / "run", "--export", export], 1), export)
+    assert export.read_bytes() == b"the other run's" and os.listdir(tmp_path) == ["w.safetensors"]
+
+
+def test_bench_keeps_results_that_appeared(tmp_path, clip, toy, monkeypatch):
+    import cdtcodec.bench as rd
+    from cdtcodec.bench import report
+
+    out = tmp_path / "results"
+
+    def ran(cfg, console=None):  # the end of a run: results.json first (report.write_outputs)
+        (out / "results.json").write_bytes(b"the other run's")
+        report._atomic_text(out / "results.json", "{}")
+        raise AssertionError("not reached: the results are another run's")
+
+    out.mkdir()
+    monkeypatch.setattr(rd, "run", ran)
+    _lost(_invoke(["bench", clip, "--quick", "--model", toy, "--out", out], 1), out / "results.json")
+    assert os.listdir(out) == ["results.json"] and (out / "results.json").read_bytes() == b"the other run's"
+
+
+def test_a_corpus_keeps_outputs_that_appeared(tmp_path, clip, toy, monkeypatch):
+    from cdtcodec.corpus import shards
+
+    src = tmp_path / "c.mp4"
+    shutil.copy(clip, src)
+    out = tmp_path / "out"
+    _meanwhile(codec, "encode", monkeypatch, out / "c.cdt")
+    result = _invoke(["encode", src, "-o", f"{out}/", "--model", toy, "--threads", "1"], 1)
+    _lost(result, out / "c.cdt")
+    assert f"failed: {src}: {out / 'c.cdt'}: appeared while" in result.stderr
+    assert (out / "c.cdt").read_bytes() == b"the other run's"
+    assert sorted(os.listdir(out)) == ["c.cdt", "summary.jsonl"]
+    monkeypatch.undo()
+    # latent shards: the shard is checked as it is written
+    out = tmp_path / "latents"
+    _meanwhile(shards, "write_shard", monkeypatch, out / "shard-000000.tar")
+    result = _invoke(["encode", src, "-o", f"{out}/", "--model", toy, "--threads", "1", "--latents"], 1)
+    _lost(result, out / "shard-000000.tar")
+    assert (out / "shard-000000.tar").read_bytes() == b"the other run's"
+    assert not [p for p in out.rglob("*") if ".part" in p.name]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# standard input: closed, or slow to send anything
+
+def test_closed_stdin_is_one_line_before_any_work(tmp_path, encoded, toy):
+    if not SCRIPT.exists():
+        pytest.skip(f"console script not installed at {SCRIPT}")
+    for args in (("encode", "-", "-o", tmp_path / "x.cdt", "--model", toy), ("info", "-")):
+        run = subprocess.run([str(SCRIPT), *map(str, args)], capture_output=True, timeout=120,
+                             env=script_env(TMPDIR=str(tmp_path)), preexec_fn=lambda: os.close(0))
+        one_error_line(run, "standard input is closed: nothing to read from")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_silent_stdin_is_said_then_read(tmp_path, encoded):
+    """Standard input that sends nothing yet (a terminal, a slow pipe): a note says what the command waits
+    for, and what comes later is read as usual."""
+    if not SCRIPT.exists():
+        pytest.skip(f"console script not installed at {SCRIPT}")
+    log = tmp_path / "info.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([str(SCRIPT), "info", "-", "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err, env=script_env())
+        try:
+            deadline = time.monotonic() + 60
+            while "waiting for data" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            stdout, _ = proc.communicate(encoded.read_bytes(), timeout=60)
+        finally:
+            if proc.poll() is None:  # only the child this test started
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0 and b'"frames": 2' in stdout, log.read_text()
+    assert log.read_text().splitlines() == ["note: <stdin>: waiting for data to read (none has arrived yet)"]

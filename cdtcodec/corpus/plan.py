@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from bitstream import BitstreamError, CdtReader
-from bitstream.atomic import remove_leftovers
+from bitstream.atomic import remove_leftovers, special_file
 from cdtcodec.corpus import shards
 from cdtcodec.corpus.inputs import Clip
 from cdtcodec.corpus.worker import Outcome, Settings, Task
@@ -36,6 +36,7 @@ class Slot:
     staged: dict[int, shards.Entry] = field(default_factory=dict)  # clip index -> entry this run staged
     held: dict[int, Outcome] = field(default_factory=dict)  # outcomes that wait for the shard to be written
     frozen: bool = False  # left as it is (complete, or refused): never written by this run
+    new_only: bool = False  # absent when planned, without -y: one that appears meanwhile is kept (only_new)
     written: bool = False
 
     def entries(self) -> list[shards.Entry]:
@@ -148,6 +149,8 @@ def plan_cdt(clips: list[Clip], out_dir: str, expect: Expected, rule: Overwrite,
             continue
         if _identity(out) in inputs:
             outcomes[clip.index] = _failed(clip, out, f"{out} is an input; refusing to write onto it")
+        elif special_file(out) == "socket":
+            outcomes[clip.index] = _failed(clip, out, f"{out} is a socket, which cannot be written into as a file")
         elif os.path.isdir(out):
             outcomes[clip.index] = _failed(clip, out, f"{out} is a directory")
         elif rule is Overwrite.ALWAYS:
@@ -177,7 +180,7 @@ def plan_cdt(clips: list[Clip], out_dir: str, expect: Expected, rule: Overwrite,
             outcomes[clip.index] = _failed(clip, out, problem)
             continue
         remove_leftovers(out)
-        tasks.append(Task(clip, out))
+        tasks.append(Task(clip, out, new_only=rule is not Overwrite.ALWAYS and not os.path.lexists(out)))
     return Plan(tasks, outcomes, notes)
 
 
@@ -256,6 +259,7 @@ def plan_latents(clips: list[Clip], out_dir: str, expect: Expected, rule: Overwr
         if slot.frozen:
             continue
         remove_leftovers(slot.path)
+        slot.new_only = rule is not Overwrite.ALWAYS and not os.path.lexists(slot.path)
         os.makedirs(staging, exist_ok=True)
         for clip in slot.clips:
             if clip.index in slot.reused:

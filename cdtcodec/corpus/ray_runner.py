@@ -57,11 +57,12 @@ def _encoder_class(settings: Settings, memory_share: int) -> type:
 
 
 def _row(task: Task) -> dict:
-    return {"task": json.dumps({"clip": dataclasses.asdict(task.clip), "output": task.output, "entry": task.entry})}
+    return {"task": json.dumps({"clip": dataclasses.asdict(task.clip), "output": task.output, "entry": task.entry,
+                                "new_only": task.new_only})}
 
 
 def _task(d: dict) -> Task:
-    return Task(Clip(**d["clip"]), d["output"], d["entry"])
+    return Task(Clip(**d["clip"]), d["output"], d["entry"], d.get("new_only", False))
 
 
 def _quiet(ray) -> None:

@@ -12,13 +12,14 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from bitstream.atomic import not_a_socket, only_new, remove_stale
 from cdtcodec.corpus import DEFAULT_SHARD_SIZE, shards
 from cdtcodec.corpus.inputs import Clip, discover
 from cdtcodec.corpus.errors import BadCorpusArgument, CorpusError
 from cdtcodec.corpus.local import Handler, forget_temporaries, run_here, run_processes
 from cdtcodec.corpus.plan import Expected, Plan, Slot, check_cdt, entry_held, plan_cdt, plan_latents, skipped
 from cdtcodec.corpus.summary import SUMMARY_NAME, Totals, totals, write_summary
-from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings, Task
+from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings, Task, describe
 from cdtcodec.interrupts import Interrupted
 from cdtcodec.overwrite import Overwrite, refuse_inputs
 
@@ -142,7 +143,14 @@ class _Run(Handler):
         """Write a shard whose clips are all done, then settle their outcomes and drop their staged files."""
         self.listener.status(f"writing {os.path.basename(slot.path)}")
         entries = slot.entries()
-        shards.write_shard(slot.path, entries)
+        try:
+            with only_new(*[slot.path] if slot.new_only else []):
+                shards.write_shard(slot.path, entries)
+        except FileExistsError as e:  # another run wrote the shard meanwhile: its clips fail, staged stays
+            if not slot.new_only:
+                raise
+            self._lost(slot, describe(e))
+            return
         slot.written = True
         for entry in entries:
             if entry.tar is None:
@@ -153,6 +161,21 @@ class _Run(Handler):
             elif clip.index in slot.reused:
                 self.outcomes[clip.index] = skipped(clip, f"{slot.path}#{clip.key}",
                                                     entry_held(slot.reused[clip.index].meta))
+        self.listener.status("")
+
+    def _lost(self, slot: Slot, error: str) -> None:
+        """A shard another run wrote while this one worked: each of its clips fails with `error` (this run's
+        staged latents stay, for a rerun with -y to take)."""
+        slot.frozen = True
+        for clip in slot.clips:
+            held = slot.held.get(clip.index)
+            if held is not None and held.status == "failed":  # failed on its own, and said so
+                self.outcomes[clip.index] = held
+                continue
+            self.outcomes[clip.index] = Outcome(clip.index, clip.source, f"{slot.path}#{clip.key}", "failed",
+                                                error=error, warnings=held.warnings if held else [])
+            self.listener.say(f"failed: {clip.shown}: {error}")
+            self.tally.failed += held is not None
         self.listener.status("")
 
     def unfinished(self, since_ns: int, expect: Expected) -> list[Outcome]:
@@ -213,6 +236,7 @@ def _check_summary(path: str, clips: list[Clip]) -> None:
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
         raise BadCorpusArgument("summary", f": the folder {parent} does not exist or is not writable")
     refuse_inputs(path, [c.source for c in clips])
+    not_a_socket(path)
 
 
 def _expected(settings: Settings) -> Expected:
@@ -252,6 +276,7 @@ def encode_corpus(inputs: list[str], out_dir: str, settings: Settings, *, jobs: 
         raise BadCorpusArgument("latents", f" must be one of {', '.join(LATENT_DTYPES)}, got {settings.latents!r}")
     expect = _expected(settings)
     out = _out_dir(out_dir)
+    remove_stale(os.path.join(out, SUMMARY_NAME))  # what killed runs left there and in /tmp (live runs' stay)
     clips = discover(inputs, exclude=out)
     summary = os.path.abspath(summary or os.path.join(out, SUMMARY_NAME))
     _check_summary(summary, clips)

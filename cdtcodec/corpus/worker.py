@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -52,6 +53,9 @@ class Task:
     clip: Clip
     output: str
     entry: str = ""
+    #: the .cdt did not exist when the run was planned and -y was not given: one that appears meanwhile (another
+    #: run writing the same folder) is kept, and this clip fails saying so (bitstream.atomic.only_new)
+    new_only: bool = False
 
 
 @dataclass
@@ -165,13 +169,15 @@ class Worker:
                                   max_memory=s.max_memory, memory_share=self.jobs, notice=warnings.append)
                 frames, width, height, fps, size = made.frames, made.width, made.height, made.fps, made.bytes
             else:
+                from bitstream.atomic import only_new
                 from cdtcodec import codec
 
-                report = codec.encode(clip.source, task.output, model=self.model, quality=s.quality, step=s.step,
-                                      seed=s.seed, steps=s.steps, entropy=s.entropy, start_s=s.start_s,
-                                      max_frames=s.max_frames, audio=s.audio, device=self.device,
-                                      progress=progress, max_memory=s.max_memory, memory_share=self.jobs,
-                                      notice=warnings.append)
+                with only_new(task.output) if task.new_only else nullcontext():
+                    report = codec.encode(clip.source, task.output, model=self.model, quality=s.quality,
+                                          step=s.step, seed=s.seed, steps=s.steps, entropy=s.entropy,
+                                          start_s=s.start_s, max_frames=s.max_frames, audio=s.audio,
+                                          device=self.device, progress=progress, max_memory=s.max_memory,
+                                          memory_share=self.jobs, notice=warnings.append)
                 note = report.note
                 frames, width, height, fps, size = (report.frames, report.width, report.height, report.fps,
                                                     report.file_bytes)
