@@ -6,7 +6,8 @@ spec.py is the format written down in code; docs/bitstream.md describes it byte 
 """
 
 from .audio import AudioPacket, AudioTrack
-from .container import CdtReader, CdtWriter, FileStats
+from .reader import CdtReader, FileStats
+from .writer import CdtWriter
 from .entropy import ENTROPY_CODERS, CodedSize, best_coder, make_coder, measure
 from .errors import (
     BadMagic,

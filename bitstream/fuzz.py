@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Iterator
 
 from . import spec
-from .container import CdtReader
+from .reader import CdtReader
 from .errors import BitstreamError
 
 
@@ -249,7 +249,7 @@ def sample_file(coder: str = "range", seed: int = 0, audio: bool = True, media_f
     import numpy as np
 
     from .audio import AudioPacket, AudioTrack
-    from .container import CdtWriter
+    from .writer import CdtWriter
 
     h = sample_header(coder, **({**MEDIA_FACTS, **overrides} if media_facts else overrides))
     rng = np.random.default_rng(seed)

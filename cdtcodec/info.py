@@ -6,8 +6,8 @@ import dataclasses
 from fractions import Fraction
 
 from bitstream.frame_times import end_time
-from cdtcodec.codec import decoder_weights, named_errors, source_label, open_cdt
-from cdtcodec.entropy_choice import prior_for_decode
+from cdtcodec.codec_files import decoder_weights, named_errors, open_cdt, source_label
+from cdtcodec.rate.coder_choice import prior_for_decode
 from cdtcodec.timeline import CODEC_TIMELINE
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 
 from bitstream.prior import load_prior
-from cdtcodec.entropy_choice import prior_path
-from cdtcodec.entropy_model import from_integer, rate_bits
+from cdtcodec.rate.coder_choice import prior_path
+from cdtcodec.rate.prior_twin import from_integer, rate_bits
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr, ssim
 from cdtcodec.precision import dtype_of
-from cdtcodec.quantize import QUALITY_STEPS, roundtrip, scale_for
+from cdtcodec.rate.quantize import QUALITY_STEPS, roundtrip, scale_for
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.train.data import validation_set
 from cdtcodec.weights import load_model, weights_path

@@ -211,7 +211,7 @@ def test_the_range_coder_curve_is_the_same_frames_in_other_bytes(tmp_path):
     coder's BD-rate. A toy model with an (untrained) prior beside it: cdt writes format 2, cdt-range format 1, and
     the decoded frames, the same symbols, score the same."""
     from bitstream.prior import PriorArch, save_prior
-    from cdtcodec.entropy_model import ConditionalPrior, to_integer
+    from cdtcodec.rate.prior_twin import ConditionalPrior, to_integer
 
     clip = tmp_path / "moving.mp4"
     _moving_clip(clip)

@@ -31,7 +31,7 @@ from cdtcodec.cli import app
 from cdtcodec.corpus import ShardError, discover, read_entry, read_shards
 from cdtcodec.corpus.summary import read_summary
 from cdtcodec.limits import MemoryLimitExceeded, check_memory
-from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, step_for_quality
+from cdtcodec.rate.quantize import DEFAULT_QUALITY, dequantize, step_for_quality
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)
 

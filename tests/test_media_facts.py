@@ -181,7 +181,7 @@ def test_the_progress_bar_closes_at_the_true_count(work, source, toy):
 def test_rate_control_counts_the_frame_times_records(work, source, toy):
     """The sizes the step search sees include the FRAME_TIMES records (and the audio): the trial at the chosen
     step is the file's exact size."""
-    from cdtcodec.rate_control import RateTarget
+    from cdtcodec.rate.control import RateTarget
 
     trials = []
     out = work / "vfr_target.cdt"

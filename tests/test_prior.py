@@ -1,4 +1,4 @@
-"""The conditional prior coder (bitstream/prior.py) and its torch twin (cdtcodec/entropy_model.py)."""
+"""The conditional prior coder (bitstream/prior.py) and its torch twin (cdtcodec/rate/prior_twin.py)."""
 
 import hashlib
 import json
@@ -13,11 +13,21 @@ import pytest
 import torch
 
 from bitstream import BitstreamError
-from bitstream.prior import (
-    FAMILY_GAUSS, FAMILY_LAPLACE, MEAN_OFFSETS, SCALES, PriorArch, PriorCoder, frequency_table, load_prior, log2_fixed, save_prior, step_fixed, steps_fixed, table_ids, table_scale,
-    condition_log2_step,
+from bitstream.prior import PriorArch, PriorCoder, load_prior, save_prior
+from bitstream.prior_net import condition_log2_step
+from bitstream.prior_tables import (
+    FAMILY_GAUSS,
+    FAMILY_LAPLACE,
+    MEAN_OFFSETS,
+    SCALES,
+    frequency_table,
+    log2_fixed,
+    step_fixed,
+    steps_fixed,
+    table_ids,
+    table_scale,
 )
-from cdtcodec.entropy_model import ConditionalPrior, from_integer, rate_bits, to_integer
+from cdtcodec.rate.prior_twin import ConditionalPrior, from_integer, rate_bits, to_integer
 from cdtcodec.weights import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,8 +146,9 @@ def test_rate_bits_is_differentiable():
 
 _CHILD = """
 import hashlib, sys, numpy as np, torch
-from bitstream.prior import PriorArch, PriorCoder, frequency_table, load_prior
-from cdtcodec.entropy_model import ConditionalPrior, to_integer
+from bitstream.prior import PriorArch, PriorCoder, load_prior
+from bitstream.prior_tables import frequency_table
+from cdtcodec.rate.prior_twin import ConditionalPrior, to_integer
 torch.manual_seed(0)
 weights = load_prior(sys.argv[1]) if sys.argv[1] != "-" else to_integer(ConditionalPrior(PriorArch(channel_groups=4)))
 coder = PriorCoder(weights)

@@ -21,7 +21,7 @@ from bitstream.prior import save_prior
 from cdtcodec import codec
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
-from cdtcodec.entropy_choice import prior_path
+from cdtcodec.rate.coder_choice import prior_path
 from cdtcodec.model import CDT
 from cdtcodec.weights import WEIGHTS_DIR, save_model
 
@@ -142,7 +142,7 @@ import numpy as np, torch
 torch.set_num_threads(int(sys.argv[2]))
 from bitstream import CdtReader
 from cdtcodec import codec
-from cdtcodec.entropy_choice import prior_path
+from cdtcodec.rate.coder_choice import prior_path
 mode, threads, model, clip, out = sys.argv[1:6]
 def digest(path, prior=None):
     h = hashlib.sha256()

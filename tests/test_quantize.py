@@ -1,4 +1,4 @@
-"""The quality scale (cdtcodec/quantize.py): per-channel steps, gain vectors and their file."""
+"""The quality scale (cdtcodec/rate/quantize.py): per-channel steps, gain vectors and their file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cdtcodec.quantize import (DEFAULT_SCALE, QUALITY_STEPS, QualityScale, QualityScaleError, dequantize,
+from cdtcodec.rate.quantize import (DEFAULT_SCALE, QUALITY_STEPS, QualityScale, QualityScaleError, dequantize,
                                load_scale, quantize, save_scale, scale_for, scale_path)
 
 

@@ -17,12 +17,13 @@ from typer.testing import CliRunner
 from test_cli import mux_tone
 from bitstream import CdtReader, CdtWriter
 from bitstream.chunk_coding import chunk_coder
-from cdtcodec import codec, rate_control
+from cdtcodec import codec
+from cdtcodec.rate import control as rate_control
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
-from cdtcodec.entropy_choice import prior_path
+from cdtcodec.rate.coder_choice import prior_path
 from cdtcodec.model import CDT
-from cdtcodec.rate_control import FileSizer, LatentSpool, RateTarget, search
+from cdtcodec.rate.control import FileSizer, LatentSpool, RateTarget, search
 from cdtcodec.weights import WEIGHTS_DIR, save_model
 
 SHIPPED_PRIOR = WEIGHTS_DIR / "cdt-tiny.prior.safetensors"
@@ -305,7 +306,7 @@ def test_cli_target_options(work, clip, toy):
 @pytest.fixture(scope="module")
 def toy_gains(work, toy) -> Path:
     """The toy weights again, with the shipped prior and a fitted-like quality scale (gain vectors) beside them."""
-    from cdtcodec.quantize import QualityScale, save_scale, scale_path, sha256_of
+    from cdtcodec.rate.quantize import QualityScale, save_scale, scale_path, sha256_of
 
     path = work / "toy_gains.safetensors"
     shutil.copy(toy, path)
@@ -321,7 +322,7 @@ def toy_gains(work, toy) -> Path:
 
 
 def test_quality_levels_write_the_scales_steps(work, clip, toy_gains):
-    from cdtcodec.quantize import load_scale, scale_path
+    from cdtcodec.rate.quantize import load_scale, scale_path
 
     scale = load_scale(scale_path(toy_gains))
     out = work / "gains_q3.cdt"
@@ -342,7 +343,7 @@ def test_quality_levels_write_the_scales_steps(work, clip, toy_gains):
 @pytest.mark.parametrize("name,target", [("64x64x13", RateTarget("kbps", 60.0)), ("48x40x9", RateTarget("kbps", 20.0)),
                                          ("80x48x5", RateTarget("bpp", 0.5))])
 def test_encode_with_gains_meets_the_target_within_5_percent(work, clips, toy_gains, name, target):
-    from cdtcodec.quantize import load_scale, scale_path
+    from cdtcodec.rate.quantize import load_scale, scale_path
 
     scale = load_scale(scale_path(toy_gains))
     trials = []

@@ -25,9 +25,9 @@ from cdtcodec.config import CDTConfig, get_config
 from cdtcodec.limits import MemoryLimitExceeded, check_memory, decode_bytes, encode_bytes, parse_size
 from cdtcodec.model import CDT
 from cdtcodec.media import read_png_frames
-from cdtcodec.quantize import quantize
+from cdtcodec.rate.quantize import quantize
 from cdtcodec.overwrite import Overwrite, OutputRefused, confirm_output, refuse_inputs
-from cdtcodec.entropy_choice import prior_path
+from cdtcodec.rate.coder_choice import prior_path
 from cdtcodec.weights import save_model, shipped_weights
 
 
@@ -455,7 +455,7 @@ def test_a_signal_while_the_writer_is_built_leaves_nothing(tmp_path, monkeypatch
 
 def test_library_errors_name_parameters_and_the_cli_names_options(tmp_path, clip, toy):
     from cdtcodec.cli import OPTIONS
-    from cdtcodec.entropy_choice import BadEntropy, plan_encode
+    from cdtcodec.rate.coder_choice import BadEntropy, plan_encode
 
     with pytest.raises(MemoryLimitExceeded) as caught:
         check_memory(2 << 30, "decoding x", explicit=1 << 30)

@@ -26,7 +26,7 @@ from bitstream import CdtReader
 from bitstream.atomic import AtomicOutput, only_new, remove_stale
 from cdtcodec import codec
 from cdtcodec.corpus.inputs import InputError, discover
-from cdtcodec.entropy_choice import prior_path
+from cdtcodec.rate.coder_choice import prior_path
 from cdtcodec.weights import shipped_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)

@@ -175,7 +175,7 @@ def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path):
 
 
 def test_rate_term_adds_the_priors_bits_and_reaches_the_encoder():
-    from cdtcodec.entropy_model import ConditionalPrior
+    from cdtcodec.rate.prior_twin import ConditionalPrior
     from cdtcodec.train.losses import LossWeights, Objective
 
     torch.manual_seed(0)
@@ -234,8 +234,8 @@ def test_quantized_share_decodes_the_rounded_mean_with_a_straight_through_gradie
 
 
 def test_rate_and_quantized_decode_share_each_samples_step(monkeypatch):
-    from cdtcodec import entropy_model
-    from cdtcodec.entropy_model import ConditionalPrior
+    from cdtcodec.rate import prior_twin
+    from cdtcodec.rate.prior_twin import ConditionalPrior
     from cdtcodec.model.encoder import split_moments
     from cdtcodec.train.losses import LossWeights, Objective
 
@@ -243,8 +243,8 @@ def test_rate_and_quantized_decode_share_each_samples_step(monkeypatch):
     model = CDT(CDTConfig(context_dim=8, unet_dim=4))
     video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
     steps = []
-    rate_bits = entropy_model.rate_bits
-    monkeypatch.setattr(entropy_model, "rate_bits", lambda prior, latent, step: (steps.append(step),
+    rate_bits = prior_twin.rate_bits
+    monkeypatch.setattr(prior_twin, "rate_bits", lambda prior, latent, step: (steps.append(step),
                                                                                  rate_bits(prior, latent, step))[1])
     objective = Objective(model, LossWeights(lpips=0.0, rate=0.1, quantized_share=1.0), None, ConditionalPrior(),
                           steps=(0.1, 4.0))

@@ -102,7 +102,7 @@ def test_weights_and_prior_files_get_the_umask_permissions(tmp_path):
     import stat
 
     from bitstream.prior import PriorArch, save_prior
-    from cdtcodec.entropy_model import ConditionalPrior, to_integer
+    from cdtcodec.rate.prior_twin import ConditionalPrior, to_integer
 
     umask = os.umask(0o022)
     try:

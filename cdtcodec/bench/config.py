@@ -126,7 +126,7 @@ def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=No
                 quick: bool = False,
                 keep_streams: bool = True, report_frame: int | None = None) -> BenchConfig:
     """Resolve the settings (None: the full-run default, or the quick one) and check them."""
-    from cdtcodec.quantize import QUALITY_STEPS
+    from cdtcodec.rate.quantize import QUALITY_STEPS
     from cdtcodec.weights import DEFAULT_MODEL
 
     base = QUICK if quick else FULL

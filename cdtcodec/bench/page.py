@@ -68,7 +68,7 @@ class Strip:
 def chosen_point(runs: list[RunRecord]) -> RunRecord | None:
     """The cdt point the references are matched to: the default quality, else the nearest quality that ran (the
     higher on a tie), on the `cdt` curve when it ran."""
-    from cdtcodec.quantize import DEFAULT_QUALITY
+    from cdtcodec.rate.quantize import DEFAULT_QUALITY
 
     cdt = [r for r in runs if r.ok and r.curve == "cdt"] or [r for r in runs if r.ok and r.codec in CDT_CURVES]
     return min(cdt, key=lambda r: (abs(r.setting["quality"] - DEFAULT_QUALITY), -r.setting["quality"]), default=None)

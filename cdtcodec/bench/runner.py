@@ -123,7 +123,7 @@ def _setting_text(setting: dict) -> str:
 
 
 def _default_entropy() -> str:
-    from cdtcodec.entropy_choice import ENTROPY_DEFAULT
+    from cdtcodec.rate.coder_choice import ENTROPY_DEFAULT
 
     return ENTROPY_DEFAULT
 

@@ -226,7 +226,7 @@ def _expected(settings: Settings) -> Expected:
         raise WeightsError(f"{settings.model}: no such weights file")
     digest = file_sha256(weights)
     if settings.step is None:  # a quality: the global step of the weights' own quality scale (quantize.scale_for)
-        from cdtcodec.quantize import DEFAULT_QUALITY, load_scale, scale_path
+        from cdtcodec.rate.quantize import DEFAULT_QUALITY, load_scale, scale_path
 
         if scale_path(weights).is_file() and (scale := load_scale(scale_path(weights))).weights_sha256 == digest:
             step = scale.global_step(DEFAULT_QUALITY if settings.quality is None else settings.quality)

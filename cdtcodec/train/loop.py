@@ -27,7 +27,7 @@ from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
 from cdtcodec.precision import describe_cpu, resolve as resolve_precision
-from cdtcodec.quantize import DEFAULT_QUALITY, roundtrip, step_for_quality
+from cdtcodec.rate.quantize import DEFAULT_QUALITY, roundtrip, step_for_quality
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
 from cdtcodec.train.losses import Objective
@@ -56,8 +56,8 @@ def _initial_model(spec: str) -> tuple[CDT, str]:
 def _frozen_prior(spec: str, device: torch.device) -> nn.Module:
     """The torch twin of the conditional prior beside the starting weights, for the rate term."""
     from bitstream.prior import load_prior
-    from cdtcodec.entropy_choice import prior_path
-    from cdtcodec.entropy_model import from_integer
+    from cdtcodec.rate.coder_choice import prior_path
+    from cdtcodec.rate.prior_twin import from_integer
 
     from cdtcodec.weights import shipped_weights
 
