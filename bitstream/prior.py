@@ -12,8 +12,8 @@ Per latent frame t (C channels, h x w), two passes over a checkerboard (He et al
 The network gives each symbol a mean (latent units) and log2 of a scale; both are mapped to
 symbol units with the step of the symbol's channel (one step for all channels, layout 1, or one per channel,
 layout 2: the gain vectors of Cui et al., CVPR 2021, "Asymmetric Gained Deep Image Compression with Continuous
-Rate Adaptation"), then to integers: a centre symbol, a mean offset in eighths of a symbol and an index into a frozen table of
-scales (eighth-octave steps). (scale index, offset) names one of SCALES * 8 frequency tables, built
+Rate Adaptation"), then to integers: a centre symbol, a mean offset in eighths of a symbol and an index into a
+frozen table of scales (eighth-octave steps). (scale index, offset) names one of SCALES * 8 frequency tables, built
 from the frozen EXP2_Q30 table exactly as the `range` coder builds its tables.
 
 Inside one pass, symbols are coded grouped by table (ascending table id), each group in C-order of
@@ -35,9 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 import constriction
+import numpy as np
 
 from . import spec
 from .atomic import write_atomically

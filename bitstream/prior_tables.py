@@ -14,9 +14,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-import numpy as np
-
 import constriction
+import numpy as np
 
 from . import spec
 from .errors import CorruptRecord, UnsupportedFeature

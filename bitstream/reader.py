@@ -129,7 +129,8 @@ class CdtReader:
         if offset + spec.RECORD_OVERHEAD + length > limit:
             raise Truncated(f"{what}: record of {length} bytes runs past the end of the body")
         if expect_len is not None and length + spec.RECORD_OVERHEAD != expect_len:
-            raise CorruptRecord(f"{what}: record length {length + spec.RECORD_OVERHEAD} disagrees with the index ({expect_len})")
+            raise CorruptRecord(f"{what}: record length {length + spec.RECORD_OVERHEAD} disagrees with the index "
+                                f"({expect_len})")
         payload = read_exact(self._f, length, what)
         (crc,) = spec.CRC.unpack(read_exact(self._f, spec.CRC.size, what))
         if zlib.crc32(payload, zlib.crc32(head)) != crc:
@@ -270,7 +271,8 @@ class CdtReader:
                 _, payload = self._read_record(off, what)
                 count += 1
                 yield decode_audio_packet(payload, what)
-            elif rtype not in (spec.RecordType.CHUNK, spec.RecordType.AUDIO_TRACK) and rtype < spec.RecordType.OPTIONAL_MIN:
+            elif (rtype not in (spec.RecordType.CHUNK, spec.RecordType.AUDIO_TRACK)
+                  and rtype < spec.RecordType.OPTIONAL_MIN):
                 raise UnsupportedFeature(f"record at {off}: unknown required record type {rtype}")
         if self._n_audio >= 0 and count != self._n_audio:
             raise CorruptRecord(f"index: lists {self._n_audio} audio packets, found {count}")

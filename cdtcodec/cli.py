@@ -27,10 +27,10 @@ from bitstream.spec import MAX_SAMPLING_STEPS
 from cdtcodec import __version__
 from cdtcodec.config import DEFAULT_MODEL
 from cdtcodec.corpus import DEFAULT_SHARD_SIZE
-from cdtcodec.rate.coder_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT
 from cdtcodec.errors import ParamError
 from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
 from cdtcodec.overwrite import OutputRefused, confirm_output, policy
+from cdtcodec.rate.coder_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT
 from cdtcodec.rate.quantize import DEFAULT_QUALITY, QUALITY_STEPS
 from cdtcodec.train.config import TrainConfig
 

@@ -25,8 +25,8 @@ import torch
 
 from bitstream import CdtWriter, Header, spec
 from bitstream.atomic import special_file
-from bitstream.writer import audio_record_bytes, frame_times_record_bytes
 from bitstream.frame_times import Grid
+from bitstream.writer import audio_record_bytes, frame_times_record_bytes
 from cdtcodec.codec_files import (
     CodecError,
     check_cdt_output,
@@ -216,7 +216,8 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
     size = Path(dst).stat().st_size
     state = "carried" if job.carry_audio else ("dropped (--no-audio)" if info.audio else "none")
     return Report(frames, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder,
-                  plan.note, step=float(step), target=str(target) if target else "", precision=_precision_of(loaded.net))
+                  plan.note, step=float(step), target=str(target) if target else "",
+                  precision=_precision_of(loaded.net))
 
 
 def _entropy_plan(entropy: str, loaded: LoadedModel, quant: tuple[float, ...], info) -> EntropyPlan:
@@ -558,8 +559,8 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
 def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, weights_sha256: str, width: int,
                    height: int, num_frames: int, fps: Fraction, frames: str | None = None, model: str | None = None,
                    codec: str | None = None, crf: int = 12, preset: str = "medium", device: str = "cpu",
-                   precision: str = "fp32", progress: Progress | None = None, label: str = "latents", inputs: tuple = (),
-                   max_memory: int | None = None) -> Report:
+                   precision: str = "fp32", progress: Progress | None = None, label: str = "latents",
+                   inputs: tuple = (), max_memory: int | None = None) -> Report:
     """Decode unquantized latents (T', L, h, w: latent frames first, as latent shards hold them) of a
     `width` x `height` clip of `num_frames` frames into a video, like decode() does a .cdt's (noise seed 0,
     the model's sampling steps). `model_id` and `weights_sha256` name the weights that made them; `inputs`

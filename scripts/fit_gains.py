@@ -38,9 +38,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bitstream.prior import load_prior  # noqa: E402
+from cdtcodec.metrics import psnr  # noqa: E402
 from cdtcodec.rate.coder_choice import prior_path  # noqa: E402
 from cdtcodec.rate.prior_twin import from_integer  # noqa: E402
-from cdtcodec.metrics import psnr  # noqa: E402
 from cdtcodec.rate.quantize import QUALITIES, QUALITY_STEPS, QualityScale, save_scale, scale_path  # noqa: E402
 from cdtcodec.stream import StreamDecoder, StreamEncoder  # noqa: E402
 from cdtcodec.train.config import TrainConfig  # noqa: E402

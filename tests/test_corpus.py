@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from test_cli import REAL_CLIP, SCRIPT, make_clip, read_pngs, script_env
 from test_reliability import _finish, _spawn, _until
+from typer.testing import CliRunner
+
 from bitstream import CdtReader
 from cdtcodec import codec
 from cdtcodec.cli import app

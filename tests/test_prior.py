@@ -1,7 +1,5 @@
 """The conditional prior coder (bitstream/prior.py) and its torch twin (cdtcodec/rate/prior_twin.py)."""
 
-import hashlib
-import json
 import math
 import os
 import subprocess
@@ -46,7 +44,8 @@ def _symbols(shape, scale=3.0, seed=0):
     return np.round(rng.standard_normal(shape) * scale).astype(np.int64)
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"prev{a.prev_frames}-cb{int(a.checkerboard)}-g{a.channel_groups}-fam{a.family}")
+@pytest.mark.parametrize("arch", ARCHS,
+                         ids=lambda a: f"prev{a.prev_frames}-cb{int(a.checkerboard)}-g{a.channel_groups}-fam{a.family}")
 def test_round_trip_with_context_and_escapes(arch):
     coder = PriorCoder(_random_weights(arch))
     x = _symbols((16, 2, 8, 12))

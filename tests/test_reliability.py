@@ -17,20 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from PIL import Image
 from test_cli import REAL_CLIP, make_clip, pattern, script
+
 from bitstream import CdtReader, CdtWriter, fuzz, spec
-from cdtcodec.config import CDTConfig, get_config
+from cdtcodec.config import get_config
 from cdtcodec.limits import MemoryLimitExceeded, check_memory, decode_bytes, encode_bytes, parse_size
-from cdtcodec.model import CDT
 from cdtcodec.media import read_png_frames
-from cdtcodec.rate.quantize import quantize
-from cdtcodec.overwrite import Overwrite, OutputRefused, confirm_output, refuse_inputs
+from cdtcodec.overwrite import OutputRefused, Overwrite, confirm_output, refuse_inputs
 from cdtcodec.rate.coder_choice import prior_path
-from cdtcodec.weights import save_model, shipped_weights
-
-
+from cdtcodec.rate.quantize import quantize
+from cdtcodec.weights import shipped_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import threading
@@ -16,12 +15,10 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
-
 from test_cli import REAL_CLIP, SCRIPT, make_clip, read_video, script, script_env
 from test_reliability import _finish, _spawn, _until, one_error_line
+
 from bitstream import CdtReader
 from bitstream.atomic import AtomicOutput, only_new, remove_stale
 from cdtcodec import codec

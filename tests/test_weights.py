@@ -8,8 +8,7 @@ import torch
 
 from cdtcodec.config import PRESETS, CDTConfig
 from cdtcodec.model import CDT, count_parameters
-from cdtcodec.weights import (WeightsError, convert_official, load_model, official_key_to_ours, read_tensors,
-                              save_model)
+from cdtcodec.weights import WeightsError, convert_official, load_model, official_key_to_ours, read_tensors, save_model
 
 DATA = Path(__file__).parent / "data" / "conformance"
 LAYOUT = json.loads((DATA / "official_state_dict_layout.json").read_text())

@@ -13,14 +13,15 @@ import time
 from dataclasses import dataclass, field
 
 from cdtcodec.corpus import DEFAULT_SHARD_SIZE, shards
-from cdtcodec.corpus.inputs import Clip, discover
 from cdtcodec.corpus.errors import BadCorpusArgument, CorpusError
+from cdtcodec.corpus.inputs import Clip, discover
 from cdtcodec.corpus.local import Handler, forget_temporaries, run_here, run_processes
 from cdtcodec.corpus.plan import Expected, Plan, Slot, check_cdt, entry_held, plan_cdt, plan_latents, skipped
 from cdtcodec.corpus.summary import SUMMARY_NAME, Totals, totals, write_summary
 from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings, Task
 from cdtcodec.interrupts import Interrupted
 from cdtcodec.overwrite import Overwrite, refuse_inputs
+
 
 @dataclass
 class Tally:

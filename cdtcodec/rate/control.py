@@ -14,11 +14,12 @@ comes close in a few cheap trials, the whole-file trials (usually one or two) ma
 
 With per-channel steps (a quality scale with gain vectors, quantize.py) the search moves the global step and the
 channel steps follow it: global step x the gain vector interpolated between the levels' (QualityScale.steps_at),
-so the size stays a continuous function of one variable. The search works on log(step) against log(bytes), where the curve is close to a straight line: secant steps,
-kept inside the bracket once one trial lies above the target and one below (regula falsi, Illinois variant),
-until a size is within `tolerance` (2%) of the target. A target the step range (STEP_RANGE, the prior's 2^-12 ..
-2^12) cannot reach is encoded at that bound, as x264 and x265 do with a bit rate they cannot meet, and the
-result says so (Choice.reached), so the caller can warn with the rate it got.
+so the size stays a continuous function of one variable. The search works on log(step) against log(bytes), where
+the curve is close to a straight line: secant steps, kept inside the bracket once one trial lies above the target
+and one below (regula falsi, Illinois variant), until a size is within `tolerance` (2%) of the target. A target
+the step range (STEP_RANGE, the prior's 2^-12 .. 2^12) cannot reach is encoded at that bound, as x264 and x265 do
+with a bit rate they cannot meet, and the result says so (Choice.reached), so the caller can warn with the rate it
+got.
 """
 
 from __future__ import annotations
@@ -273,7 +274,8 @@ class Choice:
         """The warning for a target not reached, `rate` the one got (in the target's unit)."""
         got = f"{rate:.4g} {target.unit} at step {self.step:g}"
         if self.beyond == "above":
-            return f"target {target} is above the highest rate this video reaches ({got}, the smallest step); encoded there"
+            return (f"target {target} is above the highest rate this video reaches ({got}, the smallest step); "
+                    "encoded there")
         if self.beyond == "below":
             return (f"target {target} is below the lowest rate this video reaches ({got}, the largest step: the "
                     "latents are all but zero); encoded there")

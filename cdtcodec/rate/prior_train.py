@@ -7,7 +7,6 @@ trained on them at several quantizer steps, and its weights are exported as the 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -189,9 +189,11 @@ def to_integer(prior: ConditionalPrior) -> PriorWeights:
     for name, (k, cin, cout) in a.layers().items():
         conv = prior.layer(name)
         w = conv.weight.detach().double()  # (out, in, ky, kx) -> (ky, kx, in) rows, out columns
-        tensors[f"{name}.weight"] = np.round(w.permute(2, 3, 1, 0).reshape(k * k * cin, cout).numpy() * wscale).astype(np.int64)
+        rows = w.permute(2, 3, 1, 0).reshape(k * k * cin, cout).numpy()
+        tensors[f"{name}.weight"] = np.round(rows * wscale).astype(np.int64)
         tensors[f"{name}.bias"] = np.round(conv.bias.detach().double().numpy() * bscale).astype(np.int64)
-    tensors["trunk1.condition"] = np.round(prior.condition.weight.detach().double().t().numpy() * wscale).astype(np.int64)
+    condition = prior.condition.weight.detach().double().t().numpy()
+    tensors["trunk1.condition"] = np.round(condition * wscale).astype(np.int64)
     return PriorWeights(a, tensors)
 
 

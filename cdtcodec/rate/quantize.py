@@ -161,8 +161,7 @@ def save_scale(scale: QualityScale, path: str | Path, note: dict | None = None) 
 
 
 def load_scale(path: str | Path) -> QualityScale:
-    from safetensors import SafetensorError
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdtcodec.model import CDT
+from cdtcodec.model.encoder import split_moments
+from cdtcodec.rate.quantize import QUALITY_STEP_RANGE
 from cdtcodec.sampling import q_sample
 from cdtcodec.train.config import LossWeights  # noqa: F401 (re-exported: its old home)
-from cdtcodec.model.encoder import split_moments
-from cdtcodec.model import CDT
-from cdtcodec.rate.quantize import QUALITY_STEP_RANGE
 
 
 def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -81,7 +81,8 @@ class Objective(nn.Module):
         loss = mse + self.weights.kl * kl
         out = {"mse": mse.detach(), "kl": kl.detach(), "latent_std": mean.detach().std()}
         if self.lpips is not None and self.weights.lpips > 0:
-            frames = lambda v: v.transpose(1, 2).flatten(0, 1)  # (B, 3, T, H, W) -> (B*T, 3, H, W)
+            def frames(v):
+                return v.transpose(1, 2).flatten(0, 1)  # (B, 3, T, H, W) -> (B*T, 3, H, W)
             perceptual = self.lpips(frames(x0), frames(video)).mean()
             loss = loss + self.weights.lpips * perceptual
             out["lpips"] = perceptual.detach()
