@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test browser clean
+.PHONY: venv demo test lint browser clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ browser:
 
 test: venv $(VENV)/.runtimes $(VENV)/.ray browser
 	$(BIN)/python -m pytest
+
+# ruff (pinned in requirements.txt, configured in pyproject.toml); CI runs it beside the tests.
+lint: venv
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bitstream.entropy import RangeCoder  # noqa: E402
 from bitstream.prior import PriorCoder, load_prior  # noqa: E402
-from cdtcodec.quantize import QUALITY_STEPS  # noqa: E402
+from cdtcodec.rate.quantize import QUALITY_STEPS  # noqa: E402
 
 
 def range_bits(symbols: np.ndarray) -> int:
@@ -94,7 +94,7 @@ def neural_seconds(latents: np.ndarray, threads: int) -> tuple[float, float]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cache", required=True, help="latent cache written by cdtcodec.prior_train.cache_latents")
+    p.add_argument("--cache", required=True, help="latent cache written by cdtcodec.rate.prior_train.cache_latents")
     p.add_argument("--prior", action="append", default=[], metavar="LABEL=PATH",
                    help="a prior weights file to measure (repeatable); each part's share compares it with the one "
                         "before it")

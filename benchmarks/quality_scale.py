@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cdtcodec.quantize import QUALITY_STEPS  # noqa: E402
+from cdtcodec.rate.quantize import QUALITY_STEPS  # noqa: E402
 
 
 def steps_to_measure(grid: str | None) -> list[tuple[float, int | None]]:

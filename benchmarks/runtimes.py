@@ -27,8 +27,16 @@ from pathlib import Path
 import torch
 
 from cdtcodec.allocator import keep_freed_memory
-from cdtcodec.export import (Infer, RuntimeDecoder, RuntimeEncoder, export_decoder, export_encoder,
-                             openvino_infer, ort_infer, quantize_int8)
+from cdtcodec.export import (
+    Infer,
+    RuntimeDecoder,
+    RuntimeEncoder,
+    export_decoder,
+    export_encoder,
+    openvino_infer,
+    ort_infer,
+    quantize_int8,
+)
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.stream import StreamDecoder, StreamEncoder

@@ -170,7 +170,8 @@ def main() -> None:
                         for p, model in models.items():
                             enc_s[p] = min(enc_s[p], _timed(lambda: run_encode(model, video)))
                             dec_s[p] = min(dec_s[p], _timed(lambda: run_decode(model, latent, args.decode_chunk)))
-                row = f"{preset:10} {f'{h}x{w}':>8} {frames:6d} {enc_flops / frames / 1e9:12.2f} {dec_flops / frames / 1e9:12.2f}"
+                row = (f"{preset:10} {f'{h}x{w}':>8} {frames:6d} {enc_flops / frames / 1e9:12.2f} "
+                       f"{dec_flops / frames / 1e9:12.2f}")
                 for p in models:
                     enc_rate, dec_rate = enc_flops / enc_s[p] / 1e9, dec_flops / dec_s[p] / 1e9
                     row += (f" {frames / enc_s[p]:13.2f} {frames / dec_s[p]:13.2f} {100 * enc_rate / best[p]:9.0f}%"

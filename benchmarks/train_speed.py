@@ -15,16 +15,16 @@ convolution, matrix product and attention of forward and backward, LPIPS include
 2x its forward: the data and the weight gradients). Elementwise work (norms, activations, the optimizer) counts
 nothing, so the achieved rate says how close the step comes to spending its time in the arithmetic.
 
-    python benchmarks/train_speed.py [--batch 2] [--frames 9] [--crop 96] [--data DIR] [--threads 1] [--cpu-time] [--by-conv]
-                                     [--precisions fp32 bf16]
+    python benchmarks/train_speed.py [--batch 2] [--frames 9] [--crop 96] [--data DIR] [--threads 1] [--cpu-time]
+                                     [--by-conv] [--precisions fp32 bf16]
 
---data: a data set as `cdtcodec train` reads it; without one, a small synthetic set of H.264 clips is written to
-a temporary folder for the data-loading phase. --by-conv adds each conv shape of the step timed alone by the
-model's route: forward, data gradient, weight gradient (where the time of the convolutions goes). --profile adds the operators that take the most time in
-forward + backward (torch.profiler, self CPU time). --cpu-time times everything in CPU seconds of this process
-instead of wall seconds: on a machine that other work keeps busy, with --threads 1, that is close to what the
-step costs alone, where wall time mostly measures the other work (with more threads it also counts threads
-spinning while they wait for each other).
+--data: a data set as `cdtcodec train` reads it; without one, a small synthetic set of H.264 clips is written to a
+temporary folder for the data-loading phase. --by-conv adds each conv shape of the step timed alone by the model's
+route: forward, data gradient, weight gradient (where the time of the convolutions goes). --profile adds the
+operators that take the most time in forward + backward (torch.profiler, self CPU time). --cpu-time times
+everything in CPU seconds of this process instead of wall seconds: on a machine that other work keeps busy, with
+--threads 1, that is close to what the step costs alone, where wall time mostly measures the other work (with more
+threads it also counts threads spinning while they wait for each other).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ import argparse
 import copy
 import tempfile
 import time
-from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
+from speed import attainable_gflops  # benchmarks/speed.py, beside this file
 from torch.utils.flop_counter import FlopCounterMode
 
 from cdtcodec.allocator import keep_freed_memory
@@ -49,7 +49,6 @@ from cdtcodec.model.layers import CausalConv3d, _OneDNNConv3d, conv3d
 from cdtcodec.precision import describe_cpu, dtype_of
 from cdtcodec.train.data import ClipDataset
 from cdtcodec.train.losses import LossWeights, Objective
-from speed import attainable_gflops  # benchmarks/speed.py, beside this file
 
 
 def _timed(fn, clock) -> float:
@@ -109,8 +108,8 @@ def _conv_table(shapes: dict, clock, rows: int = 12) -> None:
     (+ bias) gradient, each as _OneDNNConv3d.backward computes it (best of 2 after a warm-up); the `rows` with
     the most FLOPs shown, the rest summed."""
     unit = "CPU s" if clock is time.process_time else "s"
-    print("| conv (in -> out, kernel, padded input) | calls | forward GFLOP/s | data grad GFLOP/s | weight grad GFLOP/s "
-          f"| {unit} in the step |")
+    print("| conv (in -> out, kernel, padded input) | calls | forward GFLOP/s | data grad GFLOP/s "
+          f"| weight grad GFLOP/s | {unit} in the step |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     total = rest = 0.0
     for row, ((padded, weight_shape, stride), (flops, calls, needs_grad)) in enumerate(shapes.items()):
@@ -232,7 +231,8 @@ def main() -> None:
     # LPIPS as the objective calls it: the predicted frames (a stand-in in the channels-last layout the denoiser
     # returns, needing a gradient) against the source frames.
     predicted = video.contiguous(memory_format=torch.channels_last_3d).requires_grad_()
-    frames = lambda v: v.transpose(1, 2).flatten(0, 1)  # as losses.Objective
+    def frames(v):
+        return v.transpose(1, 2).flatten(0, 1)  # as losses.Objective
 
     def lpips_step():
         lpips(frames(predicted), frames(video)).mean().backward()
@@ -244,7 +244,8 @@ def main() -> None:
     for round_ in range(args.repeats + 1):  # round 0 warms up: allocator, oneDNN primitive caches
         for p in precisions:  # in turn, so that every precision sees the same contention
             bf16 = p == "bf16"
-            autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+            def autocast():
+                return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
             peak = attainable_gflops(clock=clock, repeats=1, dtype=dtype_of(p))
             with autocast():
                 t_model_conv = min(_timed(model_conv, clock) for _ in range(3))
@@ -294,7 +295,8 @@ def main() -> None:
         gain = f" {t[precisions[0]] / t[precisions[1]]:.2f}x |" if len(precisions) == 2 else ""
         print(f"| {name} | {f'{flops / 1e9:.2f}' if flops else '-'} | " + " | ".join(cells) + " |" + gain)
 
-    pick = lambda key: {p: best[p][key] for p in precisions}
+    def pick(key):
+        return {p: best[p][key] for p in precisions}
     row("data: draw the batch (a DataLoader worker, beside the step)", pick("data"))
     row("forward (objective, LPIPS included)", pick("forward"), fwd_flops)
     row("backward", pick("backward"), bwd_flops)

@@ -6,7 +6,6 @@ spec.py is the format written down in code; docs/bitstream.md describes it byte 
 """
 
 from .audio import AudioPacket, AudioTrack
-from .container import CdtReader, CdtWriter, FileStats
 from .entropy import ENTROPY_CODERS, CodedSize, best_coder, make_coder, measure
 from .errors import (
     BadMagic,
@@ -20,7 +19,9 @@ from .errors import (
     UnsupportedVersion,
 )
 from .header import DEFAULT_CODER, Header, validate_header
+from .reader import CdtReader, FileStats
 from .spec import FORMAT_MAJOR, FORMAT_MINOR
+from .writer import CdtWriter
 
 __all__ = [
     "AudioPacket", "AudioTrack", "CdtReader", "CdtWriter", "FileStats", "ENTROPY_CODERS",

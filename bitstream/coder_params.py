@@ -68,7 +68,7 @@ def validate(coder: str, params: dict, quant_step: tuple[float, ...], channels: 
         if not isinstance(params["prior_sha256"], str) or not _HEX64.fullmatch(params["prior_sha256"]):
             raise InconsistentHeader("header: prior_sha256 must be 64 lowercase hex digits")
         _int(params["reset_interval"], "prior reset_interval", 0, (1 << 32) - 1)
-        from .prior import STEP_BITS, STEP_Q_MAX, STEP_Q_MIN
+        from .prior_tables import STEP_BITS, STEP_Q_MAX, STEP_Q_MIN
 
         if params["layout"] == spec.PRIOR_LAYOUT_V1 and len(quant_step) != 1:
             raise InconsistentHeader(f"header: prior layout 1 needs one global quantizer step, QUANT has "

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
+import constriction
 import numpy as np
 import zstandard
-
-import constriction
 
 from . import spec
 from .errors import BitstreamError, CorruptRecord, LimitExceeded

@@ -22,8 +22,8 @@ from functools import lru_cache
 from typing import Iterator
 
 from . import spec
-from .container import CdtReader
 from .errors import BitstreamError
+from .reader import CdtReader
 
 
 @dataclass
@@ -249,7 +249,7 @@ def sample_file(coder: str = "range", seed: int = 0, audio: bool = True, media_f
     import numpy as np
 
     from .audio import AudioPacket, AudioTrack
-    from .container import CdtWriter
+    from .writer import CdtWriter
 
     h = sample_header(coder, **({**MEDIA_FACTS, **overrides} if media_facts else overrides))
     rng = np.random.default_rng(seed)
@@ -341,8 +341,8 @@ def _crafted_media_facts(data: bytes, h) -> Iterator[tuple[str, bytes]]:
     fix_checksums(b, lay)
     yield "crafted-frame-times-length-max", bytes(b)
     b = bytearray(data)
-    first = spec.FRAME_TIMES_HEAD.unpack_from(b, off + spec.RECORD_HEAD.size)[0]
-    struct.pack_into("<q", b, off + spec.RECORD_HEAD.size + spec.FRAME_TIMES_HEAD.size, -1)  # before t_{first-1}
+    # the record's first time -1: before the boundary ahead of the record's first one (t_{first-1} >= 0)
+    struct.pack_into("<q", b, off + spec.RECORD_HEAD.size + spec.FRAME_TIMES_HEAD.size, -1)
     fix_checksums(b, lay)
     yield "crafted-frame-times-backwards", bytes(b)
     many = spec.FRAME_TIMES_HEAD.pack(1, 1 << 16) + b"".join(spec.FRAME_TIME.pack(i) for i in range(1, (1 << 16) + 1))

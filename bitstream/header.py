@@ -17,8 +17,8 @@ together.
 from __future__ import annotations
 
 import math
-import zlib
 import numbers
+import zlib
 from dataclasses import dataclass, field, fields, replace
 from typing import BinaryIO, Iterable, Mapping
 

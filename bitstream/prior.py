@@ -12,8 +12,8 @@ Per latent frame t (C channels, h x w), two passes over a checkerboard (He et al
 The network gives each symbol a mean (latent units) and log2 of a scale; both are mapped to
 symbol units with the step of the symbol's channel (one step for all channels, layout 1, or one per channel,
 layout 2: the gain vectors of Cui et al., CVPR 2021, "Asymmetric Gained Deep Image Compression with Continuous
-Rate Adaptation"), then to integers: a centre symbol, a mean offset in eighths of a symbol and an index into a frozen table of
-scales (eighth-octave steps). (scale index, offset) names one of SCALES * 8 frequency tables, built
+Rate Adaptation"), then to integers: a centre symbol, a mean offset in eighths of a symbol and an index into a
+frozen table of scales (eighth-octave steps). (scale index, offset) names one of SCALES * 8 frequency tables, built
 from the frozen EXP2_Q30 table exactly as the `range` coder builds its tables.
 
 Inside one pass, symbols are coded grouped by table (ascending table id), each group in C-order of
@@ -22,54 +22,28 @@ constriction call per group keeps the coder fast. Chunk payload (docs/bitstream.
 draft): u32 M, M u32 range-coder words, LEB128 escape values (one per escaped symbol, in coding
 order), exactly as in the `range` coder.
 
-Why one module of ~600 lines: the fixed-point network, the frozen tables and the coding order are one
-bit-exact contract with docs/bitstream.md (and the reference decoder written from it); kept together, a
-change to one is seen beside the others.
+The coder lives here with the weights it is built from (PriorArch, PriorWeights and their file); the integer
+network is prior_net.py, the frozen numbers and frequency tables prior_tables.py. Together the three are one
+bit-exact contract with docs/bitstream.md (and the reference decoder written from it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 import constriction
+import numpy as np
 
 from . import spec
 from .atomic import write_atomically
 from .entropy import _constriction_call, _varint_decode, _varint_encode
 from .errors import CorruptRecord, UnsupportedFeature
-
-# ------------------------------------------------------------------------------------------------
-# frozen numbers (part of the format once version 2 ships)
-# ------------------------------------------------------------------------------------------------
-STEP_BITS = 16  # the quantizer step as an integer: round(step * 2^16)
-STEP_Q_MIN, STEP_Q_MAX = 1 << 4, 1 << 28  # steps 2^-12 .. 2^12; others are coded with `range`
-ACT_LIMIT = 1 << 20  # activations are clipped to +-ACT_LIMIT (keeps every product far below 2^63)
-WEIGHT_LIMIT = 1 << 20
-BIAS_LIMIT = 1 << 50
-MEAN_FRACTION_BITS = 3  # means are coded in eighths of a symbol
-MEAN_OFFSETS = 1 << MEAN_FRACTION_BITS
-SCALE_OCTAVE_STEPS = 8  # scale table: 2^(SCALE_MIN_LOG2 + k / 8), k = 0 .. SCALES - 1
-SCALE_MIN_LOG2 = -4
-SCALES = 81  # 2^-4 = 0.0625 .. 2^6 = 64 symbols
-SUB_BINS = 16  # midpoint rule over each bin: the table integrates the density, not one sample
-CENTRE_LIMIT = 1 << 30  # centre symbols are clipped here, so lo .. hi stays inside int32
-
-FAMILY_GAUSS, FAMILY_LAPLACE = 0, 1
-_HALF_WIDTH_FACTOR = {FAMILY_GAUSS: 6, FAMILY_LAPLACE: 14}  # tails beyond are escapes
-# 1 / (2 ln 2) and 1 / ln 2 as binary64 literals: w = 2^-t with t = u^2 / (2 ln 2) or |u| / ln 2
-_INV_2LN2 = 0.7213475204444817
-_INV_LN2 = 1.4426950408889634
-
-_EXP2 = np.array(spec.EXP2_Q30, dtype=np.int64)
-_TOTAL = 1 << spec.RANGE_PRECISION
+from .prior_net import BIAS_LIMIT, WEIGHT_LIMIT, PriorNet, anchor_mask, dequantize_fixed
+from .prior_tables import FAMILIES, FAMILY_GAUSS, steps_fixed, table_bits, table_ids, table_model
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,7 +108,7 @@ class PriorArch:
         if not (1 <= self.channels <= 256 and 1 <= self.hidden <= 256 and 1 <= self.prev_frames <= 4
                 and 1 <= self.channel_groups <= self.channels and self.channels % self.channel_groups == 0):
             raise UnsupportedFeature(f"prior: unsupported architecture {self}")
-        if self.family not in _HALF_WIDTH_FACTOR or not (4 <= self.act_bits <= 12 and 4 <= self.weight_bits <= 16):
+        if self.family not in FAMILIES or not (4 <= self.act_bits <= 12 and 4 <= self.weight_bits <= 16):
             raise UnsupportedFeature(f"prior: unsupported family or fixed-point format {self}")
 
 
@@ -189,238 +163,6 @@ def load_prior(path: str | Path) -> PriorWeights:
 
 
 # ------------------------------------------------------------------------------------------------
-# integer helpers
-# ------------------------------------------------------------------------------------------------
-def step_fixed(step: float) -> int:
-    """round(step * 2^16) (one exact scaling, one rounding); refuses steps the prior does not cover."""
-    if isinstance(step, bool) or not (isinstance(step, (int, float, np.floating)) and math.isfinite(step)):
-        raise UnsupportedFeature(f"prior: bad quantizer step {step!r}")
-    q = round(float(step) * (1 << STEP_BITS))
-    if not STEP_Q_MIN <= q <= STEP_Q_MAX:
-        raise UnsupportedFeature(f"prior: quantizer step {step} outside 2^-12 .. 2^12")
-    return q
-
-
-def steps_fixed(step, channels: int) -> np.ndarray:
-    """One step (a number or a 1-sequence) or one per channel -> int64 (channels,) of round(step * 2^16)."""
-    steps = [step] if isinstance(step, (int, float, np.floating)) else list(step)
-    if len(steps) not in (1, channels):
-        raise UnsupportedFeature(f"prior: {len(steps)} quantizer steps for {channels} channels (1 or {channels})")
-    q = [step_fixed(s) for s in steps]
-    return np.array(q * channels if len(q) == 1 else q, dtype=np.int64)
-
-
-def condition_log2_step(step_q: np.ndarray, frac_bits: int) -> int:
-    """The prior's conditioning input: floor(mean over channels of floor(log2 step_c * 2^frac_bits)), the log2
-    of the steps' geometric mean. Why one scalar: the network was trained with one step per sample, and the
-    per-channel steps already reach it where they matter (each channel's context dequantized with its own step,
-    each prediction turned into symbols with its own step); the geometric mean is the scalar whose log is the
-    mean log-step, the "overall coarseness" a gain vector at equal geometric mean leaves unchanged (gain
-    vectors are normalised that way), and with equal steps it is that step's log2 exactly (layout 1)."""
-    logs = [log2_fixed(int(q), frac_bits) for q in step_q]
-    return sum(logs) // len(logs)
-
-
-def log2_fixed(value_q16: int, frac_bits: int) -> int:
-    """floor(log2(value_q16 / 2^16) * 2^frac_bits), by integer repeated squaring (exact, portable)."""
-    e = value_q16.bit_length() - 1
-    m = (value_q16 << 62) >> e  # mantissa in [1, 2) as Q62, exact (python ints)
-    result = e - STEP_BITS
-    for _ in range(frac_bits):
-        m = (m * m) >> 62
-        result <<= 1
-        if m >= 2 << 62:
-            m >>= 1
-            result |= 1
-    return result
-
-
-def _round_shift(acc: np.ndarray, bits: int) -> np.ndarray:
-    return (acc + (1 << (bits - 1))) >> bits
-
-
-def conv_int(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, kernel: int, weight_bits: int,
-             relu: bool, where: np.ndarray | None = None) -> np.ndarray:
-    """Exact integer 'same' convolution. x: int64 (h, w, cin) -> int64 (h, w, cout), clipped to +-ACT_LIMIT;
-    with `where` (bool (h, w)) only those positions, (count, cout) in raster order.
-
-    im2col then one int64 matmul: numpy computes integer matmuls exactly, in any order."""
-    h, w, cin = x.shape
-    if kernel == 1:
-        cols = x.reshape(h * w, cin)
-    else:
-        r = kernel // 2
-        padded = np.zeros((h + 2 * r, w + 2 * r, cin), dtype=np.int64)
-        padded[r:r + h, r:r + w] = x
-        cols = np.concatenate([padded[dy:dy + h, dx:dx + w] for dy in range(kernel) for dx in range(kernel)],
-                              axis=2).reshape(h * w, kernel * kernel * cin)
-    if where is not None:
-        cols = cols[where.reshape(-1)]
-    y = _round_shift(cols @ weight + bias, weight_bits)
-    if relu:
-        y = np.maximum(y, 0)
-    y = np.clip(y, -ACT_LIMIT, ACT_LIMIT)
-    return y if where is not None else y.reshape(h, w, y.shape[1])  # explicit: h or w may be 0 (no positions)
-
-
-def dequantize_fixed(symbols: np.ndarray, step_q, act_bits: int) -> np.ndarray:
-    """Symbols (C, h, w) -> int64 (h, w, C) latents in units of 2^-act_bits: round(symbol * step); step_q an int
-    or int64 (C,), channel c dequantized with its own step (|x| < 2^31, step_q <= 2^28: products < 2^59)."""
-    x = np.clip(np.asarray(symbols, dtype=np.int64), spec.SYMBOL_MIN, spec.SYMBOL_MAX)
-    sq = np.asarray(step_q, dtype=np.int64)
-    y = _round_shift(x * (sq[:, None, None] if sq.ndim else sq), STEP_BITS - act_bits)
-    return np.clip(y, -ACT_LIMIT, ACT_LIMIT).transpose(1, 2, 0)
-
-
-def anchor_mask(h: int, w: int) -> np.ndarray:
-    """True on the checkerboard's first pass: (y + x) even."""
-    return (np.add.outer(np.arange(h), np.arange(w)) % 2) == 0
-
-
-# ------------------------------------------------------------------------------------------------
-# the network, integer version (the decoder's definition)
-# ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FrameParams:
-    """Integer predictions for one latent frame: (C, h, w) int64 each, in units of 2^-act_bits:
-    mean (latent units) and log2 scale (latent units) of the anchor and the non-anchor pass."""
-
-    anchor_mean: np.ndarray
-    anchor_log2_scale: np.ndarray
-    context: "object | None"  # (features, prev) kept for the non-anchor pass
-
-
-class PriorNet:
-    """Integer evaluation of the prior network."""
-
-    def __init__(self, weights: PriorWeights):
-        self.w = weights
-        self.arch = weights.arch
-
-    def _layer(self, name: str, x: np.ndarray, relu: bool, extra_bias: np.ndarray | None = None,
-               where: np.ndarray | None = None) -> np.ndarray:
-        k, _, _ = self.arch.layers()[name]
-        bias = self.w[f"{name}.bias"] if extra_bias is None else self.w[f"{name}.bias"] + extra_bias
-        return conv_int(x, self.w[f"{name}.weight"], bias, k, self.arch.weight_bits, relu, where)
-
-    @staticmethod
-    def _split(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(count, 2n) -> mean, log2 scale, each (n, count)."""
-        n = out.shape[1] // 2
-        return out[:, :n].T, out[:, n:].T
-
-    def trunk(self, context: Sequence[np.ndarray], h: int, w: int, step_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features (h, w, hidden) and the newest previous frame (h, w, C) from the decoded context
-        (up to prev_frames symbol arrays (C, h, w), newest last); step_q int64 (C,), one step per channel."""
-        a = self.arch
-        frames = list(context)[-a.prev_frames:] if a.prev_frames else []
-        deq = [dequantize_fixed(f, step_q, a.act_bits) for f in frames]
-        zeros = np.zeros((h, w, a.channels), dtype=np.int64)
-        newest_first = deq[::-1] + [zeros] * (a.prev_frames - len(deq))
-        x = np.concatenate(newest_first, axis=2)
-        cond = np.array([condition_log2_step(step_q, a.act_bits)] + [int(i < len(deq)) << a.act_bits
-                                                            for i in range(a.prev_frames)], dtype=np.int64)
-        extra = cond @ self.w["trunk1.condition"]
-        f = self._layer("trunk1", x, True, extra)
-        f = self._layer("trunk2", f, True)
-        return f, newest_first[0]
-
-    def base(self, sp: int, features: np.ndarray, anchors: np.ndarray | None, where: np.ndarray) -> np.ndarray:
-        """Features (count, hidden) of spatial pass `sp` at the positions `where` (bool (h, w)), raster order.
-        Pass 1 adds the decoded anchors (h, w, C) of the current frame (zeros on the other positions)."""
-        if sp == 0:
-            return features.reshape(-1, features.shape[2])[where.reshape(-1)]
-        return self._layer("context1", np.concatenate([features, anchors], axis=2), True, where=where)
-
-    def group_params(self, sp: int, g: int, base: np.ndarray, prev_sel: np.ndarray, current_sel: np.ndarray):
-        """mean, log2 scale (group_size, count) of channel group g; prev_sel and current_sel (count, C) are the
-        previous frame and this frame's already decoded channels (zeros for groups >= g) at those positions."""
-        x = np.concatenate([base, prev_sel, current_sel], axis=1)[:, None, :]  # (count, 1, .): 1x1 convs
-        hid = self._layer(f"pass{sp}{g}.hidden", x, True)
-        out = self._layer(f"pass{sp}{g}.out", hid, False)
-        return self._split(out.reshape(base.shape[0], out.shape[2]))  # a pass may have no positions (1x1 latent)
-
-
-# ------------------------------------------------------------------------------------------------
-# predictions -> table ids; table id -> frequency table
-# ------------------------------------------------------------------------------------------------
-def table_ids(mean: np.ndarray, log2_scale: np.ndarray, step_q, act_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer predictions (latent units, 2^-act_bits) -> (centre symbol, table id), int64 arrays.
-
-    mean in eighths of a symbol: m8 = round(mean * 8 / step); centre = round(m8 / 8); offset = m8 - 8 centre
-    in -4..3. Scale in symbols: log2 = log2_scale - log2(step), to the nearest eighth octave, clipped.
-    Table id = scale index * 8 + offset + 4. step_q: an int, or int64 broadcastable to mean (n, 1): the step
-    of each row's channel."""
-    step_q = np.asarray(step_q, dtype=np.int64)
-    log2_step = np.vectorize(lambda q: log2_fixed(int(q), act_bits), otypes=[np.int64])(step_q) if step_q.size \
-        else np.zeros(step_q.shape, np.int64)
-    num = mean.astype(np.int64) << (STEP_BITS + MEAN_FRACTION_BITS - act_bits)
-    m8 = (2 * num + step_q) // (2 * step_q)
-    half = MEAN_OFFSETS // 2
-    centre = (m8 + half) >> MEAN_FRACTION_BITS
-    offset = m8 - (centre << MEAN_FRACTION_BITS) + half
-    centre = np.clip(centre, -CENTRE_LIMIT, CENTRE_LIMIT)
-    rel = log2_scale.astype(np.int64) - log2_step - (SCALE_MIN_LOG2 << act_bits)
-    unit = (1 << act_bits) // SCALE_OCTAVE_STEPS
-    k = np.clip((rel + unit // 2) // unit, 0, SCALES - 1)
-    return centre, k * MEAN_OFFSETS + offset
-
-
-def table_scale(k: int) -> float:
-    """Scale of table index k in symbols, 2^(SCALE_MIN_LOG2 + k/8), from EXP2_Q30 (exact in binary64)."""
-    octave, eighth = divmod(k, SCALE_OCTAVE_STEPS)
-    if eighth == 0:
-        mant = 1 << 30
-    else:  # 2^(e/8) = 2 * 2^(-(256 - 32 e)/256)
-        mant = 2 * spec.EXP2_Q30[256 - 32 * eighth]
-    return math.ldexp(float(mant), SCALE_MIN_LOG2 + octave - 30)
-
-
-@lru_cache(maxsize=4096)
-def frequency_table(family: int, tid: int) -> tuple[int, np.ndarray]:
-    """(offset of the lowest symbol from the centre, frequencies summing to 2^24, each >= 1) of table `tid`.
-
-    The weight of symbol j (relative to the centre) is the midpoint-rule integral of the density
-    2^-t over its bin, with t = u^2 / (2 ln 2) (Gauss) or |u| / ln 2 (Laplace), u = (x - mean) / scale;
-    t is mapped to integers through EXP2_Q30 exactly as the `range` coder does. Read-only result."""
-    k, offset = divmod(int(tid), MEAN_OFFSETS)
-    if not 0 <= k < SCALES:
-        raise CorruptRecord(f"prior: table id {tid} out of range")
-    scale = table_scale(k)
-    mu = (offset - MEAN_OFFSETS // 2) / MEAN_OFFSETS
-    half = max(2, math.ceil(_HALF_WIDTH_FACTOR[family] * scale) + 1)
-    j = np.arange(-half, half + 1, dtype=np.float64)
-    sub = (2.0 * np.arange(SUB_BINS, dtype=np.float64) + 1.0 - SUB_BINS) / (2.0 * SUB_BINS)
-    u = np.abs((j[:, None] + sub[None, :]) - mu) / scale
-    t = u * u * _INV_2LN2 if family == FAMILY_GAUSS else u * _INV_LN2
-    tq = np.floor(np.minimum(t, 64.0) * 256.0).astype(np.int64)
-    w = (_EXP2[tq & 255] >> np.minimum(tq >> 8, 40)).sum(axis=1)
-    n = w.size
-    total = int(w.sum())
-    free = _TOTAL - n
-    q = (w * free) // total
-    f = q + 1
-    f[int(np.argmax(w))] += free - int(q.sum())
-    f.flags.writeable = False
-    return -half, f
-
-
-@lru_cache(maxsize=4096)
-def _table_model(family: int, tid: int):
-    lo, f = frequency_table(family, tid)
-    return lo, f, constriction.stream.model.Categorical((f - 1).astype(np.float32), perfect=False)
-
-
-@lru_cache(maxsize=4096)
-def table_bits(family: int, tid: int) -> np.ndarray:
-    """Ideal cost in bits of each entry of table `tid`."""
-    _, f = frequency_table(family, tid)
-    b = spec.RANGE_PRECISION - np.log2(f)
-    b.flags.writeable = False
-    return b
-
-
-# ------------------------------------------------------------------------------------------------
 # the coder
 # ------------------------------------------------------------------------------------------------
 @dataclass
@@ -468,7 +210,7 @@ class PriorCoder:
         for g in groups:
             if g.size == 0:
                 continue
-            lo_off, f, model = _table_model(fam, int(tid[g[0]]))
+            lo_off, f, model = table_model(fam, int(tid[g[0]]))
             lo = centre[g] + lo_off
             hi = lo + f.size - 1
             v = x_sel[g]
@@ -489,7 +231,7 @@ class PriorCoder:
         for g in groups:
             if g.size == 0:
                 continue
-            lo_off, f, model = _table_model(fam, int(tid[g[0]]))
+            lo_off, f, model = table_model(fam, int(tid[g[0]]))
             idx = np.asarray(_constriction_call(lambda: dec.decode(model, g.size), what), dtype=np.int64)
             if idx.shape != (g.size,) or idx.min() < 0 or idx.max() >= f.size:
                 raise CorruptRecord(f"{what}: decoded symbols out of the model's range")

@@ -27,11 +27,11 @@ from bitstream.spec import MAX_SAMPLING_STEPS
 from cdtcodec import __version__
 from cdtcodec.config import DEFAULT_MODEL
 from cdtcodec.corpus import DEFAULT_SHARD_SIZE
-from cdtcodec.entropy_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT
 from cdtcodec.errors import ParamError
 from cdtcodec.interrupts import FATAL_SIGNALS, Interrupted, interrupt_on, signals_caught
 from cdtcodec.overwrite import OutputRefused, confirm_output, policy
-from cdtcodec.quantize import DEFAULT_QUALITY, QUALITY_STEPS
+from cdtcodec.rate.coder_choice import ENTROPY_CHOICES, ENTROPY_DEFAULT
+from cdtcodec.rate.quantize import DEFAULT_QUALITY, QUALITY_STEPS
 from cdtcodec.train.config import TrainConfig
 
 # Importing this module stays light (no torch, no PyAV): main() installs the signal handlers before anything
@@ -347,7 +347,7 @@ def encode(
 
 def _rate_target(quality, step, target_kbps, target_bpp):
     """The rate target the options ask for (None: a quality or a step); combinations that mean two are refused."""
-    from cdtcodec.rate_control import RateTarget
+    from cdtcodec.rate.control import RateTarget
 
     given = [name for name, v in (("--quality", quality), ("--step", step), ("--target-kbps", target_kbps),
                                   ("--target-bpp", target_bpp)) if v is not None]

@@ -23,39 +23,53 @@ from typing import Callable
 
 import torch
 
-from bitstream import spec
-from bitstream import BitstreamError, CdtReader, CdtWriter, Header
+from bitstream import CdtWriter, Header, spec
 from bitstream.atomic import special_file
 from bitstream.frame_times import Grid
-from bitstream.container import audio_record_bytes, frame_times_record_bytes
-from cdtcodec.config import PRESETS
-from cdtcodec.entropy_choice import (ENTROPY_CHOICES, ENTROPY_DEFAULT, BadEntropy, EntropyChoiceError, plan_encode,
-                                     prior_for_decode)
+from bitstream.writer import audio_record_bytes, frame_times_record_bytes
+from cdtcodec.codec_files import (
+    CodecError,
+    check_cdt_output,
+    check_video_output,
+    load_decoder,
+    named_errors,
+    open_cdt,
+    source_label,
+)
 from cdtcodec.errors import ParamError
 from cdtcodec.limits import check_memory, decode_bytes, encode_bytes
-from cdtcodec.quantize import (DEFAULT_QUALITY, MIN_STEP, QualityScaleError, dequantize, quantize, scale_for,
-                               step_for_quality)
-from cdtcodec.rate_control import Choice, FileSizer, LatentSpool, RateTarget, Trial, choose_step
-from cdtcodec.stream import StreamDecoder, StreamEncoder
-from cdtcodec.timeline import CODEC_TIMELINE, Timeline
-from cdtcodec.media import MAX_SIDE, open_sink, open_video, output_kind
+from cdtcodec.media import MAX_SIDE, open_sink, open_video
+from cdtcodec.media.facts import display_facts, facts_lost, frame_stamps, sink_facts
 from cdtcodec.media.notes import input_reductions, missing_frames
 from cdtcodec.overwrite import refuse_inputs
-from cdtcodec.weights import LoadedModel, WeightsError, load, load_model, shipped_weights
+from cdtcodec.rate.coder_choice import (
+    ENTROPY_CHOICES,
+    ENTROPY_DEFAULT,
+    BadEntropy,
+    EntropyChoiceError,
+    EntropyPlan,
+    plan_encode,
+    prior_for_decode,
+)
+from cdtcodec.rate.control import Choice, FileSizer, LatentSpool, RateTarget, Trial, choose_step
+from cdtcodec.rate.quantize import (
+    DEFAULT_QUALITY,
+    MIN_STEP,
+    QualityScaleError,
+    dequantize,
+    quantize,
+    scale_for,
+    step_for_quality,
+)
+from cdtcodec.stream import StreamDecoder, StreamEncoder
+from cdtcodec.timeline import CODEC_TIMELINE, Timeline
+from cdtcodec.weights import LoadedModel, WeightsError, load
 
 Progress = Callable[[int, int | None], None]  # (frames done, frames total or None)
 
 
-class CodecError(Exception):
-    """A request the codec cannot honour; the message is one line."""
-
-
 class BadArgument(ParamError, CodecError):
     """An argument of encode / decode out of its range; the message names the parameter (see ParamError)."""
-
-
-class WrongWeights(ParamError, WeightsError):
-    """The weights a .cdt file needs are not the ones at hand; the message says `model` would fix it."""
 
 
 @dataclass(frozen=True)
@@ -92,153 +106,6 @@ class Report:
                 **({"step": self.step} if self.step is not None else {}),
                 **({"target": self.target} if self.target else {}),
                 **({"precision": self.precision} if self.precision else {})}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Checks that run before anything slow (model loading, the first pass over the input).
-
-def _check_parent(dst: str | Path, path: Path) -> None:
-    if special_file(path):
-        return  # a device or FIFO is written into as it is; its folder (/dev) is not written
-    parent = path.absolute().parent
-    if not parent.exists():
-        raise CodecError(f"{dst}: output directory {parent} does not exist")
-    if not parent.is_dir():
-        raise CodecError(f"{dst}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CodecError(f"{dst}: output directory {parent} is not writable")
-
-
-def check_cdt_output(dst: str | Path) -> None:
-    """A .cdt output path that can be written (the file itself is only created at the end, atomically)."""
-    path = Path(dst)
-    if path.is_dir():
-        raise CodecError(f"{dst}: is a directory")
-    _check_parent(dst, path)
-
-
-def check_video_output(dst: str | Path) -> str:
-    """The kind of a decode output path (see media.output_kind), after checking it can be written."""
-    kind = output_kind(dst)
-    path = Path(os.fspath(dst).rstrip("/" + os.sep) or ".")
-    if kind != "png_dir" and path.is_dir():
-        raise CodecError(f"{dst}: is a directory")
-    if kind == "png_dir" and path.exists() and not path.is_dir():
-        raise CodecError(f"{dst}: exists and is not a directory")
-    _check_parent(dst, path)
-    return kind
-
-
-@contextmanager
-def named_errors(label: str):
-    """Bitstream errors do not know which file they come from: prefix them with its name."""
-    try:
-        yield
-    except BitstreamError as e:
-        if not str(e).startswith(f"{label}: "):
-            e.args = (f"{label}: {e}",)
-        raise
-
-
-def open_cdt(src, label: str | None = None) -> CdtReader:
-    """CdtReader for a path or seekable binary file; every failure is one line naming the file."""
-    label = label or source_label(src)
-    if isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if not path.exists():
-            raise CodecError(f"{label}: no such file")
-        if path.is_dir():
-            raise CodecError(f"{label}: is a directory, not a .cdt file")
-        try:
-            empty = path.stat().st_size == 0
-        except OSError as e:
-            raise CodecError(f"{label}: cannot read: {e.strerror or e}") from None
-        if empty:
-            raise CodecError(f"{label}: empty file, not a .cdt file")
-    try:
-        with named_errors(label):
-            return CdtReader(src)
-    except OSError as e:
-        raise CodecError(f"{label}: cannot read: {e.strerror or e}") from None
-
-
-def source_label(src) -> str:
-    if isinstance(src, (str, os.PathLike)):
-        return os.fspath(src)
-    name = getattr(src, "name", None)
-    return name if isinstance(name, str) else "<stdin>"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Weights for decoding: the file names them (model_id) and pins them (sha256 of the weights file).
-
-def named_weights(model_id: str, weights_sha256: str, model: str | Path | None, label: str) -> Path:
-    """The weights file to decode what `label` holds with: `model` (a path or the name of shipped weights) when
-    given, else the shipped weights called `model_id`. Its hash is checked once it is loaded."""
-    if model:
-        path = Path(model)
-        if not path.is_file():
-            path = shipped_weights(str(model))
-            if path is None:
-                raise WeightsError(f"{model}: no such weights file")
-        return path
-    path = shipped_weights(model_id)
-    if path is None:
-        hint = "" if model_id not in PRESETS else " (or convert them with `cdtcodec convert`)"
-        raise WrongWeights("model", hint, before=f"{label} was encoded with the weights {model_id!r} (sha256 "
-                           f"{weights_sha256}), but no shipped weights have that name; pass that weights file as ")
-    return path
-
-
-def decoder_weights(h: Header, model: str | Path | None, label: str) -> Path:
-    """named_weights for a .cdt header."""
-    return named_weights(h.model_id, h.weights_hash.hex(), model, label)
-
-
-def _load_decoder(model_id: str, weights_sha256: str, model, label: str, device: str, precision: str):
-    """(network, weights file) to decode `label` with; WrongWeights unless the file's sha256 is the one named."""
-    weights = named_weights(model_id, weights_sha256, model, label)
-    net, _, digest = load_model(weights, device, precision)  # hashes the file once, as it loads it
-    if digest != weights_sha256:
-        raise WrongWeights("model", "", before=f"{label} was encoded with the weights {model_id!r} (sha256 "
-                           f"{weights_sha256}), but {weights} has sha256 {digest}; pass the weights it was "
-                           "encoded with as ")
-    return net, weights
-def _display_facts(info, notice: Callable[[str], None]) -> dict:
-    """The header's DISPLAY attributes from what the source says (nothing when it shows the frames as coded)."""
-    facts = {}
-    m = info.display_matrix
-    if m is not None and tuple(m) != spec.IDENTITY_MATRIX:
-        if len(m) == 9 and m[2] == m[5] == 0 and m[8] == 1 << 30 and m[0] * m[4] - m[1] * m[3] != 0:
-            facts["display_matrix"] = tuple(m)
-        else:
-            notice(f"{info.path}: its display matrix {tuple(m)} is not a 2-D transform; not kept")
-    sar = info.sample_aspect
-    if sar is not None and max(sar.numerator, sar.denominator) <= spec.MAX_ASPECT:
-        facts.update(sample_aspect_num=sar.numerator, sample_aspect_den=sar.denominator)
-    return facts
-
-
-def _frame_stamps(times, first: int, end: int):
-    """(pts, duration) of frames first .. end - 1 from the boundary times t_0 .. (a file's frame_times()), pts
-    counted from frame `first`."""
-    previous = origin = None
-    for i, t in enumerate(times):
-        if i > end:
-            return
-        if i - 1 >= first:
-            origin = previous if origin is None else origin
-            yield previous - origin, t - previous
-        previous = t
-
-
-def _check_layout(h: Header, label: str) -> None:
-    t = CODEC_TIMELINE
-    if (h.spatial_downsample, h.temporal_downsample) != (t.spatial, t.temporal):
-        raise CodecError(f"{label}: coded at /{h.spatial_downsample} in space and /{h.temporal_downsample} in time; "
-                         f"this decoder handles /{t.spatial} and /{t.temporal}")
-    if h.width > MAX_SIDE or h.height > MAX_SIDE:
-        raise CodecError(f"{label}: frame size {h.width}x{h.height} is beyond {MAX_SIDE} pixels per side")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -319,10 +186,9 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
     The quantizer step is `step` (one for all channels), else the steps of `quality` (default DEFAULT_QUALITY) on
     the model's quality scale (quantize.scale_for: a global step times per-channel gains where the weights have a
     fitted scale beside them), else, with `target`, the ones rate control chooses so that the whole file meets the
-    target (cdtcodec/rate_control.py; each trial goes to
-    `rate_progress`). `notice` receives warnings (alpha or deep samples reduced, frames missing, a target out of
-    reach), one line each. `memory_share`: this encode runs beside that many (itself included) and may take only
-    that share of the memory limit."""
+    target (cdtcodec/rate/control.py; each trial goes to `rate_progress`). `notice` receives warnings (alpha or
+    deep samples reduced, frames missing, a target out of reach), one line each. `memory_share`: this encode runs
+    beside that many (itself included) and may take only that share of the memory limit."""
     notice = notice or (lambda line: None)
     started = time.time()
     explicit_step = step is not None
@@ -330,105 +196,159 @@ def encode(src: str | Path, dst: str | Path, *, model: str | Path | LoadedModel 
     check_cdt_output(dst)
     refuse_inputs(dst, [src])  # never onto the source, whatever the caller's overwrite policy
     with _encoder_input(src, start_s, max_frames, model, device, precision, notice) as (reader, loaded):
-        info, net = reader.info, loaded.net
-        timeline = Timeline.of(net.cfg)
-        latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
+        info = reader.info
+        # With a target, rate control starts from the default quality; the coder planned here holds for every
+        # step it tries (they all lie in the prior's range).
         quant = quality_steps(loaded, quality if target is None else DEFAULT_QUALITY, step if explicit_step else None,
                               notice)
         if target is None and not explicit_step:
             step = math.exp(sum(math.log(q) for q in quant) / len(quant))  # the global step (gains: geometric mean 1)
-        try:  # rate control's steps all lie in the prior's range, so one plan holds for each of them
-            plan = plan_encode(entropy, loaded.path, quant, net.cfg.latent_dim, latent_pixels)
-        except BadEntropy as e:  # names its parameter: the caller words it (--entropy on the command line)
-            raise BadArgument(e.param, e.after, e.before) from None
-        except EntropyChoiceError as e:
-            raise CodecError(str(e)) from None
-        steps = steps or net.cfg.sample_steps
-        # One pass over the input: its length is known only at its end, so the header starts with the most
-        # frames the format holds and is restated with the true counts at close (the output is a file).
-        bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal
-        coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
-        check_memory(encode_bytes(net.cfg, coded_h, coded_w), f"{src}: encoding {info.width}x{info.height}",
-                     max_memory, memory_share)
-        header = Header(
-            model_id=loaded.name, weights_hash=bytes.fromhex(loaded.digest), width=info.width, height=info.height,
-            coded_width=coded_w, coded_height=coded_h, num_frames=bound, coded_frames=bound,
-            fps_num=info.fps.numerator, fps_den=info.fps.denominator,
-            time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
-            pix_fmt=info.pix_fmt, color_range=info.color_range, color_space=info.color_space,
-            color_primaries=info.color_primaries, color_trc=info.color_trc,
-            latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
-            latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
-            chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal, quant_step=quant, entropy_coder=plan.coder, entropy_params=plan.params,
-            seed=seed, sampling_steps=steps, extensions={}, **_display_facts(info, notice),
-        )
-        # Frame times: the source's, where they leave the frame-rate grid (a still image has none worth keeping)
-        keep_times = not info.is_image and Grid.of(header).holds_frame_times
-        if not info.is_image and not keep_times:
-            notice(f"{src}: its time base {info.time_base} is coarser than a frame at {info.fps} fps; the frames are "
-                   "given the frame rate's times")
-        carry = audio and info.audio is not None
-
-        def counted(frames: int) -> Header:
-            return replace(header, num_frames=frames, coded_frames=timeline.coded_frames(frames),
-                           latent_frames=timeline.latent_frames(frames))
-
-        def encode_pass(sink: Callable[[torch.Tensor], object], times: Callable[[list], object]) -> int:
-            """The one pass over the input: each latent chunk (C, 1, h, w) to `sink`, the frame boundaries' times
-            to `times` where they are kept; returns the frames read."""
-            done = [0]
-            for mean in _posterior_means(reader, net, device, progress, done, times if keep_times else None):
-                for t in range(mean.shape[1]):
-                    sink(mean[:, t : t + 1])
-            if shortfall := missing_frames(info, done[0], start_s, max_frames):
-                notice(shortfall)
-            return done[0]
-
-        def write(writer: CdtWriter, chunks: Callable[[CdtWriter], int]) -> int:
-            """The file: audio track, chunks(writer) (returns the frame count), audio packets."""
-            with writer:
-                if carry:
-                    writer.set_audio_track(info.audio)
-                frames = chunks(writer)
-                if carry:
-                    for packet in reader.audio_packets():
-                        writer.write_audio_packet(packet)
-            return frames
-
-        def direct(writer: CdtWriter) -> int:
-            frames = encode_pass(lambda latent: writer.write_chunk(quantize(latent, quant)), writer.write_frame_times)
-            writer.restate_frame_counts(counted(frames))
-            return frames
-
+        plan = _entropy_plan(entropy, loaded, quant, info)
+        header = _provisional_header(src, info, loaded, quant, plan, seed, steps, max_memory, memory_share, notice)
+        job = _Encoding(reader, loaded, plan, header, keep_times=_keeps_frame_times(src, info, header, notice),
+                        carry_audio=audio and info.audio is not None, device=device, progress=progress,
+                        notice=notice, window=(start_s, max_frames))
         if target is None:
-            done = write(_open_writer(dst, header, plan.prior), direct)
+            frames = job.write_direct(dst, quant)
         else:
-            with LatentSpool() as spool:
-                frame_times: list = []  # written before the chunks: the reader takes FRAME_TIMES records anywhere
-                done = encode_pass(spool.append, frame_times.extend)
-                final = counted(done)
-                fixed = frame_times_record_bytes(final, frame_times)
-                fixed += audio_record_bytes(info.audio, reader.audio_packets()) if carry else 0
-                scale = model_scale(loaded)  # its note, if any, was given with the steps above
-                sizer = FileSizer(final, spool, plan.prior, fixed, scale)
-                want = target.bytes_for(done, info.width, info.height, info.fps)
-                choice = choose_step(sizer, want, scale.global_step(DEFAULT_QUALITY), on_trial=rate_progress)
-                step, quant = choice.step, choice.steps
-                if not choice.reached:
-                    notice(_out_of_reach(target, choice, target.rate_of(choice.bytes, done, info.width, info.height,
-                                                                        info.fps)))
-
-                def spooled(writer: CdtWriter) -> int:
-                    writer.write_frame_times(frame_times)
-                    for i in range(len(spool)):
-                        writer.write_chunk(quantize(spool[i], quant))
-                    return done
-
-                write(_open_writer(dst, replace(final, quant_step=quant), plan.prior), spooled)
+            frames, choice = job.write_to_target(dst, target, rate_progress)
+            step = choice.step
     size = Path(dst).stat().st_size
-    state = "carried" if carry else ("dropped (--no-audio)" if info.audio else "none")
-    return Report(done, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder, plan.note,
-                  step=float(step), target=str(target) if target else "", precision=_precision_of(net))
+    state = "carried" if job.carry_audio else ("dropped (--no-audio)" if info.audio else "none")
+    return Report(frames, info.width, info.height, info.fps, size, time.time() - started, state, plan.coder,
+                  plan.note, step=float(step), target=str(target) if target else "",
+                  precision=_precision_of(loaded.net))
+
+
+def _entropy_plan(entropy: str, loaded: LoadedModel, quant: tuple[float, ...], info) -> EntropyPlan:
+    """The coder for these steps (coder_choice.plan_encode), its errors worded for the codec's callers."""
+    timeline = Timeline.of(loaded.net.cfg)
+    latent_pixels = timeline.latent_size(info.height) * timeline.latent_size(info.width)
+    try:
+        return plan_encode(entropy, loaded.path, quant, loaded.net.cfg.latent_dim, latent_pixels)
+    except BadEntropy as e:  # names its parameter: the caller words it (--entropy on the command line)
+        raise BadArgument(e.param, e.after, e.before) from None
+    except EntropyChoiceError as e:
+        raise CodecError(str(e)) from None
+
+
+def _provisional_header(src, info, loaded: LoadedModel, quant: tuple[float, ...], plan: EntropyPlan, seed: int,
+                        steps: int | None, max_memory: int | None, memory_share: int,
+                        notice: Callable[[str], None]) -> Header:
+    """The header an encode opens its output with, after checking the encode fits in memory. There is one pass
+    over the input and its length is known only at its end, so the header starts with the most frames the format
+    holds (its byte size does not depend on them) and is restated with the true counts at close."""
+    net, timeline = loaded.net, Timeline.of(loaded.net.cfg)
+    bound = 1 + (spec.MAX_FRAMES - 1) // timeline.temporal * timeline.temporal
+    coded_h, coded_w = timeline.coded_size(info.height), timeline.coded_size(info.width)
+    check_memory(encode_bytes(net.cfg, coded_h, coded_w), f"{src}: encoding {info.width}x{info.height}",
+                 max_memory, memory_share)
+    return Header(
+        model_id=loaded.name, weights_hash=bytes.fromhex(loaded.digest), width=info.width, height=info.height,
+        coded_width=coded_w, coded_height=coded_h, num_frames=bound, coded_frames=bound,
+        fps_num=info.fps.numerator, fps_den=info.fps.denominator,
+        time_base_num=info.time_base.numerator, time_base_den=info.time_base.denominator,
+        pix_fmt=info.pix_fmt, color_range=info.color_range, color_space=info.color_space,
+        color_primaries=info.color_primaries, color_trc=info.color_trc,
+        latent_channels=net.cfg.latent_dim, latent_height=timeline.latent_size(info.height),
+        latent_width=timeline.latent_size(info.width), latent_frames=timeline.latent_frames(bound),
+        chunk_latent_frames=1, spatial_downsample=timeline.spatial, temporal_downsample=timeline.temporal,
+        quant_step=quant, entropy_coder=plan.coder, entropy_params=plan.params,
+        seed=seed, sampling_steps=steps or net.cfg.sample_steps, extensions={}, **display_facts(info, notice),
+    )
+
+
+def _keeps_frame_times(src, info, header: Header, notice: Callable[[str], None]) -> bool:
+    """Whether the file records the source's frame times: where they leave the frame-rate grid and the header's
+    time base holds them (a still image has none worth keeping)."""
+    keep = not info.is_image and Grid.of(header).holds_frame_times
+    if not info.is_image and not keep:
+        notice(f"{src}: its time base {info.time_base} is coarser than a frame at {info.fps} fps; the frames are "
+               "given the frame rate's times")
+    return keep
+
+
+@dataclass
+class _Encoding:
+    """One encode from its opened input to its closed .cdt: what was settled before the pass over the input, and
+    the two ways to write the file: directly, or (rate control) from spooled latents once the step is chosen."""
+
+    reader: object  # the opened input (media.open_video)
+    loaded: LoadedModel
+    plan: EntropyPlan
+    header: Header  # provisional: restated with the true frame counts (counted) once the input has ended
+    keep_times: bool  # record the frame boundaries' times (FRAME_TIMES records)
+    carry_audio: bool
+    device: str
+    progress: Progress | None
+    notice: Callable[[str], None]
+    window: tuple[float, int | None]  # (start_s, max_frames): the part of the input that is read
+
+    def write_direct(self, dst, quant: tuple[float, ...]) -> int:
+        """One pass: each latent chunk is quantized and written as it is made. Returns the frames read."""
+        with self._writer(dst, self.header) as writer:
+            frames = self._read_latents(lambda latent: writer.write_chunk(quantize(latent, quant)),
+                                        writer.write_frame_times)
+            writer.restate_frame_counts(self._counted(frames))
+        return frames
+
+    def write_to_target(self, dst, target: RateTarget, on_trial: Callable[[Trial], None] | None) -> tuple[int, Choice]:
+        """The latents spooled in one pass, the step rate control chooses for `target`, then the file at that step.
+        Returns the frames read and the choice."""
+        with LatentSpool() as spool:
+            frame_times: list = []  # written before the chunks: the reader takes FRAME_TIMES records anywhere
+            frames = self._read_latents(spool.append, frame_times.extend)
+            header = self._counted(frames)
+            choice = self._choose_step(header, spool, frame_times, target, on_trial)
+            with self._writer(dst, replace(header, quant_step=choice.steps)) as writer:
+                writer.write_frame_times(frame_times)
+                for i in range(len(spool)):
+                    writer.write_chunk(quantize(spool[i], choice.steps))
+        return frames, choice
+
+    def _read_latents(self, sink: Callable[[torch.Tensor], object], times: Callable[[list], object]) -> int:
+        """The one pass over the input: each latent chunk (C, 1, h, w) to `sink`, the frame boundaries' times to
+        `times` where they are kept; returns the frames read."""
+        done = [0]
+        for mean in _posterior_means(self.reader, self.loaded.net, self.device, self.progress, done,
+                                     times if self.keep_times else None):
+            for t in range(mean.shape[1]):
+                sink(mean[:, t : t + 1])
+        if shortfall := missing_frames(self.reader.info, done[0], *self.window):
+            self.notice(shortfall)
+        return done[0]
+
+    def _counted(self, frames: int) -> Header:
+        """The header with the true frame counts."""
+        timeline = Timeline.of(self.loaded.net.cfg)
+        return replace(self.header, num_frames=frames, coded_frames=timeline.coded_frames(frames),
+                       latent_frames=timeline.latent_frames(frames))
+
+    @contextmanager
+    def _writer(self, dst, header: Header):
+        """The .cdt writer, its audio track set; the body writes the chunks, then the audio packets follow."""
+        with _open_writer(dst, header, self.plan.prior) as writer:
+            if self.carry_audio:
+                writer.set_audio_track(self.reader.info.audio)
+            yield writer
+            if self.carry_audio:
+                for packet in self.reader.audio_packets():
+                    writer.write_audio_packet(packet)
+
+    def _choose_step(self, header: Header, spool: LatentSpool, frame_times: list, target: RateTarget,
+                     on_trial: Callable[[Trial], None] | None) -> Choice:
+        """Rate control on the spooled latents: exact file sizes (the records besides the chunks counted once)."""
+        info, frames = self.reader.info, header.num_frames
+        fixed = frame_times_record_bytes(header, frame_times)
+        fixed += audio_record_bytes(info.audio, self.reader.audio_packets()) if self.carry_audio else 0
+        scale = model_scale(self.loaded)  # its note, if any, was given with the steps above
+        sizer = FileSizer(header, spool, self.plan.prior, fixed, scale)
+        want = target.bytes_for(frames, info.width, info.height, info.fps)
+        choice = choose_step(sizer, want, scale.global_step(DEFAULT_QUALITY), on_trial=on_trial)
+        if not choice.reached:
+            rate = target.rate_of(choice.bytes, frames, info.width, info.height, info.fps)
+            self.notice(choice.missed(target, rate))
+        return choice
 
 
 def model_scale(loaded: LoadedModel, notice: Callable[[str], None] | None = None):
@@ -460,16 +380,6 @@ def _open_writer(dst, header: Header, prior) -> CdtWriter:
         return CdtWriter(dst, header, prior=prior)
     except OSError as e:
         raise CodecError(f"{dst}: cannot write: {e.strerror or e}") from None
-
-
-def _out_of_reach(target: RateTarget, choice: Choice, rate: float) -> str:
-    got = f"{rate:.4g} {target.unit} at step {choice.step:g}"
-    if choice.beyond == "above":
-        return f"target {target} is above the highest rate this video reaches ({got}, the smallest step); encoded there"
-    if choice.beyond == "below":
-        return (f"target {target} is below the lowest rate this video reaches ({got}, the largest step: the latents "
-                "are all but zero); encoded there")
-    return f"target {target}: the nearest rate the step search found is {got}; encoded there"
 
 
 @dataclass(frozen=True)
@@ -545,7 +455,7 @@ def _decode_into(out, stream: StreamDecoder, pieces, first: int, end: int, heigh
                  progress: Progress | None, stamps=None) -> int:
     """Decode latent pieces into the sink `out`, keeping frames [first, end): `pieces` yields (first video frame
     of the piece, a function reading its latent (L, t, h, w)); none is read once the pieces pass `end`.
-    `stamps`, when given, yields each written frame's (pts, duration) (_frame_stamps). Returns the frames
+    `stamps`, when given, yields each written frame's (pts, duration) (media.facts.frame_stamps). Returns the frames
     written."""
     written = 0
     position = 0  # video frame index of the next decoded frame
@@ -571,6 +481,16 @@ def _output_bytes(dst) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())
 
 
+def _check_layout(h: Header, label: str) -> None:
+    """A file this decoder handles: its /8 and /4 geometry, a frame size within MAX_SIDE."""
+    t = CODEC_TIMELINE
+    if (h.spatial_downsample, h.temporal_downsample) != (t.spatial, t.temporal):
+        raise CodecError(f"{label}: coded at /{h.spatial_downsample} in space and /{h.temporal_downsample} in time; "
+                         f"this decoder handles /{t.spatial} and /{t.temporal}")
+    if h.width > MAX_SIDE or h.height > MAX_SIDE:
+        raise CodecError(f"{label}: frame size {h.width}x{h.height} is beyond {MAX_SIDE} pixels per side")
+
+
 def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None = None, codec: str | None = None,
            crf: int = 12, preset: str = "medium", audio: bool = True, device: str = "cpu", precision: str = "fp32",
            progress: Progress | None = None, name: str | None = None, max_memory: int | None = None) -> Report:
@@ -592,7 +512,7 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         if timed:
             for _ in reader.frame_time_records():  # a damaged one fails now, not after minutes of decoding
                 pass
-        net, weights = _load_decoder(h.model_id, h.weights_hash.hex(), model, label, device, precision)
+        net, weights = load_decoder(h.model_id, h.weights_hash.hex(), model, label, device, precision)
         if net.cfg.latent_dim != h.latent_channels:
             raise CodecError(f"{label}: {h.latent_channels} latent channels, but the model has {net.cfg.latent_dim}")
         steps = h.sampling_steps or net.cfg.sample_steps
@@ -607,14 +527,6 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         source_audio = reader.audio_track
         whole = first == 0 and end == h.num_frames
         track = source_audio if audio and whole else None
-        facts = dict(color_range=h.color_range, color_space=h.color_space, color_primaries=h.color_primaries,
-                     color_trc=h.color_trc)
-        if timed:
-            facts["time_base"] = Fraction(h.time_base_num, h.time_base_den)
-        if h.display_matrix != spec.IDENTITY_MATRIX:
-            facts["display_matrix"] = h.display_matrix
-        if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
-            facts["sample_aspect"] = Fraction(h.sample_aspect_num, h.sample_aspect_den)
 
         def read(index: int) -> torch.Tensor:
             symbols = reader.read_chunk(index)
@@ -623,9 +535,9 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
         pieces = ((stream.timeline.frames_of_latents(h.chunk_start_frame(i), h.chunk_frames(i))[0],
                    functools.partial(read, i)) for i in range(reader.num_chunks))
         with open_sink(dst, h.width, h.height, fps=fps, codec=codec, crf=crf, preset=preset, audio=track,
-                       **facts) as out:
-            note = _facts_lost(h, timed, out, os.fspath(dst))
-            stamps = _frame_stamps(reader.frame_times(), first, end) if timed and out.keeps_frame_times else None
+                       **sink_facts(h, timed)) as out:
+            note = facts_lost(h, timed, out, os.fspath(dst))
+            stamps = frame_stamps(reader.frame_times(), first, end) if timed and out.keeps_frame_times else None
             if track is not None:
                 out.follow_audio(reader.audio_packets())  # pulled as far as the frames written, no further
             written = _decode_into(out, stream, pieces, first, end, h.height, h.width, device, progress, stamps)
@@ -647,8 +559,8 @@ def decode(src, dst: str | Path, *, frames: str | None = None, model: str | None
 def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, weights_sha256: str, width: int,
                    height: int, num_frames: int, fps: Fraction, frames: str | None = None, model: str | None = None,
                    codec: str | None = None, crf: int = 12, preset: str = "medium", device: str = "cpu",
-                   precision: str = "fp32", progress: Progress | None = None, label: str = "latents", inputs: tuple = (),
-                   max_memory: int | None = None) -> Report:
+                   precision: str = "fp32", progress: Progress | None = None, label: str = "latents",
+                   inputs: tuple = (), max_memory: int | None = None) -> Report:
     """Decode unquantized latents (T', L, h, w: latent frames first, as latent shards hold them) of a
     `width` x `height` clip of `num_frames` frames into a video, like decode() does a .cdt's (noise seed 0,
     the model's sampling steps). `model_id` and `weights_sha256` name the weights that made them; `inputs`
@@ -664,7 +576,7 @@ def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, wei
         raise CodecError(f"{label}: latents of shape {tuple(latents.shape)} do not fit {num_frames} frames of "
                          f"{width}x{height} ({expect[0]} latent frames of {expect[1]}x{expect[2]})")
     first, end = parse_frame_range(frames, num_frames)
-    net, _ = _load_decoder(model_id, weights_sha256, model, label, device, precision)
+    net, _ = load_decoder(model_id, weights_sha256, model, label, device, precision)
     if net.cfg.latent_dim != latents.shape[1]:
         raise CodecError(f"{label}: {latents.shape[1]} latent channels, but the model has {net.cfg.latent_dim}")
     check_memory(decode_bytes(net.cfg, timeline.coded_size(height), timeline.coded_size(width), net.cfg.sample_steps),
@@ -681,19 +593,3 @@ def decode_latents(latents: torch.Tensor, dst: str | Path, *, model_id: str, wei
             raise CodecError(f"{label}: decoded {written} frames, expected {end - first}")
     return Report(written, width, height, fps, _output_bytes(dst), time.time() - started, "none",
                   precision=_precision_of(net))
-
-
-def _facts_lost(h: Header, timed: bool, out, dst: str) -> str:
-    """One line on what of the file's media facts the output cannot hold ("" when it holds them all)."""
-    lost = []
-    if timed and not out.keeps_frame_times:
-        lost.append("frame times (variable frame rate: frames are written 1/fps apart)")
-    if not out.keeps_display:
-        if h.display_matrix != spec.IDENTITY_MATRIX:
-            lost.append(f"display matrix (rotation {h.rotation:g} degrees{', mirrored' if h.mirrored else ''})")
-        if (h.sample_aspect_num, h.sample_aspect_den) != (1, 1):
-            lost.append(f"sample aspect ratio {h.sample_aspect_num}:{h.sample_aspect_den}")
-    parts = [f"{dst}: this output holds no {', no '.join(lost)}; decode to .mp4 or .mkv to keep them"] if lost else []
-    if out.facts_lost:
-        parts.append(f"{dst}: not written: {'; '.join(out.facts_lost)}")
-    return "; ".join(parts)

@@ -15,7 +15,8 @@ is exactly what the second chunk would have done, so one step graph (with one se
 later chunk.
 
 Runtimes: ``ort_infer`` (ONNX Runtime, CPU) and ``openvino_infer`` (OpenVINO, CPU) turn a graph file into a
-function feeds -> outputs; ``RuntimeDecoder`` / ``RuntimeEncoder`` are the stream classes (stream.py) running such a pair.
+function feeds -> outputs; ``RuntimeDecoder`` / ``RuntimeEncoder`` are the stream classes (stream.py) running such a
+pair.
 ``quantize_int8`` makes an int8 (QDQ, per-channel weights) copy of a graph from calibration feeds.
 onnx, onnxruntime and openvino are optional: they are imported only by the functions that need them.
 """
@@ -371,8 +372,13 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: Sequ
     and on cdt-tiny adding ConvTranspose and MatMul (attention included) cost quality for no measurable speed.
     ``exclude``: node names left in fp32.
     """
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Feeds(CalibrationDataReader):

@@ -6,8 +6,8 @@ import dataclasses
 from fractions import Fraction
 
 from bitstream.frame_times import end_time
-from cdtcodec.codec import decoder_weights, named_errors, source_label, open_cdt
-from cdtcodec.entropy_choice import prior_for_decode
+from cdtcodec.codec_files import decoder_weights, named_errors, open_cdt, source_label
+from cdtcodec.rate.coder_choice import prior_for_decode
 from cdtcodec.timeline import CODEC_TIMELINE
 
 
@@ -15,11 +15,12 @@ def describe(path, label: str | None = None, verify: bool = False, model=None) -
     """Format version, header fields, display facts, frame times, byte accounting, rate (bpp, kbps) and the
     per-chunk table, as plain JSON-able data.
 
-    The byte counts add up: file_bytes = header_bytes + index_bytes + payload_bytes + framing_bytes
-    + audio_bytes + frame_times_bytes + other_bytes. `frame_times` is None for a file on its frame-rate grid,
-    else how many records and times it holds and when the last frame ends (which `duration_s` then is). `path` is a path or a seekable binary file. `verify` also reads every chunk
-    and audio packet through its CRC and entropy-decodes the chunks (no neural decode), raising on the first
-    bad one; otherwise only the header, index and trailer are checked.
+    The byte counts add up: file_bytes = header_bytes + index_bytes + payload_bytes + framing_bytes + audio_bytes
+    + frame_times_bytes + other_bytes. `frame_times` is None for a file on its frame-rate grid, else how many
+    records and times it holds and when the last frame ends (which `duration_s` then is). `path` is a path or a
+    seekable binary file. `verify` also reads every chunk and audio packet through its CRC and entropy-decodes the
+    chunks (no neural decode), raising on the first bad one; otherwise only the header, index and trailer are
+    checked.
     """
     label = label or source_label(path)
     with open_cdt(path, label) as reader, named_errors(label):

@@ -6,7 +6,6 @@ Tensors are (B, 3, T, H, W) or (N, 3, H, W) in [-1, 1]; arrays are uint8 RGB (T,
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +42,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     in [0, 1], averaged over channels and valid pixels; returns (N,)."""
     c = x.shape[1]
     window = _gaussian_window().to(x)[None, None].expand(c, 1, -1, -1)
-    blur = lambda t: F.conv2d(t, window, groups=c)
+    def blur(t):
+        return F.conv2d(t, window, groups=c)
     mx, my = blur(x), blur(y)
     sxx = blur(x * x) - mx * mx
     syy = blur(y * y) - my * my
@@ -81,8 +81,10 @@ def clip_quality(src: np.ndarray, dec: np.ndarray, lpips) -> ClipQuality:
     mse = (diff**2).mean(axis=(1, 2, 3))
     mse_y = ((rgb_to_luma(src) - rgb_to_luma(dec)) ** 2).mean(axis=(1, 2))
     # float32: 25x faster than float64 on CPU, and within 1e-6 of it (SSIM is in [-1, 1])
-    to01 = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255.0
-    to11 = lambda a: from_uint8(a).transpose(0, 1)
+    def to01(a):
+        return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255.0
+    def to11(a):
+        return from_uint8(a).transpose(0, 1)
     ssims, lp = [], []
     with torch.no_grad():
         for i in range(0, len(src), 8):

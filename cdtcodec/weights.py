@@ -115,7 +115,8 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     except WeightsError:
         raise
     except Exception as e:  # safetensors/pickle errors vary by version; report them as one line
-        raise WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        raise WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {first_line})") from None
     # A fresh, aligned fp32 copy: mmap-backed tensors change CPU GEMM rounding (and fp16 files are upcast).
     return {k: v.to(torch.float32).clone() for k, v in tensors.items()}
 

@@ -101,7 +101,8 @@ def row(name: str, tot: dict, src: float = float("nan")) -> str:
     return (f"{name:<26} {src:7.4f} {tot['empir'] / n:7.4f} {tot['model'] / n:7.4f} {bps(tot['range']):7.4f} "
             f"{100 * gap:6.3f}% {bps(tot['zstd']):7.4f} {100 * (1 - tot['range'] / tot['zstd']):6.2f}%  "
             f"side {bps(tot['side']):.4f} esc {bps(tot['esc']):.4f}  "
-            f"enc {1e3 * tot['t_enc'] / max(1, n / 16384):.1f} ms/chunk dec {1e3 * tot['t_dec'] / max(1, n / 16384):.1f}")
+            f"enc {1e3 * tot['t_enc'] / max(1, n / 16384):.1f} ms/chunk "
+            f"dec {1e3 * tot['t_dec'] / max(1, n / 16384):.1f}")
 
 
 HEAD = (f"{'data':<26} {'source':>7} {'empir':>7} {'model':>7} {'range':>7} {'gap':>7} {'zstd':>7} {'saving':>7}")

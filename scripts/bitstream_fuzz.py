@@ -7,8 +7,8 @@ Mutants of small generated files (both coders, with and without audio, several c
 any --files given: bit flips, insertions, deletions, truncations (random and at every record
 boundary), and "deep" mutants with all checksums recomputed so the parsers and entropy decoders
 see hostile content, and crafted headers (valid checksums, extreme values: billions of sampling steps,
-the largest sizes and frame counts, extreme rationals). Each must decode or raise a BitstreamError. The address space is capped
-(--max-memory-mb) so an absurd allocation fails loudly instead of swapping; any other exception,
+the largest sizes and frame counts, extreme rationals). Each must decode or raise a BitstreamError. The address
+space is capped (--max-memory-mb) so an absurd allocation fails loudly instead of swapping; any other exception,
 or a case slower than --time-limit seconds, stops the run with the mutant saved for replay.
 """
 

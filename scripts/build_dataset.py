@@ -154,7 +154,7 @@ class Clip:
     # (split, start_s, end_s or None[, kind]); None = to the end. The optional kind overrides the clip's.
     ranges: tuple[tuple, ...] = (("train", 0.0, None),)
     note: str = ""
-    kind: str = "camera"                      # what the footage is: camera | animation | credits | photo | screen | text
+    kind: str = "camera"  # what the footage is: camera | animation | credits | photo | screen | text
     motion_seed: int | None = None            # photo clips: seed of the synthetic camera path (None: not a photo)
     text_seed: int | None = None              # text clips: seed of the rendered shots (member: the font file)
     licence: str = ""                         # the file's own licence where the package's varies per file

@@ -7,8 +7,8 @@ evenly between the kinds of the validation split) and overall. With --quality an
 (<stem>.prior.safetensors), also the rate the prior estimates for those symbols (bits per pixel; the coder's
 files add their header and the range coder's few bytes).
 
-    python scripts/evaluate_weights.py weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17] [--count 16] [--quality Q]
-        [--precision fp32] [--decode-precisions fp32 bf16]
+    python scripts/evaluate_weights.py weights/cdt-tiny.safetensors [--data data] [--size 256] [--frames 17]
+        [--count 16] [--quality Q] [--precision fp32] [--decode-precisions fp32 bf16]
 
 --decode-precisions fp32 bf16 decodes the same latents both ways: what bf16 costs in quality.
 """
@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 
 from bitstream.prior import load_prior
-from cdtcodec.entropy_choice import prior_path
-from cdtcodec.entropy_model import from_integer, rate_bits
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr, ssim
 from cdtcodec.precision import dtype_of
-from cdtcodec.quantize import QUALITY_STEPS, roundtrip, scale_for
+from cdtcodec.rate.coder_choice import prior_path
+from cdtcodec.rate.prior_twin import from_integer, rate_bits
+from cdtcodec.rate.quantize import QUALITY_STEPS, roundtrip, scale_for
 from cdtcodec.stream import StreamDecoder, StreamEncoder
 from cdtcodec.train.data import validation_set
 from cdtcodec.weights import load_model, weights_path
@@ -76,7 +76,8 @@ def main() -> None:
             latent = roundtrip(latent[0], step).unsqueeze(0)
         for p, decoder in decoders.items():
             out = torch.cat(StreamDecoder(decoder, seed=0).push(latent), dim=2).clamp(-1, 1)
-            frames = lambda v: v[0].transpose(0, 1)  # (T, 3, H, W)
+            def frames(v):
+                return v[0].transpose(0, 1)  # (T, 3, H, W)
             with torch.no_grad():
                 row = {"clip": i, "kind": clip.kind, "file": Path(clip.path).name, "start": clip.start,
                        "psnr": psnr(out, video),
@@ -89,7 +90,8 @@ def main() -> None:
             print(f"clip {i} ({clip.kind}, {row['file']} @{clip.start}), {p} decode: PSNR {row['psnr']:.2f} dB  "
                   f"SSIM {row['ssim']:.4f}  LPIPS {row['lpips']:.4f}{rate}", flush=True)
     keys = ("psnr", "ssim", "lpips") + (("bpp",) if prior is not None else ())
-    average = lambda rs: {k: sum(r[k] for r in rs) / len(rs) for k in keys}
+    def average(rs):
+        return {k: sum(r[k] for r in rs) / len(rs) for k in keys}
     at = "unquantized" if args.quality is None else f"at quality {args.quality}"
     results = {}
     for p, rs in rows.items():

@@ -1,6 +1,6 @@
 """Fit a model's quality scale: a global step and a per-channel gain vector per quality level, by rate-distortion
 measurement on training clips (the encoder and decoder frozen), written beside the weights as
-`<stem>.quality.safetensors` (cdtcodec/quantize.py reads it).
+`<stem>.quality.safetensors` (cdtcodec/rate/quantize.py reads it).
 
 Method (gain vectors: Cui et al., "Asymmetric Gained Deep Image Compression with Continuous Rate Adaptation",
 CVPR 2021; the allocation is classic high-rate bit allocation):
@@ -39,10 +39,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bitstream.prior import load_prior  # noqa: E402
-from cdtcodec.entropy_choice import prior_path  # noqa: E402
-from cdtcodec.entropy_model import from_integer  # noqa: E402
 from cdtcodec.metrics import psnr  # noqa: E402
-from cdtcodec.quantize import QUALITIES, QUALITY_STEPS, QualityScale, save_scale, scale_path  # noqa: E402
+from cdtcodec.rate.coder_choice import prior_path  # noqa: E402
+from cdtcodec.rate.prior_twin import from_integer  # noqa: E402
+from cdtcodec.rate.quantize import QUALITIES, QUALITY_STEPS, QualityScale, save_scale, scale_path  # noqa: E402
 from cdtcodec.stream import StreamDecoder, StreamEncoder  # noqa: E402
 from cdtcodec.train.config import TrainConfig  # noqa: E402
 from cdtcodec.train.data import ClipDataset  # noqa: E402
@@ -184,7 +184,7 @@ def main() -> None:
 
 def replace_levels(args) -> None:
     """The levels re-placed between --q1-step and --q8-step with an earlier run's importance and alphas."""
-    from cdtcodec.quantize import sha256_of
+    from cdtcodec.rate.quantize import sha256_of
 
     if not args.q1_step:
         raise SystemExit("error: --from-json needs --q1-step")

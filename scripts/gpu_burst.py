@@ -89,10 +89,12 @@ def prepare(args) -> None:
     (out / "train").mkdir(parents=True)
     segments = [s for s in list_segments(args.data, "train") if min(s.width, s.height) >= args.min_side]
     by_kind = {k: [s for s in segments if s.kind == k] for k in sorted({s.kind for s in segments})}
-    rank = lambda k: KINDS_ORDER.index(k) if k in KINDS_ORDER else len(KINDS_ORDER)
+    def rank(k):
+        return KINDS_ORDER.index(k) if k in KINDS_ORDER else len(KINDS_ORDER)
     # Round-robin over kinds until the byte budget is spent; within a kind a low-discrepancy order (golden
     # ratio steps), so a few picks already spread over the whole film rather than its first minutes.
-    spread = lambda v: [v[i] for i in np.argsort((np.arange(len(v)) * 0.6180339887) % 1.0, kind="stable")]
+    def spread(v):
+        return [v[i] for i in np.argsort((np.arange(len(v)) * 0.6180339887) % 1.0, kind="stable")]
     queues = {k: spread(v) for k, v in by_kind.items()}
     budget, used, picked = _segment_budget(args), 0, []
     while any(queues.values()) and used < budget:

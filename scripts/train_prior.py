@@ -17,10 +17,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bitstream.prior import FAMILY_GAUSS, FAMILY_LAPLACE, PriorArch, save_prior  # noqa: E402
-from cdtcodec.entropy_model import to_integer  # noqa: E402
-from cdtcodec.prior_train import PriorTrainConfig, cache_latents, float_bits, load_latents, train_prior  # noqa: E402
-from cdtcodec.quantize import QUALITY_STEPS  # noqa: E402
+from bitstream.prior import PriorArch, save_prior  # noqa: E402
+from bitstream.prior_tables import FAMILY_GAUSS, FAMILY_LAPLACE  # noqa: E402
+from cdtcodec.rate.prior_train import PriorTrainConfig, cache_latents, float_bits, load_latents, train_prior  # noqa: E402
+from cdtcodec.rate.prior_twin import to_integer  # noqa: E402
+from cdtcodec.rate.quantize import QUALITY_STEPS  # noqa: E402
 
 
 def main(argv=None) -> None:

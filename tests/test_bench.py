@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from cdtcodec import bench
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
+from cdtcodec.media import open_video
 from cdtcodec.metrics import ClipQuality
 from cdtcodec.model import CDT
-from cdtcodec.media import open_video
 from cdtcodec.weights import save_model
 
 ANCHOR = [(0.1, 30.0), (0.2, 33.0), (0.4, 36.0), (0.8, 39.0)]
@@ -211,7 +211,7 @@ def test_the_range_coder_curve_is_the_same_frames_in_other_bytes(tmp_path):
     coder's BD-rate. A toy model with an (untrained) prior beside it: cdt writes format 2, cdt-range format 1, and
     the decoded frames, the same symbols, score the same."""
     from bitstream.prior import PriorArch, save_prior
-    from cdtcodec.entropy_model import ConditionalPrior, to_integer
+    from cdtcodec.rate.prior_twin import ConditionalPrior, to_integer
 
     clip = tmp_path / "moving.mp4"
     _moving_clip(clip)
@@ -349,7 +349,8 @@ def test_report_shows_each_clip_at_matched_rates(two_clip_run):
         x, y, side = json.loads(row).values()
         assert side == 16 and [f["data-role"] for f in crops] == ["source", "chosen", "matched", "matched"]
         err = ((tiles["source"].astype(int) - tiles["cdtquality 6"].astype(int)) ** 2).sum(-1)
-        window = lambda i, j: err[i:i + side, j:j + side].sum()
+        def window(i, j):
+            return err[i:i + side, j:j + side].sum()
         assert window(y, x) == max(window(i, j) for i in range(33 - side) for j in range(33 - side))
         for f in crops:
             key = "source" if f["data-role"] == "source" else f["data-curve"] + f["data-setting"]

@@ -10,8 +10,17 @@ import zlib
 import numpy as np
 import pytest
 
-from bitstream import (AudioPacket, AudioTrack, BitstreamError, CdtReader, CdtWriter, ChecksumMismatch,
-                       CorruptRecord, Truncated, UnsupportedFeature, spec)
+from bitstream import (
+    AudioPacket,
+    AudioTrack,
+    BitstreamError,
+    CdtReader,
+    CdtWriter,
+    ChecksumMismatch,
+    Truncated,
+    UnsupportedFeature,
+    spec,
+)
 from bitstream.fuzz import layout, sample_file, sample_header
 
 TRACK = AudioTrack("opus", 48000, 2, "stereo", 1, 48000, 96000, b"OpusHead\x01\x02")

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bitstream import ENTROPY_CODERS, DEFAULT_CODER, BitstreamError, measure, best_coder, spec
-from bitstream.entropy import RangeCoder, ZstdCoder, model_table, _varint_decode, _varint_encode
+from bitstream import DEFAULT_CODER, ENTROPY_CODERS, BitstreamError, best_coder, measure, spec
+from bitstream.entropy import RangeCoder, ZstdCoder, _varint_decode, _varint_encode, model_table
 
 CODERS = [RangeCoder(), ZstdCoder(level=3)]
 I32 = st.integers(spec.SYMBOL_MIN, spec.SYMBOL_MAX)

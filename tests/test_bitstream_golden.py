@@ -16,12 +16,11 @@ Existing files are never overwritten.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import replace
 from pathlib import Path
-
-import math
 
 import numpy as np
 import pytest

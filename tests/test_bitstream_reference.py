@@ -254,7 +254,8 @@ def decode_prior_chunk(payload, is_reset, shape, steps, history, prior):
         return np.clip((v.astype(np.int64) * sq + (1 << (15 - A))) >> (16 - A), -(1 << 20), 1 << 20).transpose(1, 2, 0)
 
     def lay(name, x, relu, extra=0):
-        return layer(x, Wt[name + ".weight"], Wt[name + ".bias"] + extra, 3 if name in ("trunk1", "trunk2", "context1") else 1, B, relu)
+        kernel = 3 if name in ("trunk1", "trunk2", "context1") else 1
+        return layer(x, Wt[name + ".weight"], Wt[name + ".bias"] + extra, kernel, B, relu)
 
     out = np.zeros(shape, dtype=np.int64)
     hist = [] if is_reset else list(history)[-P:]
@@ -469,8 +470,9 @@ def test_reference_decoder_reads_fresh_media_facts():
 
 @pytest.mark.parametrize("coder", ["range", "zstd"])
 def test_reference_decoder_reads_fresh_files(coder):
-    from bitstream import CdtReader, fuzz
     import io
+
+    from bitstream import CdtReader, fuzz
 
     for seed in range(3):
         data = fuzz.sample_file(coder, seed=seed, latent_frames=4, coded_frames=13, num_frames=12,

@@ -28,9 +28,9 @@ from bitstream import CdtReader
 from cdtcodec import codec as codec_module
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
+from cdtcodec.media import open_video
 from cdtcodec.model import CDT
 from cdtcodec.timeline import Timeline
-from cdtcodec.media import open_video
 from cdtcodec.weights import save_model
 
 FPS = Fraction(30000, 1001)

@@ -21,17 +21,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from test_cli import REAL_CLIP, SCRIPT, make_clip, read_pngs, script_env
 from test_reliability import _finish, _spawn, _until
+from typer.testing import CliRunner
+
 from bitstream import CdtReader
 from cdtcodec import codec
 from cdtcodec.cli import app
 from cdtcodec.corpus import ShardError, discover, read_entry, read_shards
 from cdtcodec.corpus.summary import read_summary
 from cdtcodec.limits import MemoryLimitExceeded, check_memory
-from cdtcodec.quantize import DEFAULT_QUALITY, dequantize, step_for_quality
+from cdtcodec.rate.quantize import DEFAULT_QUALITY, dequantize, step_for_quality
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)
 

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from test_cli import read_pngs
 from test_corpus import CLIPS, GOOD, error_lines, make_corpus, script, temporaries
+
 from cdtcodec import codec
 from cdtcodec.corpus.summary import read_summary
 

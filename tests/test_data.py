@@ -264,7 +264,8 @@ def test_apt_config_is_self_contained(build, tmp_path):
 
     root = tmp_path / "apt" / "sid"
     conf = build.apt_config(root, "sid", "http://cache.example/debian", "/k/archive.gpg")
-    assert (root / "sources.list").read_text() == "deb [signed-by=/k/archive.gpg] http://cache.example/debian sid main\n"
+    expected = "deb [signed-by=/k/archive.gpg] http://cache.example/debian sid main\n"
+    assert (root / "sources.list").read_text() == expected
     for d in ("lists/partial", "archives/partial", "sources.list.d"):
         assert (root / d).is_dir()
     assert (root / "status").read_text() == ""

@@ -11,7 +11,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from rich.console import Console
 
@@ -39,7 +38,8 @@ def test_demo_metrics_equal_bench(tmp_path):
     torch.manual_seed(0)
     toy = tmp_path / "toy.safetensors"
     save_model(CDT(CDTConfig(context_dim=8, unet_dim=4)), toy, "toy")
-    demo = run_demo(clip, tmp_path / "recon.mp4", model=str(toy), quality=3, console=Console(file=open(os.devnull, "w")))
+    demo = run_demo(clip, tmp_path / "recon.mp4", model=str(toy), quality=3,
+                    console=Console(file=open(os.devnull, "w")))
     cfg = bench.make_config([str(clip)], codecs="cdt", qualities="3", size=32, frames=5, out=tmp_path / "bench",
                             model=str(toy))
     (run,) = bench.run(cfg, console=Console(file=open(os.devnull, "w"))).runs
@@ -53,8 +53,9 @@ def test_demo_metrics_equal_bench(tmp_path):
 
 def test_plain_install_runs_the_demo_from_elsewhere(tmp_path):
     """`pip install .` (not -e) into a fresh venv, then `cdtcodec demo` from an unrelated directory: the shipped
-    weights (weights/, installed as the package cdtcodec_weights) and the sample clip must come with it. The venv borrows this environment's installed
-    dependencies (a .pth line), so nothing is downloaded and torch is never reinstalled."""
+    weights (weights/, installed as the package cdtcodec_weights) and the sample clip must come with it. The venv
+    borrows this environment's installed dependencies (a .pth line), so nothing is downloaded and torch is never
+    reinstalled."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):

@@ -7,8 +7,7 @@ pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from cdtcodec.config import CDTConfig  # noqa: E402
-from cdtcodec.export import (RuntimeDecoder, RuntimeEncoder, export_decoder, export_encoder,  # noqa: E402
-                             ort_infer)
+from cdtcodec.export import RuntimeDecoder, RuntimeEncoder, export_decoder, export_encoder, ort_infer  # noqa: E402
 from cdtcodec.model import CDT  # noqa: E402
 from cdtcodec.stream import StreamDecoder, StreamEncoder  # noqa: E402
 

@@ -10,8 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from cdtcodec.model import layers
-from cdtcodec.model.layers import (AttentionBlock, Block, ChannelNorm, TimeDownsample, TimeUpsample, _pad_time_space,
-                                   conv3d)
+from cdtcodec.model.layers import (
+    AttentionBlock,
+    Block,
+    ChannelNorm,
+    TimeDownsample,
+    TimeUpsample,
+    _pad_time_space,
+    conv3d,
+)
 
 TOL = 1e-5
 CL = torch.channels_last_3d

@@ -16,8 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from test_cli import invoke, make_clip, mux_tone, pattern, script
+
 from bitstream import CdtReader, spec
 from cdtcodec import codec
 from cdtcodec.media import open_sink
@@ -173,7 +173,8 @@ def test_the_progress_bar_closes_at_the_true_count(work, source, toy):
     """The frame count of a VFR mkv is estimated as duration x declared fps (1.3 s x 25 = 33, not 17); the
     bar must not stop at 17/33 as if the encode had been cut short."""
     calls = []
-    codec.encode(source, work / "progress.cdt", model=str(toy), progress=lambda done, total: calls.append((done, total)))
+    codec.encode(source, work / "progress.cdt", model=str(toy),
+                 progress=lambda done, total: calls.append((done, total)))
     assert calls[0][1] not in (None, len(SOURCE_MS))  # the estimate really was off
     assert calls[-1] == (len(SOURCE_MS), len(SOURCE_MS))
 
@@ -181,7 +182,7 @@ def test_the_progress_bar_closes_at_the_true_count(work, source, toy):
 def test_rate_control_counts_the_frame_times_records(work, source, toy):
     """The sizes the step search sees include the FRAME_TIMES records (and the audio): the trial at the chosen
     step is the file's exact size."""
-    from cdtcodec.rate_control import RateTarget
+    from cdtcodec.rate.control import RateTarget
 
     trials = []
     out = work / "vfr_target.cdt"

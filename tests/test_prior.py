@@ -1,7 +1,5 @@
-"""The conditional prior coder (bitstream/prior.py) and its torch twin (cdtcodec/entropy_model.py)."""
+"""The conditional prior coder (bitstream/prior.py) and its torch twin (cdtcodec/rate/prior_twin.py)."""
 
-import hashlib
-import json
 import math
 import os
 import subprocess
@@ -13,11 +11,21 @@ import pytest
 import torch
 
 from bitstream import BitstreamError
-from bitstream.prior import (
-    FAMILY_GAUSS, FAMILY_LAPLACE, MEAN_OFFSETS, SCALES, PriorArch, PriorCoder, frequency_table, load_prior, log2_fixed, save_prior, step_fixed, steps_fixed, table_ids, table_scale,
-    condition_log2_step,
+from bitstream.prior import PriorArch, PriorCoder, load_prior, save_prior
+from bitstream.prior_net import condition_log2_step
+from bitstream.prior_tables import (
+    FAMILY_GAUSS,
+    FAMILY_LAPLACE,
+    MEAN_OFFSETS,
+    SCALES,
+    frequency_table,
+    log2_fixed,
+    step_fixed,
+    steps_fixed,
+    table_ids,
+    table_scale,
 )
-from cdtcodec.entropy_model import ConditionalPrior, from_integer, rate_bits, to_integer
+from cdtcodec.rate.prior_twin import ConditionalPrior, from_integer, rate_bits, to_integer
 from cdtcodec.weights import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +44,8 @@ def _symbols(shape, scale=3.0, seed=0):
     return np.round(rng.standard_normal(shape) * scale).astype(np.int64)
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"prev{a.prev_frames}-cb{int(a.checkerboard)}-g{a.channel_groups}-fam{a.family}")
+@pytest.mark.parametrize("arch", ARCHS,
+                         ids=lambda a: f"prev{a.prev_frames}-cb{int(a.checkerboard)}-g{a.channel_groups}-fam{a.family}")
 def test_round_trip_with_context_and_escapes(arch):
     coder = PriorCoder(_random_weights(arch))
     x = _symbols((16, 2, 8, 12))
@@ -136,8 +145,9 @@ def test_rate_bits_is_differentiable():
 
 _CHILD = """
 import hashlib, sys, numpy as np, torch
-from bitstream.prior import PriorArch, PriorCoder, frequency_table, load_prior
-from cdtcodec.entropy_model import ConditionalPrior, to_integer
+from bitstream.prior import PriorArch, PriorCoder, load_prior
+from bitstream.prior_tables import frequency_table
+from cdtcodec.rate.prior_twin import ConditionalPrior, to_integer
 torch.manual_seed(0)
 weights = load_prior(sys.argv[1]) if sys.argv[1] != "-" else to_integer(ConditionalPrior(PriorArch(channel_groups=4)))
 coder = PriorCoder(weights)

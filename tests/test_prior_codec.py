@@ -21,13 +21,14 @@ from bitstream.prior import save_prior
 from cdtcodec import codec
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
-from cdtcodec.entropy_choice import prior_path
 from cdtcodec.model import CDT
+from cdtcodec.rate.coder_choice import prior_path
 from cdtcodec.weights import WEIGHTS_DIR, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_PRIOR = WEIGHTS_DIR / "cdt-tiny.prior.safetensors"
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped prior")]
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped prior")]
 
 
 
@@ -105,7 +106,8 @@ def test_default_is_the_prior_and_decodes_like_range(work, clip, models):
 
 def test_without_a_prior_the_default_falls_back_to_range_with_a_note(work, clip, models):
     _, bare = models
-    result = CliRunner().invoke(app, ["encode", str(clip), "-o", str(work / "bare.cdt"), "--model", str(bare), "--json"])
+    result = CliRunner().invoke(app, ["encode", str(clip), "-o", str(work / "bare.cdt"), "--model", str(bare),
+                                      "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["entropy"] == "range" and "has no prior weights (toy.prior.safetensors)" in report["note"]
@@ -142,7 +144,7 @@ import numpy as np, torch
 torch.set_num_threads(int(sys.argv[2]))
 from bitstream import CdtReader
 from cdtcodec import codec
-from cdtcodec.entropy_choice import prior_path
+from cdtcodec.rate.coder_choice import prior_path
 mode, threads, model, clip, out = sys.argv[1:6]
 def digest(path, prior=None):
     h = hashlib.sha256()

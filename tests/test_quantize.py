@@ -1,4 +1,4 @@
-"""The quality scale (cdtcodec/quantize.py): per-channel steps, gain vectors and their file."""
+"""The quality scale (cdtcodec/rate/quantize.py): per-channel steps, gain vectors and their file."""
 
 from __future__ import annotations
 
@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from cdtcodec.quantize import (DEFAULT_SCALE, QUALITY_STEPS, QualityScale, QualityScaleError, dequantize,
-                               load_scale, quantize, save_scale, scale_for, scale_path)
+from cdtcodec.rate.quantize import (
+    DEFAULT_SCALE,
+    QUALITY_STEPS,
+    QualityScale,
+    QualityScaleError,
+    dequantize,
+    load_scale,
+    quantize,
+    save_scale,
+    scale_for,
+    scale_path,
+)
 
 
 def _gains(c: int = 16, spread: float = 1.0, seed: int = 0) -> tuple[tuple[float, ...], ...]:

@@ -12,21 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_cli import mux_tone
 from typer.testing import CliRunner
 
-from test_cli import mux_tone
-from bitstream import CdtReader, CdtWriter
+from bitstream import CdtReader
 from bitstream.chunk_coding import chunk_coder
-from cdtcodec import codec, rate_control
+from cdtcodec import codec
 from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
-from cdtcodec.entropy_choice import prior_path
 from cdtcodec.model import CDT
-from cdtcodec.rate_control import FileSizer, LatentSpool, RateTarget, search
+from cdtcodec.rate import control as rate_control
+from cdtcodec.rate.coder_choice import prior_path
+from cdtcodec.rate.control import FileSizer, LatentSpool, RateTarget, search
 from cdtcodec.weights import WEIGHTS_DIR, save_model
 
 SHIPPED_PRIOR = WEIGHTS_DIR / "cdt-tiny.prior.safetensors"
-pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped prior")]
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not SHIPPED_PRIOR.is_file(), reason="no shipped prior")]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,8 @@ def _rate(report, target: RateTarget) -> float:
 # the search on its own
 
 def test_search_meets_targets_of_a_power_law_in_few_trials():
-    size = lambda s: 400 + 50_000 * s ** -0.9  # bytes: a fixed part and a payload falling with the step
+    def size(s):
+        return 400 + 50_000 * s ** -0.9  # bytes: a fixed part and a payload falling with the step
     for target in (1_000.0, 20_000.0, 3e6):
         found = search(size, target, 0.5, whole=True, chunks=1)
         assert found.reached and abs(size(found.best.step) / target - 1) <= rate_control.TOLERANCE
@@ -100,7 +103,8 @@ def test_search_meets_targets_of_a_power_law_in_few_trials():
 
 
 def test_search_reports_targets_beyond_the_step_range():
-    size = lambda s: 400 + 50_000 * min(s, 64.0) ** -0.9  # stops falling at step 64 (every symbol zero)
+    def size(s):
+        return 400 + 50_000 * min(s, 64.0) ** -0.9  # stops falling at step 64 (every symbol zero)
     low = search(size, 100.0, 0.5, whole=True, chunks=1)
     assert (low.reached, low.beyond) == (False, "below") and low.best.bytes == pytest.approx(size(64.0))
     high = search(size, 1e12, 0.5, whole=True, chunks=1)
@@ -109,7 +113,8 @@ def test_search_reports_targets_beyond_the_step_range():
 
 
 def test_search_takes_the_nearer_side_of_a_jump():
-    size = lambda s: 2_000.0 if s < 1.0 else 1_000.0  # nothing in between: 1,500 cannot be met within 2%
+    def size(s):
+        return 2_000.0 if s < 1.0 else 1_000.0  # nothing in between: 1,500 cannot be met within 2%
     found = search(size, 1_500.0, 0.3, whole=True, chunks=1)
     assert not found.reached and found.beyond == "" and found.best.bytes in (1_000.0, 2_000.0)
     assert len(found.trials) < rate_control.MAX_TRIALS
@@ -129,9 +134,9 @@ def test_targets_name_their_option():
 
 def test_a_chunk_coded_alone_equals_the_one_written_in_order(work):
     """chunk_coding's payload(i, symbols, before) is what encode(i, symbols) writes, resets included."""
-    from bitstream.prior import load_prior
-
     from test_bitstream_golden import golden_header, golden_symbols
+
+    from bitstream.prior import load_prior
 
     for coder_name in ("prior", "range"):
         h = golden_header(coder_name, load_prior(SHIPPED_PRIOR).sha256 if coder_name == "prior" else None)
@@ -158,11 +163,11 @@ def test_file_sizer_gives_the_size_of_the_file_written(work, clip, toy):
     ref = codec.encode(clip, work / "ref.cdt", model=str(toy), step=0.5)
     with CdtReader(work / "ref.cdt") as r:
         header = r.header
+    from bitstream.prior import load_prior
+    from cdtcodec.media import open_video
     from cdtcodec.stream import StreamEncoder
     from cdtcodec.timeline import Timeline
     from cdtcodec.weights import load_model
-    from bitstream.prior import load_prior
-    from cdtcodec.media import open_video
 
     net, _, _ = load_model(str(toy))
     timeline = Timeline.of(net.cfg)
@@ -305,7 +310,7 @@ def test_cli_target_options(work, clip, toy):
 @pytest.fixture(scope="module")
 def toy_gains(work, toy) -> Path:
     """The toy weights again, with the shipped prior and a fitted-like quality scale (gain vectors) beside them."""
-    from cdtcodec.quantize import QualityScale, save_scale, scale_path, sha256_of
+    from cdtcodec.rate.quantize import QualityScale, save_scale, scale_path, sha256_of
 
     path = work / "toy_gains.safetensors"
     shutil.copy(toy, path)
@@ -321,7 +326,7 @@ def toy_gains(work, toy) -> Path:
 
 
 def test_quality_levels_write_the_scales_steps(work, clip, toy_gains):
-    from cdtcodec.quantize import load_scale, scale_path
+    from cdtcodec.rate.quantize import load_scale, scale_path
 
     scale = load_scale(scale_path(toy_gains))
     out = work / "gains_q3.cdt"
@@ -342,7 +347,7 @@ def test_quality_levels_write_the_scales_steps(work, clip, toy_gains):
 @pytest.mark.parametrize("name,target", [("64x64x13", RateTarget("kbps", 60.0)), ("48x40x9", RateTarget("kbps", 20.0)),
                                          ("80x48x5", RateTarget("bpp", 0.5))])
 def test_encode_with_gains_meets_the_target_within_5_percent(work, clips, toy_gains, name, target):
-    from cdtcodec.quantize import load_scale, scale_path
+    from cdtcodec.rate.quantize import load_scale, scale_path
 
     scale = load_scale(scale_path(toy_gains))
     trials = []

@@ -17,20 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from PIL import Image
 from test_cli import REAL_CLIP, make_clip, pattern, script
+
 from bitstream import CdtReader, CdtWriter, fuzz, spec
-from cdtcodec.config import CDTConfig, get_config
+from cdtcodec.config import get_config
 from cdtcodec.limits import MemoryLimitExceeded, check_memory, decode_bytes, encode_bytes, parse_size
-from cdtcodec.model import CDT
 from cdtcodec.media import read_png_frames
-from cdtcodec.quantize import quantize
-from cdtcodec.overwrite import Overwrite, OutputRefused, confirm_output, refuse_inputs
-from cdtcodec.entropy_choice import prior_path
-from cdtcodec.weights import save_model, shipped_weights
-
-
+from cdtcodec.overwrite import OutputRefused, Overwrite, confirm_output, refuse_inputs
+from cdtcodec.rate.coder_choice import prior_path
+from cdtcodec.rate.quantize import quantize
+from cdtcodec.weights import shipped_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)
 
@@ -455,7 +452,7 @@ def test_a_signal_while_the_writer_is_built_leaves_nothing(tmp_path, monkeypatch
 
 def test_library_errors_name_parameters_and_the_cli_names_options(tmp_path, clip, toy):
     from cdtcodec.cli import OPTIONS
-    from cdtcodec.entropy_choice import BadEntropy, plan_encode
+    from cdtcodec.rate.coder_choice import BadEntropy, plan_encode
 
     with pytest.raises(MemoryLimitExceeded) as caught:
         check_memory(2 << 30, "decoding x", explicit=1 << 30)

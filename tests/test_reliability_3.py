@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import threading
@@ -16,17 +15,15 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
-
 from test_cli import REAL_CLIP, SCRIPT, make_clip, read_video, script, script_env
 from test_reliability import _finish, _spawn, _until, one_error_line
+
 from bitstream import CdtReader
 from bitstream.atomic import AtomicOutput, only_new, remove_stale
 from cdtcodec import codec
 from cdtcodec.corpus.inputs import InputError, discover
-from cdtcodec.entropy_choice import prior_path
+from cdtcodec.rate.coder_choice import prior_path
 from cdtcodec.weights import shipped_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # toy models: one thread (conftest)
@@ -436,7 +433,8 @@ def test_every_stale_temporary_in_the_outputs_folder_goes(tmp_path, monkeypatch)
 
 def test_a_run_removes_other_outputs_stale_temporaries(tmp_path, clip, toy):
     dead = _dead_pid()
-    left = [tmp_path / f".other.cdt.cdtcodec-{dead}-0123abcd.part", tmp_path / f".c.mkv.cdtcodec-{dead}-0123abcd.part.mkv"]
+    left = [tmp_path / f".other.cdt.cdtcodec-{dead}-0123abcd.part",
+            tmp_path / f".c.mkv.cdtcodec-{dead}-0123abcd.part.mkv"]
     for path in left:
         path.write_bytes(b"half")
     live = tmp_path / ".busy.cdt.cdtcodec-1-0123abcd.part"  # pid 1 lives

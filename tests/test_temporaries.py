@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_cli import REPO, script
 from typer.testing import CliRunner
 
-from test_cli import REPO, script
 from cdtcodec.cli import app
 from cdtcodec.temporaries import clean, find
 

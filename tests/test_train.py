@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from cdtcodec.cli import app
 from cdtcodec.config import CDTConfig
 from cdtcodec.model import CDT
 from cdtcodec.train.loop import TrainConfig, Trainer
-from cdtcodec.train.run import make_batches, run_training
+from cdtcodec.train.run import make_batches
 from cdtcodec.weights import load_model, save_model
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -178,7 +177,7 @@ def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path, group)
 
 
 def test_rate_term_adds_the_priors_bits_and_reaches_the_encoder():
-    from cdtcodec.entropy_model import ConditionalPrior
+    from cdtcodec.rate.prior_twin import ConditionalPrior
     from cdtcodec.train.losses import LossWeights, Objective
 
     torch.manual_seed(0)
@@ -222,7 +221,8 @@ def test_quantized_share_decodes_the_rounded_mean_with_a_straight_through_gradie
     video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
     with torch.no_grad():
         mean, _ = split_moments(model.moments(video))
-    on_grid = lambda z, step: torch.allclose(z, torch.round(mean / step) * step, atol=1e-6)
+    def on_grid(z, step):
+        return torch.allclose(z, torch.round(mean / step) * step, atol=1e-6)
 
     # no KL, LPIPS or rate: the encoder's gradient can only come through the decoded latent
     quantized = Objective(model, LossWeights(kl=0.0, lpips=0.0, quantized_share=1.0), None, steps=(0.5, 0.5))
@@ -237,17 +237,17 @@ def test_quantized_share_decodes_the_rounded_mean_with_a_straight_through_gradie
 
 
 def test_rate_and_quantized_decode_share_each_samples_step(monkeypatch):
-    from cdtcodec import entropy_model
-    from cdtcodec.entropy_model import ConditionalPrior
     from cdtcodec.model.encoder import split_moments
+    from cdtcodec.rate import prior_twin
+    from cdtcodec.rate.prior_twin import ConditionalPrior
     from cdtcodec.train.losses import LossWeights, Objective
 
     torch.manual_seed(0)
     model = CDT(CDTConfig(context_dim=8, unet_dim=4))
     video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
     steps = []
-    rate_bits = entropy_model.rate_bits
-    monkeypatch.setattr(entropy_model, "rate_bits", lambda prior, latent, step: (steps.append(step),
+    rate_bits = prior_twin.rate_bits
+    monkeypatch.setattr(prior_twin, "rate_bits", lambda prior, latent, step: (steps.append(step),
                                                                                  rate_bits(prior, latent, step))[1])
     objective = Objective(model, LossWeights(lpips=0.0, rate=0.1, quantized_share=1.0), None, ConditionalPrior(),
                           steps=(0.1, 4.0))
@@ -263,7 +263,7 @@ def test_rate_and_quantized_decode_share_each_samples_step(monkeypatch):
 
 def test_quantized_samples_take_the_quality_scales_per_channel_steps():
     from cdtcodec.model.encoder import split_moments
-    from cdtcodec.quantize import QualityScale
+    from cdtcodec.rate.quantize import QualityScale
     from cdtcodec.train.losses import LossWeights, Objective
 
     torch.manual_seed(0)

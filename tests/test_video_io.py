@@ -21,8 +21,8 @@ from cdtcodec.media import (
     VideoError,
     VideoInfo,
     VideoReader,
-    open_sink,
     is_image_path,
+    open_sink,
     open_video,
 )
 

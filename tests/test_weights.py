@@ -8,8 +8,7 @@ import torch
 
 from cdtcodec.config import PRESETS, CDTConfig
 from cdtcodec.model import CDT, count_parameters
-from cdtcodec.weights import (WeightsError, convert_official, load_model, official_key_to_ours, read_tensors,
-                              save_model)
+from cdtcodec.weights import WeightsError, convert_official, load_model, official_key_to_ours, read_tensors, save_model
 
 DATA = Path(__file__).parent / "data" / "conformance"
 LAYOUT = json.loads((DATA / "official_state_dict_layout.json").read_text())
@@ -102,7 +101,7 @@ def test_weights_and_prior_files_get_the_umask_permissions(tmp_path):
     import stat
 
     from bitstream.prior import PriorArch, save_prior
-    from cdtcodec.entropy_model import ConditionalPrior, to_integer
+    from cdtcodec.rate.prior_twin import ConditionalPrior, to_integer
 
     umask = os.umask(0o022)
     try:

@@ -51,5 +51,5 @@ from cdtcodec.bench.report import console_lines
 from cdtcodec.bench.runner import run
 
 __all__ = ["bd_rate", "compute_bd", "monotone", "clip_names", "prepare_frames", "write_lossless", "BenchConfig",
-           "BenchError", "make_config", "console_lines", "run", "BenchResults", "Clip", "Memory", "Phase", "PhaseRecord",
-           "RunRecord"]
+           "BenchError", "make_config", "console_lines", "run", "BenchResults", "Clip", "Memory", "Phase",
+           "PhaseRecord", "RunRecord"]

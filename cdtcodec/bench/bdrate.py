@@ -10,6 +10,7 @@ import numpy as np
 from cdtcodec.bench.config import LOW_OVERLAP, curve_label
 from cdtcodec.bench.records import RunRecord
 
+
 def monotone(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(rate, quality) points -> (kept, dropped): kept are sorted by rate with quality strictly increasing."""
     pts = sorted(((float(r), float(q)) for r, q in points), key=lambda p: (p[0], -p[1]))
@@ -73,8 +74,9 @@ def compute_bd(runs: Sequence[RunRecord], clips: list[str]) -> dict:
         for axis, (key, sign, unit) in AXES.items():
             values, excluded = [], []
             for clip in clips:
-                pts = lambda curve: [(r.bpp, sign * getattr(r.quality, key) if getattr(r.quality, key) is not None
-                                      else math.nan) for r in ok if r.clip == clip and r.curve == curve]
+                def pts(curve):
+                    return [(r.bpp, sign * getattr(r.quality, key) if getattr(r.quality, key) is not None
+                             else math.nan) for r in ok if r.clip == clip and r.curve == curve]
                 test_pts = pts("cdt")
                 if not test_pts:
                     entry = {"value": None, "reason": "cdt did not run on this clip"}

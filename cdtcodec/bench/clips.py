@@ -14,6 +14,7 @@ from bitstream.atomic import AtomicOutput
 from cdtcodec.bench.config import BenchError
 from cdtcodec.bench.records import Clip
 
+
 def prepare_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """uint8 (T, H, W, 3) -> (T, size, size, 3): short side resized to `size` (Lanczos), centre crop."""
     from PIL import Image

@@ -52,7 +52,8 @@ CDT_CURVES: dict[str, str | None] = {"cdt": None, "cdt-range": "range", "cdt-fp3
 CDT_PRECISIONS = {"cdt-fp32": "fp32", "cdt-bf16": "bf16"}
 CODECS = tuple(CDT_CURVES) + tuple(REFERENCES)
 PRESETS = ("medium", "slow")
-FULL = {"size": 256, "frames": 33, "codecs": tuple(c for c in CODECS if c not in CDT_PRECISIONS), "presets": PRESETS, "qualities": None}  # None: all
+FULL = {"size": 256, "frames": 33, "codecs": tuple(c for c in CODECS if c not in CDT_PRECISIONS), "presets": PRESETS,
+        "qualities": None}  # None: all
 QUICK = {"size": 32, "frames": 5, "codecs": ("cdt", "x264"), "presets": ("medium",), "qualities": (2, 6),
          "crfs": {"x264": (24, 40), "x265": (24, 40), "svtav1": (30, 55)}}
 TOY_CONFIG = {"context_dim": 8, "unet_dim": 4}
@@ -126,14 +127,15 @@ def make_config(clips: Sequence[str] | None = None, *, codecs=None, qualities=No
                 quick: bool = False,
                 keep_streams: bool = True, report_frame: int | None = None) -> BenchConfig:
     """Resolve the settings (None: the full-run default, or the quick one) and check them."""
-    from cdtcodec.quantize import QUALITY_STEPS
+    from cdtcodec.rate.quantize import QUALITY_STEPS
     from cdtcodec.weights import DEFAULT_MODEL
 
     base = QUICK if quick else FULL
     clips = [str(c) for c in (clips or [])]
     if not clips:
         if not quick:
-            raise BadBenchArgument("quick", " for the bundled sample)", before="no clips given (pass video files, or set ")
+            raise BadBenchArgument("quick", " for the bundled sample)",
+                                   before="no clips given (pass video files, or set ")
         clips = [str(ASSETS / "sample.mp4")]
     if quick:
         clips = clips[:1]

@@ -38,7 +38,8 @@ def _mem_total_gb() -> float | None:
 def _git() -> dict:
     def run(*args):
         try:
-            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=20).stdout.strip()
+            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                                  timeout=20).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 

@@ -68,7 +68,7 @@ class Strip:
 def chosen_point(runs: list[RunRecord]) -> RunRecord | None:
     """The cdt point the references are matched to: the default quality, else the nearest quality that ran (the
     higher on a tie), on the `cdt` curve when it ran."""
-    from cdtcodec.quantize import DEFAULT_QUALITY
+    from cdtcodec.rate.quantize import DEFAULT_QUALITY
 
     cdt = [r for r in runs if r.ok and r.curve == "cdt"] or [r for r in runs if r.ok and r.codec in CDT_CURVES]
     return min(cdt, key=lambda r: (abs(r.setting["quality"] - DEFAULT_QUALITY), -r.setting["quality"]), default=None)
@@ -149,7 +149,8 @@ def make_strip(clip: str, kept: ClipFrames, runs: list[RunRecord], out: Path) ->
         side = min(h, w, max(16, min(h, w) // 4))
         x, y = worst_region(kept.source, kept.decoded[point.stream], side)
         region = (x, y, side)
-        zoom = lambda a: np.repeat(np.repeat(a[y:y + side, x:x + side], 2, 0), 2, 1)
+        def zoom(a):
+            return np.repeat(np.repeat(a[y:y + side, x:x + side], 2, 0), 2, 1)
         crops.append(Tile(_png(out, f"{stem}.source.crop.png", zoom(kept.source)), "source", f"x {x}..{x + side - 1}, "
                           f"y {y}..{y + side - 1}, 2x", "source"))
         for r in [point] + matched:
@@ -223,8 +224,8 @@ def _clip_section(strip: Strip, size: int) -> str:
     if strip.region is not None:
         x, y, side = strip.region
         parts.append(f"<h3>Where the cdt point's error is largest ({side}x{side} at x {x}, y {y}; 2x, unfiltered)</h3>")
-        parts.append(f'<div class="strip crops" data-x="{x}" data-y="{y}" data-side="{side}">' + "".join(_figure(t, strip.clip, 2 * side, 2 * side)
-                                                          for t in strip.crops) + "</div>")
+        parts.append(f'<div class="strip crops" data-x="{x}" data-y="{y}" data-side="{side}">'
+                     + "".join(_figure(t, strip.clip, 2 * side, 2 * side) for t in strip.crops) + "</div>")
         parts.append("<h3>PSNR-RGB frame by frame at the matched rate</h3>")
         parts.append(f'<div class="plot">{_plot(strip.psnr_plot, "PSNR frame by frame: " + strip.clip)}</div>')
     return "\n".join(parts) + "</section>"

@@ -11,6 +11,7 @@ from bitstream.atomic import AtomicOutput
 from cdtcodec.bench.config import CDT_CURVES
 from cdtcodec.bench.records import BenchResults
 
+
 def average_curves(results: BenchResults) -> dict[str, list[dict]]:
     """Per curve and setting, the mean over clips (only settings that succeeded on every clip)."""
     clips = [c.name for c in results.clips]
@@ -84,9 +85,9 @@ def plot(results: BenchResults, key: str, ylabel: str, path: Path) -> None:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     for ax in axes.flat:
-        h, l = ax.get_legend_handles_labels()
-        if len(l) > len(labels):
-            handles, labels = h, l
+        ax_handles, ax_labels = ax.get_legend_handles_labels()
+        if len(ax_labels) > len(labels):
+            handles, labels = ax_handles, ax_labels
     size, frames = results.settings["size"], results.clips[0].frames if results.clips else 0
     model = results.model or {}
     fig.suptitle(f"cdtcodec bench: {size}x{size}, {frames} frames, cdt model {model.get('name', '-')}"

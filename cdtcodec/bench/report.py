@@ -130,10 +130,12 @@ def summary_markdown(results: BenchResults) -> str:
             (k, v), = p["setting"].items()
             lines.append(f"| {results.curves[curve]} | {k} {v} | {_fmt(p['bpp'], '.4f')} | {_fmt(p['kbps'], '.1f')} | "
                          f"{_fmt(p['psnr_rgb'], '.2f')} | {_fmt(p['psnr_y'], '.2f')} | {_fmt(p['ssim'], '.4f')} | "
-                         f"{_fmt(p['lpips'], '.4f')} | {_fmt(p['encode_fps'], '.1f')} | {_fmt(p['decode_fps'], '.1f')} | "
+                         f"{_fmt(p['lpips'], '.4f')} | {_fmt(p['encode_fps'], '.1f')} | "
+                         f"{_fmt(p['decode_fps'], '.1f')} | "
                          f"{p['encode_peak_growth_mb']:.0f} / {p['decode_peak_growth_mb']:.0f} |")
     lines += ["", "Peak MB: growth of a fresh worker's peak resident set over its size before the call "
-              "(the worker already holds Python, NumPy, PyAV" + (" and PyTorch" if any(c in CDT_CURVES for c in s["codecs"]) else "") + ").",
+              "(the worker already holds Python, NumPy, PyAV"
+              + (" and PyTorch" if any(c in CDT_CURVES for c in s["codecs"]) else "") + ").",
               "Full data, per frame, with every encoder setting and the machine: results.json; plots rd_psnr.png, "
               "rd_lpips.png."]
     if results.failed:

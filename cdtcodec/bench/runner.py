@@ -26,6 +26,7 @@ from cdtcodec.bench.workers import Workers
 from cdtcodec.media import VideoError, read_png_frames
 from cdtcodec.metrics import clip_quality
 
+
 def _jobs(cfg: BenchConfig) -> list[dict]:
     jobs = []
     for key in cfg.codecs:
@@ -53,8 +54,9 @@ def _run_one(workers: Workers, job: dict, clip: Clip, source: Path, streams: Pat
     settings: dict
     if cdt:
         stream = streams / f"{stem}.cdt"
-        spec = {"source": str(source), "stream": str(stream), "model": model["file"], "quality": job["setting"]["quality"],
-                "entropy": job["entropy"], "device": cfg.device, "precision": job["precision"], "threads": cfg.threads,
+        spec = {"source": str(source), "stream": str(stream), "model": model["file"],
+                "quality": job["setting"]["quality"], "entropy": job["entropy"], "device": cfg.device,
+                "precision": job["precision"], "threads": cfg.threads,
                 "decoded": str(work / f"{stem}.decoded")}
         kind = "cdt"
         settings = {"encoder": "cdtcodec", "model": model["name"], "weights_sha256": model["sha256"],
@@ -123,7 +125,7 @@ def _setting_text(setting: dict) -> str:
 
 
 def _default_entropy() -> str:
-    from cdtcodec.entropy_choice import ENTROPY_DEFAULT
+    from cdtcodec.rate.coder_choice import ENTROPY_DEFAULT
 
     return ENTROPY_DEFAULT
 
@@ -132,7 +134,14 @@ def run(cfg: BenchConfig, console=None) -> BenchResults:
     """Run the benchmark described by `cfg`; writes results.json/.csv, the plots, summary.md and report.html
     (its images in report/) into cfg.out."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from cdtcodec.lpips import LPIPS, default_weights_path
     from cdtcodec.weights import file_sha256

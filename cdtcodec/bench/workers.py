@@ -15,6 +15,7 @@ import numpy as np
 from cdtcodec.bench.config import REFERENCES, BenchError
 from cdtcodec.bench.records import ChunkTiming, Memory, Phase
 
+
 def _status_kb(key: str) -> int | None:
     try:
         with open("/proc/self/status") as f:
@@ -126,7 +127,8 @@ def _ref_encode(spec: dict) -> Phase:
             cc = stream.codec_context
             cc.time_base = stream.time_base
             cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1, 1  # limited, BT.709
-            bsf = BitStreamFilterContext(f"filter_units=remove_types={ref.info_sei[1]}", stream) if ref.info_sei else None
+            bsf = (BitStreamFilterContext(f"filter_units=remove_types={ref.info_sei[1]}", stream) if ref.info_sei
+                   else None)
 
             def mux(packets):
                 nonlocal packet_bytes

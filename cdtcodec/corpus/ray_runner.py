@@ -17,8 +17,8 @@ import os
 import signal
 import warnings
 
-from cdtcodec.corpus.inputs import Clip
 from cdtcodec.corpus.errors import BadCorpusArgument, CorpusError
+from cdtcodec.corpus.inputs import Clip
 from cdtcodec.corpus.local import Handler, forget_temporaries
 from cdtcodec.corpus.worker import Outcome, Settings, Task, Worker, describe
 from cdtcodec.interrupts import FATAL_SIGNALS

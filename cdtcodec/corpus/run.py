@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 
 from bitstream.atomic import not_a_socket, only_new, remove_stale
 from cdtcodec.corpus import DEFAULT_SHARD_SIZE, shards
-from cdtcodec.corpus.inputs import Clip, discover
 from cdtcodec.corpus.errors import BadCorpusArgument, CorpusError
+from cdtcodec.corpus.inputs import Clip, discover
 from cdtcodec.corpus.local import Handler, forget_temporaries, run_here, run_processes
 from cdtcodec.corpus.plan import Expected, Plan, Slot, check_cdt, entry_held, plan_cdt, plan_latents, skipped
 from cdtcodec.corpus.summary import SUMMARY_NAME, Totals, totals, write_summary
 from cdtcodec.corpus.worker import LATENT_DTYPES, Outcome, Settings, Task, describe
 from cdtcodec.interrupts import Interrupted
 from cdtcodec.overwrite import Overwrite, refuse_inputs
+
 
 @dataclass
 class Tally:
@@ -250,7 +251,7 @@ def _expected(settings: Settings) -> Expected:
         raise WeightsError(f"{settings.model}: no such weights file")
     digest = file_sha256(weights)
     if settings.step is None:  # a quality: the global step of the weights' own quality scale (quantize.scale_for)
-        from cdtcodec.quantize import DEFAULT_QUALITY, load_scale, scale_path
+        from cdtcodec.rate.quantize import DEFAULT_QUALITY, load_scale, scale_path
 
         if scale_path(weights).is_file() and (scale := load_scale(scale_path(weights))).weights_sha256 == digest:
             step = scale.global_step(DEFAULT_QUALITY if settings.quality is None else settings.quality)

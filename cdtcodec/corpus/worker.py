@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cdtcodec.corpus.inputs import Clip
-from cdtcodec.entropy_choice import ENTROPY_DEFAULT
+from cdtcodec.rate.coder_choice import ENTROPY_DEFAULT
 
 LATENT_DTYPES = ("float16", "bfloat16")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import av
 
+
 class VideoError(Exception):
     """A video could not be read or written; the message is one line and names the file."""
 

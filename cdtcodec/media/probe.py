@@ -15,8 +15,16 @@ import av
 
 from bitstream.audio import AudioTrack
 from cdtcodec.media.errors import VideoError, _err
-from cdtcodec.media.formats import (MAX_SIDE, _COLOR_PRIMARIES_NAMES, _COLOR_RANGE_NAMES, _COLOR_SPACE_NAMES,
-                                    _COLOR_TRC_NAMES, _color_name, is_image_path)
+from cdtcodec.media.formats import (
+    _COLOR_PRIMARIES_NAMES,
+    _COLOR_RANGE_NAMES,
+    _COLOR_SPACE_NAMES,
+    _COLOR_TRC_NAMES,
+    MAX_SIDE,
+    _color_name,
+    is_image_path,
+)
+
 
 def _clean_rate(rate: Fraction) -> Fraction:
     """Snap a rate computed from rounded timestamps to a nearby simple rational (e.g. 30000/1001)."""

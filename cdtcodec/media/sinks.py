@@ -44,11 +44,25 @@ from bitstream.atomic import AtomicOutput, CloseOrAbort, special_file
 from bitstream.audio import AudioPacket, AudioTrack
 from cdtcodec.media.audio import AudioInterleaver
 from cdtcodec.media.errors import VideoError, _describe, _err
-from cdtcodec.media.formats import (MAX_SIDE, _ASPECT_FROM_STREAM, _ASPECT_IN_BITSTREAM, _AVCOL_RANGE_JPEG,
-                                    _AVCOL_RANGE_MPEG, _AVCOL_SPC_BT709, _AVCOL_SPC_SMPTE170M,
-                                    _COLOR_PRIMARIES_VALUES, _COLOR_SPACE_VALUES, _COLOR_TRC_VALUES,
-                                    _CONTAINER_FORMATS, _DEFAULT_CODECS, _ODD_SIZE_SUBSAMPLED_OK,
-                                    _SVT_PRESETS, _SWS_MATRICES, _VPX_CPU_USED, output_kind)
+from cdtcodec.media.formats import (
+    _ASPECT_FROM_STREAM,
+    _ASPECT_IN_BITSTREAM,
+    _AVCOL_RANGE_JPEG,
+    _AVCOL_RANGE_MPEG,
+    _AVCOL_SPC_BT709,
+    _AVCOL_SPC_SMPTE170M,
+    _COLOR_PRIMARIES_VALUES,
+    _COLOR_SPACE_VALUES,
+    _COLOR_TRC_VALUES,
+    _CONTAINER_FORMATS,
+    _DEFAULT_CODECS,
+    _ODD_SIZE_SUBSAMPLED_OK,
+    _SVT_PRESETS,
+    _SWS_MATRICES,
+    _VPX_CPU_USED,
+    MAX_SIDE,
+    output_kind,
+)
 
 AUDIO_LEAD = Fraction(1, 2)  # audio is muxed up to this far past the video written so far
 MIN_FPS, MAX_FPS = Fraction(1, 3600), Fraction(1000)  # one frame an hour .. a high-speed camera
@@ -417,7 +431,8 @@ class ContainerSink(Sink):
                 return
         finally:
             scratch.close()
-        tb = Fraction(track.time_base_num, track.time_base_den) if track.time_base_den else Fraction(1, track.sample_rate or 1)
+        tb = (Fraction(track.time_base_num, track.time_base_den) if track.time_base_den
+              else Fraction(1, track.sample_rate or 1))
         cc = stream.codec_context
         if track.sample_rate:
             cc.sample_rate = track.sample_rate

@@ -26,6 +26,7 @@ from bitstream.audio import AudioPacket
 from cdtcodec.media.errors import VideoError, _err
 from cdtcodec.media.probe import VideoInfo, _decode_frames, _open_input, _probe
 
+
 def seek_before(container, stream, seconds: Fraction, time_base: Fraction) -> bool:
     """Seek `stream` to the keyframe at or before `seconds` (stream time); False when it cannot seek.
 

@@ -7,8 +7,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdtcodec.config import CDTConfig
-from cdtcodec.model.layers import (AttentionBlock, Cache, CausalConv3d, ChannelNorm, Downsample, ResnetBlock,
-                                TimeDownsample, TimeUpsample, make_upsample)
+from cdtcodec.model.layers import (
+    AttentionBlock,
+    Cache,
+    CausalConv3d,
+    ChannelNorm,
+    Downsample,
+    ResnetBlock,
+    TimeDownsample,
+    TimeUpsample,
+    make_upsample,
+)
 
 
 class UNetLevel(nn.Module):

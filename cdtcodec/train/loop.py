@@ -26,8 +26,9 @@ from cdtcodec.interrupts import interrupt_on
 from cdtcodec.lpips import LPIPS
 from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
-from cdtcodec.precision import describe_cpu, resolve as resolve_precision
-from cdtcodec.quantize import DEFAULT_QUALITY, DEFAULT_SCALE, QualityScale, load_scale, roundtrip, scale_path
+from cdtcodec.precision import describe_cpu
+from cdtcodec.precision import resolve as resolve_precision
+from cdtcodec.rate.quantize import DEFAULT_QUALITY, DEFAULT_SCALE, QualityScale, load_scale, roundtrip, scale_path
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
 from cdtcodec.train.losses import Objective
@@ -56,9 +57,8 @@ def _initial_model(spec: str) -> tuple[CDT, str]:
 def _frozen_prior(spec: str, device: torch.device) -> nn.Module:
     """The torch twin of the conditional prior beside the starting weights, for the rate term."""
     from bitstream.prior import load_prior
-    from cdtcodec.entropy_choice import prior_path
-    from cdtcodec.entropy_model import from_integer
-
+    from cdtcodec.rate.coder_choice import prior_path
+    from cdtcodec.rate.prior_twin import from_integer
     from cdtcodec.weights import shipped_weights
 
     path = prior_path(spec if Path(spec).exists() else (shipped_weights(spec) or spec))
@@ -104,7 +104,8 @@ def evaluate(model: CDT, clips: list[torch.Tensor], lpips: LPIPS | None, seed: i
             quantized[q].append(psnr(model.decode(z_hat, noise).clamp(-1, 1), video))
         if lpips is not None:
             lp.append(lpips.video(out, video).mean().item())
-    mean = lambda values: sum(values) / len(values)
+    def mean(values):
+        return sum(values) / len(values)
     result = {"val_psnr": mean(psnrs)}
     for q, values in quantized.items():
         result[f"val_psnr_q{q}"] = mean(values)
@@ -179,7 +180,8 @@ class Trainer:
             return
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
         if state["config"]["model"] != self.cfg.model:
-            raise ValueError(f"{self.checkpoint_path} was trained from {state['config']['model']!r}, not {self.cfg.model!r}")
+            raise ValueError(f"{self.checkpoint_path} was trained from {state['config']['model']!r}, "
+                             f"not {self.cfg.model!r}")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])

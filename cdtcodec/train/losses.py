@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdtcodec.model import CDT
+from cdtcodec.model.encoder import split_moments
+from cdtcodec.rate.quantize import QUALITY_STEP_RANGE, QualityScale
 from cdtcodec.sampling import q_sample
 from cdtcodec.train.config import LossWeights  # noqa: F401 (re-exported: its old home)
-from cdtcodec.model.encoder import split_moments
-from cdtcodec.model import CDT
-from cdtcodec.quantize import QUALITY_STEP_RANGE, QualityScale
 
 
 def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,7 @@ class Objective(nn.Module):
     def __init__(self, model: CDT, weights: LossWeights, lpips: nn.Module | None, prior: nn.Module | None = None,
                  steps: tuple[float, float] = QUALITY_STEP_RANGE, scale: QualityScale | None = None,
                  freeze_encoder: bool = False):
-        """prior: the frozen torch twin of the model's conditional prior (entropy_model.ConditionalPrior), needed
+        """prior: the frozen torch twin of the model's conditional prior (rate.prior_twin.ConditionalPrior), needed
         when weights.rate > 0; steps: the range of quantizer steps the rate and the quantized decode are taken at."""
         super().__init__()
         if weights.rate > 0 and prior is None:
@@ -102,12 +102,13 @@ class Objective(nn.Module):
         loss = mse if self.freeze_encoder else mse + self.weights.kl * kl
         out = {"mse": mse.detach(), "kl": kl.detach(), "latent_std": mean.detach().std()}
         if self.lpips is not None and self.weights.lpips > 0:
-            frames = lambda v: v.transpose(1, 2).flatten(0, 1)  # (B, 3, T, H, W) -> (B*T, 3, H, W)
+            def frames(v):
+                return v.transpose(1, 2).flatten(0, 1)  # (B, 3, T, H, W) -> (B*T, 3, H, W)
             perceptual = self.lpips(frames(x0), frames(video)).mean()
             loss = loss + self.weights.lpips * perceptual
             out["lpips"] = perceptual.detach()
         if self.prior is not None and self.weights.rate > 0:
-            from cdtcodec.entropy_model import rate_bits
+            from cdtcodec.rate.prior_twin import rate_bits
 
             pixels = b * video.shape[2] * video.shape[3] * video.shape[4]
             bpp = rate_bits(self.prior, mean, step.view(b, -1).expand(b, mean.shape[1])) / pixels

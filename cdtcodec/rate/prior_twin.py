@@ -10,7 +10,7 @@ the integer coder's real bytes against the float estimate.
 Layouts: latents (B, C, T, h, w) in latent units (dequantized symbols, symbols * step); step (B,) (one per
 sample) or (B, C) (one per sample and channel: the gain vectors of layout-2 files, Cui et al. CVPR 2021). As in
 the integer prior, each channel is turned into symbols with its own step and the network is conditioned on the
-log2 of the steps' geometric mean (bitstream/prior.py condition_log2_step says why).
+log2 of the steps' geometric mean (bitstream/prior_net.py condition_log2_step says why).
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bitstream.prior import (
-    FAMILY_GAUSS, SCALE_MIN_LOG2, SCALE_OCTAVE_STEPS, SCALES, PriorArch, PriorWeights,
-)
+from bitstream.prior import PriorArch, PriorWeights
+from bitstream.prior_tables import FAMILY_GAUSS, SCALE_MIN_LOG2, SCALE_OCTAVE_STEPS, SCALES
 
 LOG2_SCALE_MIN = float(SCALE_MIN_LOG2)  # symbol units: the integer coder clips to its table
 LOG2_SCALE_MAX = SCALE_MIN_LOG2 + (SCALES - 1) / SCALE_OCTAVE_STEPS
@@ -190,9 +189,11 @@ def to_integer(prior: ConditionalPrior) -> PriorWeights:
     for name, (k, cin, cout) in a.layers().items():
         conv = prior.layer(name)
         w = conv.weight.detach().double()  # (out, in, ky, kx) -> (ky, kx, in) rows, out columns
-        tensors[f"{name}.weight"] = np.round(w.permute(2, 3, 1, 0).reshape(k * k * cin, cout).numpy() * wscale).astype(np.int64)
+        rows = w.permute(2, 3, 1, 0).reshape(k * k * cin, cout).numpy()
+        tensors[f"{name}.weight"] = np.round(rows * wscale).astype(np.int64)
         tensors[f"{name}.bias"] = np.round(conv.bias.detach().double().numpy() * bscale).astype(np.int64)
-    tensors["trunk1.condition"] = np.round(prior.condition.weight.detach().double().t().numpy() * wscale).astype(np.int64)
+    condition = prior.condition.weight.detach().double().t().numpy()
+    tensors["trunk1.condition"] = np.round(condition * wscale).astype(np.int64)
     return PriorWeights(a, tensors)
 
 

@@ -14,11 +14,12 @@ comes close in a few cheap trials, the whole-file trials (usually one or two) ma
 
 With per-channel steps (a quality scale with gain vectors, quantize.py) the search moves the global step and the
 channel steps follow it: global step x the gain vector interpolated between the levels' (QualityScale.steps_at),
-so the size stays a continuous function of one variable. The search works on log(step) against log(bytes), where the curve is close to a straight line: secant steps,
-kept inside the bracket once one trial lies above the target and one below (regula falsi, Illinois variant),
-until a size is within `tolerance` (2%) of the target. A target the step range (STEP_RANGE, the prior's 2^-12 ..
-2^12) cannot reach is encoded at that bound, as x264 and x265 do with a bit rate they cannot meet, and the
-result says so (Choice.reached), so the caller can warn with the rate it got.
+so the size stays a continuous function of one variable. The search works on log(step) against log(bytes), where
+the curve is close to a straight line: secant steps, kept inside the bracket once one trial lies above the target
+and one below (regula falsi, Illinois variant), until a size is within `tolerance` (2%) of the target. A target
+the step range (STEP_RANGE, the prior's 2^-12 .. 2^12) cannot reach is encoded at that bound, as x264 and x265 do
+with a bit rate they cannot meet, and the result says so (Choice.reached), so the caller can warn with the rate it
+got.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bitstream.chunk_coding import chunk_coder
-from bitstream.container import chunk_record_bytes, file_bytes
+from bitstream.writer import chunk_record_bytes, file_bytes
 from cdtcodec.errors import ParamError
-from cdtcodec.quantize import DEFAULT_SCALE, QualityScale, quantize
+from cdtcodec.rate.quantize import DEFAULT_SCALE, QualityScale, quantize
 
-STEP_RANGE = (2.0 ** -12, 2.0 ** 12)  # the prior's range (bitstream/prior.py STEP_Q_MIN .. STEP_Q_MAX)
+STEP_RANGE = (2.0 ** -12, 2.0 ** 12)  # the prior's range (bitstream/prior_tables.py STEP_Q_MIN .. STEP_Q_MAX)
 TOLERANCE = 0.02  # the search stops within 2% of the target
 SAMPLE_CHUNKS = 32  # beyond this many chunks the search starts on a sample of them
 MAX_TRIALS = 24  # per stage; the secant needs 3 to 6 on ordinary video
@@ -268,6 +269,17 @@ class Choice:
     reached: bool  # within the tolerance
     beyond: str  # "" | "above" | "below": the target lies beyond what the step range reaches
     trials: tuple[Trial, ...]
+
+    def missed(self, target: RateTarget, rate: float) -> str:
+        """The warning for a target not reached, `rate` the one got (in the target's unit)."""
+        got = f"{rate:.4g} {target.unit} at step {self.step:g}"
+        if self.beyond == "above":
+            return (f"target {target} is above the highest rate this video reaches ({got}, the smallest step); "
+                    "encoded there")
+        if self.beyond == "below":
+            return (f"target {target} is below the lowest rate this video reaches ({got}, the largest step: the "
+                    "latents are all but zero); encoded there")
+        return f"target {target}: the nearest rate the step search found is {got}; encoded there"
 
 
 def choose_step(sizer: FileSizer, target: float, start: float, *, tolerance: float = TOLERANCE,

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitstream import Header
+from bitstream.prior import PriorWeights, load_prior
+from bitstream.prior_tables import STEP_BITS, STEP_Q_MAX, STEP_Q_MIN
 from bitstream.spec import PRIOR_MAX_LATENT_PIXELS
-from bitstream.prior import STEP_BITS, STEP_Q_MAX, STEP_Q_MIN, PriorWeights, load_prior
 from cdtcodec.errors import ParamError
 
 ENTROPY_DEFAULT = "auto"

@@ -19,7 +19,7 @@ Where the numbers live:
     of weights (a retrained model orders its channels differently), so the file names the SHA-256 of the weights
     it was fitted on and travels with them; safetensors because the package already installs every
     `*.safetensors` of the weights folder and it holds float64 arrays exactly, without pickle.
-Rate control (rate_control.py) moves the global step continuously, the gain vector interpolated between the
+Rate control (control.py) moves the global step continuously, the gain vector interpolated between the
 levels' (as Cui et al. interpolate between gain vectors).
 """
 
@@ -161,8 +161,7 @@ def save_scale(scale: QualityScale, path: str | Path, note: dict | None = None) 
 
 
 def load_scale(path: str | Path) -> QualityScale:
-    from safetensors import SafetensorError
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:

@@ -1,13 +1,12 @@
 """Training the conditional latent prior (bitstream/prior.py) on latents of the training footage.
 
 The CDT encoder stays frozen: its posterior means of random clips are computed once and cached in
-one .npz file outside the repository, then the small torch twin (cdtcodec/entropy_model.py) is
+one .npz file outside the repository, then the small torch twin (cdtcodec/rate/prior_twin.py) is
 trained on them at several quantizer steps, and its weights are exported as the integer prior.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cdtcodec.quantize import QUALITY_STEP_RANGE
+from cdtcodec.rate.quantize import QUALITY_STEP_RANGE
 from cdtcodec.train.config import TrainConfig
 from cdtcodec.train.data import ClipDataset, validation_clips
 
@@ -111,8 +110,8 @@ def float_bits(prior, latents: np.ndarray, steps, fake_quant: bool = False) -> d
 
 def train_prior(train: np.ndarray, val: np.ndarray, arch, cfg: PriorTrainConfig = PriorTrainConfig(),
                 log: Log | None = None):
-    """Fit the float twin on cached latents (encoder frozen); return it (call entropy_model.to_integer)."""
-    from cdtcodec.entropy_model import ConditionalPrior
+    """Fit the float twin on cached latents (encoder frozen); return it (call rate.prior_twin.to_integer)."""
+    from cdtcodec.rate.prior_twin import ConditionalPrior
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
