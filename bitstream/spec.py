@@ -204,7 +204,7 @@ MAX_DIM = 1 << 16  # width/height/coded sizes
 MAX_FRAMES = 1 << 28
 MAX_CHANNELS = 4096
 #: DDIM steps at decode: each costs a full network pass and keeps its own feature cache, so a header may not
-#: ask for more than the encoder ever writes (cdtcodec caps --steps here too)
+#: ask for more than the encoder ever writes (cdtcodec caps --sampling-steps here too)
 MAX_SAMPLING_STEPS = 1000
 MAX_CHUNK_SYMBOLS = 1 << 27  # symbols in one chunk record (512 MiB as int32)
 # The prior coder evaluates a network at every latent position before it knows whether the payload holds them;

@@ -2,7 +2,7 @@
 
 Library code names its parameters (`step`, `frames`, `model`), never command-line flags. An error that is
 about one argument, or that one argument would fix, is a ParamError: it knows which parameter and where the
-message names it, so the command line can say `--step` (or `--model PATH`) instead, with `worded`.
+message names it, so the command line can say `--qstep` (or `--model PATH`) instead, with `worded`.
 """
 
 from __future__ import annotations

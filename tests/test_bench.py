@@ -147,7 +147,7 @@ def test_quick_bench_end_to_end(tmp_path):
     toy = tmp_path / "toy.safetensors"
     save_model(CDT(CDTConfig(context_dim=8, unet_dim=4)), toy, "toy")
     out = tmp_path / "results"
-    result = CliRunner().invoke(app, ["bench", str(clip), "--quick", "--model", str(toy), "--out", str(out)])
+    result = CliRunner().invoke(app, ["bench", str(clip), "--quick", "--model", str(toy), "--output", str(out)])
     assert result.exit_code == 0, result.output
 
     data = json.loads((out / "results.json").read_text())
@@ -221,7 +221,7 @@ def test_the_range_coder_curve_is_the_same_frames_in_other_bytes(tmp_path):
     save_prior(to_integer(ConditionalPrior(PriorArch())), tmp_path / "toy.prior.safetensors")
     out = tmp_path / "results"
     result = CliRunner().invoke(app, ["bench", str(clip), "--quick", "--codecs", "cdt,cdt-range", "--model", str(toy),
-                                      "--out", str(out)])
+                                      "--output", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads((out / "results.json").read_text())
     runs = {(r["curve"], r["setting"]["quality"]): r for r in data["runs"]}
@@ -288,8 +288,8 @@ def two_clip_run(tmp_path_factory):
     out = tmp / "results"
     result = CliRunner().invoke(app, ["bench", *map(str, clips), "--codecs", "cdt,x264,x265", "--qualities", "2,6",
                                       "--presets", "medium", "--crf", "x264=20,32,44", "--crf", "x265=24,40",
-                                      "--size", "32", "--frames", "5", "--report-frame", "1", "--model", str(toy),
-                                      "--out", str(out)])
+                                      "--size", "32", "--max-frames", "5", "--report-frame", "1", "--model", str(toy),
+                                      "--output", str(out)])
     assert result.exit_code == 0, result.output
     return out
 

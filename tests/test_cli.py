@@ -261,8 +261,8 @@ def test_stdin_stdout_encode_gives_the_same_file(work, clip, encoded, toy):
     assert result.stderr.strip() == ""  # --quiet
 
 
-@pytest.mark.parametrize("width,height,frames,options", [(51, 39, 2, ["--steps", "2", "--entropy", "zstd"]),
-                                                          (24, 16, 1, [])])
+@pytest.mark.parametrize("width,height,frames,options",
+                         [(51, 39, 2, ["--sampling-steps", "2", "--entropy", "zstd"]), (24, 16, 1, [])])
 def test_odd_sizes_and_short_clips(work, toy, width, height, frames, options):
     src = make_clip(work / f"c{width}x{height}x{frames}.mp4", width, height, frames)
     cdt = work / f"c{width}x{height}x{frames}.cdt"
@@ -294,7 +294,7 @@ def test_still_png_is_one_frame(work, toy):
 def test_real_clip_window(work, toy):
     """The bundled Big Buck Bunny clip, one frame from 0.5 s: size and rate come through to the header."""
     cdt = work / "real.cdt"
-    enc = json.loads(invoke(["encode", REAL_CLIP, "-o", cdt, "--model", toy, "--start", "0.5", "--frames", "1",
+    enc = json.loads(invoke(["encode", REAL_CLIP, "-o", cdt, "--model", toy, "--start", "0.5", "--max-frames", "1",
                              "--entropy", "zstd", "--quality", "2", "--seed", "7", "--json"]).stdout)
     assert (enc["frames"], enc["width"], enc["height"], enc["fps"]) == (1, 256, 256, "24")
     h = json.loads(invoke(["info", cdt, "--json"]).stdout)["header"]
@@ -308,7 +308,7 @@ def test_real_clip_window(work, toy):
 def test_no_audio_and_time_window(work, clip, toy):
     cdt = work / "window.cdt"
     enc = json.loads(invoke(["encode", clip, "-o", cdt, "--model", toy, "--no-audio", "--start", "0.1",
-                             "--frames", "2", "--json"]).stdout)
+                             "--max-frames", "2", "--json"]).stdout)
     assert (enc["frames"], enc["audio"]) == (2, "dropped (--no-audio)")
     data = json.loads(invoke(["info", cdt, "--json"]).stdout)
     assert data["header"]["audio"] is None and data["audio_bytes"] == 0 and data["frames"] == 2
@@ -316,8 +316,8 @@ def test_no_audio_and_time_window(work, clip, toy):
 
 def test_bad_options(work, clip, toy):
     out = work / "never.cdt"
-    fails(["encode", clip, "-o", out, "--model", toy, "--step", "0"], "--step")
-    fails(["encode", clip, "-o", out, "--model", toy, "--step", "nan"], "--step")
+    fails(["encode", clip, "-o", out, "--model", toy, "--qstep", "0"], "--qstep")
+    fails(["encode", clip, "-o", out, "--model", toy, "--qstep", "nan"], "--qstep")
     fails(["encode", clip, "-o", out, "--model", toy, "--entropy", "lzma"], "--entropy", "range")
     fails(["encode", clip, "-o", out, "--model", toy, "--start", "60"], "no frames", "60")
     assert not out.exists()
@@ -553,7 +553,7 @@ def test_encode_decodes_its_input_once(tmp_path, toy, monkeypatch):
 
 
 def test_library_errors_name_parameters_the_cli_names_options(work, clip, toy):
-    """codec and bench speak of their parameters (step, frames, codecs); only the command line says --step."""
+    """codec and bench speak of their parameters (step, frames, codecs); only the command line says --qstep."""
     from cdtcodec import bench, codec
     from cdtcodec.errors import ParamError
 
@@ -569,7 +569,8 @@ def test_library_errors_name_parameters_the_cli_names_options(work, clip, toy):
             call()
         assert "--" not in str(ei.value) and ei.value.param in str(ei.value)
         assert ei.value.worded("--opt") == str(ei.value).replace(ei.value.param, "--opt", 1)
-    fails(["encode", clip, "-o", work / "never.cdt", "--model", toy, "--seed", "1", "--step", "-1"], "--step must be")
+    fails(["encode", clip, "-o", work / "never.cdt", "--model", toy, "--seed", "1", "--qstep", "-1"],
+          "--qstep must be")
     fails(["bench", clip, "--codecs", "vp8", "--model", toy], "--codecs: unknown codec 'vp8'")
 
 

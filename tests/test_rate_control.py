@@ -294,7 +294,7 @@ def test_cli_target_options(work, clip, toy):
         assert out.stat().st_mtime_ns == before  # nothing written
 
     fails(["--target-kbps", "60", "--quality", "3"], "--quality and --target-kbps cannot be combined")
-    fails(["--target-kbps", "60", "--step", "0.5"], "--step and --target-kbps cannot be combined")
+    fails(["--target-kbps", "60", "--qstep", "0.5"], "--qstep and --target-kbps cannot be combined")
     fails(["--target-kbps", "60", "--target-bpp", "0.1"], "--target-kbps and --target-bpp cannot be combined")
     fails(["--target-bpp", "-1"], "--target-bpp must be a finite number > 0, got -1.0")
     fails(["--target-kbps", "inf"], "--target-kbps must be a finite number > 0")
@@ -338,7 +338,7 @@ def test_quality_levels_write_the_scales_steps(work, clip, toy_gains):
     decoded = work / "gains_q3.y4m"
     codec.decode(out, decoded, model=str(toy_gains))
     assert decoded.stat().st_size > 0
-    # an explicit --step stays one step for all channels (layout 1)
+    # an explicit --qstep stays one step for all channels (layout 1)
     codec.encode(clip, work / "gains_step.cdt", model=str(toy_gains), step=0.5)
     with CdtReader(work / "gains_step.cdt") as r:
         assert r.header.quant_step == (0.5,) and r.header.entropy_params["layout"] == 1

@@ -173,7 +173,7 @@ def _until(condition, proc, seconds: float = 60) -> None:
 def long_cdt(work, toy) -> Path:
     """The bundled clip (33 frames of 256x256) at 4 sampling steps: a decode that lasts a few seconds."""
     out = work / "long.cdt"
-    run = script("encode", REAL_CLIP, "-o", out, "--model", toy, "--steps", "4", "--threads", "1")
+    run = script("encode", REAL_CLIP, "-o", out, "--model", toy, "--sampling-steps", "4", "--threads", "1")
     assert run.returncode == 0, run.stderr
     return out
 
@@ -244,7 +244,8 @@ def test_billions_of_sampling_steps_are_refused_at_the_header(tmp_path):
     hostile = tmp_path / "steps.cdt"
     hostile.write_bytes(fuzz.with_field(small, spec.Tag.SAMPLING, spec.SAMPLING.pack(7, 4_000_000_000)))
     one_error_line(script("decode", hostile, "-o", tmp_path / "x.mp4"), "sampling_steps", "1000")
-    usage = script("encode", REAL_CLIP, "-o", tmp_path / "x.cdt", "--steps", "1001")  # the same cap, at the option
+    # the same cap, at the option
+    usage = script("encode", REAL_CLIP, "-o", tmp_path / "x.cdt", "--sampling-steps", "1001")
     assert usage.returncode == 2 and b"1000" in usage.stderr, usage.stderr
     assert not (tmp_path / "x.mp4").exists()
 
@@ -315,7 +316,7 @@ def test_file_names_are_printed_as_they_are(work, clip, toy):
 # 5. the smaller items
 
 def test_tiny_steps_are_refused(work, clip, toy):
-    one_error_line(script("encode", clip, "-o", work / "tiny.cdt", "--model", toy, "--step", "1e-30"), "--step")
+    one_error_line(script("encode", clip, "-o", work / "tiny.cdt", "--model", toy, "--qstep", "1e-30"), "--qstep")
     assert not (work / "tiny.cdt").exists()
     with pytest.raises(ValueError, match="32 bits"):
         quantize(torch.full((1, 1, 1, 1), 5.0), 1e-9)
@@ -373,7 +374,7 @@ def test_device_and_threads_are_checked(work, clip, toy):
 def test_decode_across_thread_counts(work):
     """The shipped cdt-tiny on 5 frames of the bundled clip, decoded with 1, 2, 3 and again 1 thread."""
     cdt = work / "real5.cdt"
-    run = script("encode", REAL_CLIP, "-o", cdt, "--frames", "5", "--threads", "1", "--quiet")
+    run = script("encode", REAL_CLIP, "-o", cdt, "--max-frames", "5", "--threads", "1", "--quiet")
     assert run.returncode == 0, run.stderr
     frames = {}
     for label, threads in (("1", 1), ("2", 2), ("3", 3), ("1 again", 1)):

@@ -499,7 +499,7 @@ def test_train_export_keeps_an_output_that_appeared(tmp_path, monkeypatch):
         write_atomically(export, lambda p: Path(p).write_bytes(b"ours"))
 
     monkeypatch.setattr(train_run, "run_training", trained)
-    _lost(_invoke(["train", "--out", tmp_path / "run", "--export", export], 1), export)
+    _lost(_invoke(["train", "-o", tmp_path / "run", "--export", export], 1), export)
     assert export.read_bytes() == b"the other run's" and os.listdir(tmp_path) == ["w.safetensors"]
 
 
@@ -516,7 +516,7 @@ def test_bench_keeps_results_that_appeared(tmp_path, clip, toy, monkeypatch):
 
     out.mkdir()
     monkeypatch.setattr(rd, "run", ran)
-    _lost(_invoke(["bench", clip, "--quick", "--model", toy, "--out", out], 1), out / "results.json")
+    _lost(_invoke(["bench", clip, "--quick", "--model", toy, "-o", out], 1), out / "results.json")
     assert os.listdir(out) == ["results.json"] and (out / "results.json").read_bytes() == b"the other run's"
 
 

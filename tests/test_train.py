@@ -95,8 +95,8 @@ def test_resume_is_exact(data_dir, toy_weights, tmp_path):
 
 def test_cli_from_scratch_logs_validates_and_exports(data_dir, tmp_path):
     out, export = tmp_path / "run", tmp_path / "tiny.safetensors"
-    result = CliRunner().invoke(app, ["train", "--model", "cdt-tiny", "--data", str(data_dir), "--out", str(out),
-                                      "--steps", "2", "--batch", "1", "--frames", "5", "--crop", "32",
+    result = CliRunner().invoke(app, ["train", "--model", "cdt-tiny", "--data", str(data_dir), "--output", str(out),
+                                      "--steps", "2", "--batch", "1", "--clip-frames", "5", "--crop", "32",
                                       "--workers", "0", "--val-every", "2", "--ckpt-every", "1",
                                       "--lr", "1e-3", "--warmup", "0", "--final-lr-ratio", "0.5",
                                       "--export", str(export)])
@@ -118,7 +118,7 @@ def test_refuses_missing_data_and_bad_frames(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "nothing"), "--steps", "1"])
     assert result.exit_code == 1 and "build the data set" in result.output
-    result = runner.invoke(app, ["train", "--frames", "8"])
+    result = runner.invoke(app, ["train", "--clip-frames", "8"])
     assert result.exit_code == 1 and "1 + 4k" in result.output
 
 
@@ -133,8 +133,8 @@ def test_torchrun_two_processes_stay_in_sync(data_dir, toy_weights, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "cdtcodec", "train", "--model", str(toy_weights), "--data", str(data_dir), "--out", str(out),
-           "--steps", "2", "--batch", "1", "--frames", "5", "--crop", "32", "--workers", "0",
+           "-m", "cdtcodec", "train", "--model", str(toy_weights), "--data", str(data_dir), "--output", str(out),
+           "--steps", "2", "--batch", "1", "--clip-frames", "5", "--crop", "32", "--workers", "0",
            "--ckpt-every", "1", "--val-every", "100", "--lpips-weight", "0", "--device", "cpu", "--threads", "1"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -152,7 +152,7 @@ def test_sigterm_checkpoints_before_exit(data_dir, toy_weights, tmp_path, group)
     the whole process group (a shell's Ctrl-C, a session's end), the data workers get it too: still one line."""
     out = tmp_path / "term"
     cmd = [sys.executable, "-m", "cdtcodec", "train", "--model", str(toy_weights), "--data", str(data_dir),
-           "--out", str(out), "--steps", "100000", "--batch", "1", "--frames", "5", "--crop", "32",
+           "--output", str(out), "--steps", "100000", "--batch", "1", "--clip-frames", "5", "--crop", "32",
            "--workers", "1", "--ckpt-every", "100000", "--val-every", "100000", "--lpips-weight", "0",
            "--threads", "1", "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=group)
