@@ -42,7 +42,7 @@ from bitstream.prior import load_prior  # noqa: E402
 from cdtcodec.metrics import psnr  # noqa: E402
 from cdtcodec.rate.coder_choice import prior_path  # noqa: E402
 from cdtcodec.rate.prior_twin import from_integer  # noqa: E402
-from cdtcodec.rate.quantize import QUALITIES, QUALITY_STEPS, QualityScale, save_scale, scale_path  # noqa: E402
+from cdtcodec.rate.quantize import QUALITY_STEPS, QualityScale, save_scale, scale_path  # noqa: E402
 from cdtcodec.stream import StreamDecoder, StreamEncoder  # noqa: E402
 from cdtcodec.train.config import TrainConfig  # noqa: E402
 from cdtcodec.train.data import ClipDataset  # noqa: E402
@@ -153,21 +153,7 @@ def main() -> None:
     s1 = s1 or 8.0 * 2 ** (-4)
     s8 = args.q8_step
     steps = [s1 * (s8 / s1) ** (i / 7) for i in range(8)]
-    # the alpha = 0.5 curve gives the local slope at each level
-    ref = {q: point(s, 0.5) for q, s in zip(QUALITIES, steps)}
-    chosen = []
-    for i, q in enumerate(QUALITIES):
-        lo, hi = max(0, i - 1), min(7, i + 1)
-        (p0, r0), (p1, r1) = ref[QUALITIES[lo]], ref[QUALITIES[hi]]
-        slope = (p1 - p0) / max(math.log2(r1 / r0), 1e-6)
-        scores = {}
-        for a in ALPHAS:
-            p, r = ref[q] if a == 0.5 else point(steps[i], a)
-            scores[a] = p - slope * math.log2(r / ref[q][1])
-        best = max(scores, key=scores.get)
-        log(f"quality {q}: step {steps[i]:.4g}, slope {slope:.2f} dB/octave of rate, scores "
-            + ", ".join(f"{a:g}: {s:.2f}" for a, s in scores.items()) + f" -> alpha {best:g}")
-        chosen.append(best)
+    chosen = choose_alphas(steps, point)
     # the chosen alphas kept monotone in the level is not required: each level is its own point
     gains = [tuple(float(v) for v in gains_for(w, a)) for a in chosen]
     scale = QualityScale(tuple(steps), tuple(gains), digest, "fit")
@@ -182,6 +168,28 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(record, indent=2))
 
 
+def choose_alphas(steps: list[float], point) -> list[float]:
+    """Per level, the alpha whose point scores best at equal rate; point(step, alpha) -> (PSNR, bpp).
+
+    The alpha = 0.5 curve gives the local slope at each level. Scores within 0.01 dB count as equal, and then
+    the cheaper alpha wins: where the curve is flat the slope no longer charges for bits, and a level that pays
+    more for nothing would make the scale worse, not better."""
+    ref = {i: point(s, 0.5) for i, s in enumerate(steps)}
+    chosen = []
+    for i, step in enumerate(steps):
+        (p0, r0), (p1, r1) = ref[max(0, i - 1)], ref[min(7, i + 1)]
+        slope = (p1 - p0) / max(math.log2(r1 / r0), 1e-6)
+        scores, rates = {}, {}
+        for a in ALPHAS:
+            p, rates[a] = ref[i] if a == 0.5 else point(step, a)
+            scores[a] = p - slope * math.log2(rates[a] / ref[i][1])
+        best = max(scores, key=lambda a: (round(scores[a], 2), -rates[a]))
+        log(f"quality {i + 1}: step {step:.4g}, slope {slope:.2f} dB/octave of rate, scores "
+            + ", ".join(f"{a:g}: {v:.2f}" for a, v in scores.items()) + f" -> alpha {best:g}")
+        chosen.append(best)
+    return chosen
+
+
 def replace_levels(args) -> None:
     """The levels re-placed between --q1-step and --q8-step with an earlier run's importance and alphas."""
     from cdtcodec.rate.quantize import sha256_of
@@ -192,14 +200,16 @@ def replace_levels(args) -> None:
     if fitted["sha256"] != sha256_of(args.weights):
         raise SystemExit(f"error: {args.from_json} was measured on other weights")
     w = np.array(fitted["importance"])
+    measured = {(p["step"], p["alpha"]): (p["psnr"], p["bpp"]) for p in fitted["points"]}
+    alphas = choose_alphas(fitted["steps"], lambda step, alpha: measured[(step, alpha)])  # at the fit's levels
     steps = [args.q1_step * (args.q8_step / args.q1_step) ** (i / 7) for i in range(8)]
-    gains = [tuple(float(v) for v in gains_for(w, a)) for a in fitted["alphas"]]
+    gains = [tuple(float(v) for v in gains_for(w, a)) for a in alphas]
     out = Path(args.out) if args.out else scale_path(args.weights)
     note = {"script": "scripts/fit_gains.py --from-json --q1-step", "q1_step": args.q1_step,
             "q8_step": args.q8_step,
-            "measured": {k: fitted[k] for k in ("clips", "alphas")}, "importance": [round(v, 6) for v in w]}
+            "measured": {"clips": fitted["clips"]}, "alphas": alphas, "importance": [round(v, 6) for v in w]}
     save_scale(QualityScale(tuple(steps), tuple(gains), fitted["sha256"], "fit"), out, note)
-    log(f"wrote {out}: steps {', '.join(f'{s:.4g}' for s in steps)}; alphas {fitted['alphas']}")
+    log(f"wrote {out}: steps {', '.join(f'{s:.4g}' for s in steps)}; alphas {alphas}")
 
 
 if __name__ == "__main__":
