@@ -75,8 +75,7 @@ def bench(
     no: bool = typer.Option(False, "-n", "--no-overwrite",
                             help="Refuse when the output folder holds an earlier run's results."),
 ):
-    """Rate-distortion benchmark against x264/x265/SVT-AV1: results.json, results.csv, plots, summary.md,
-    report.html."""
+    """Rate-distortion benchmark against x264/x265/SVT-AV1: results, plots, summary.md and report.html."""
     from bitstream.atomic import only_new
     from cdtcodec import bench as rd
 
