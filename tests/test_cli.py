@@ -595,3 +595,16 @@ def test_encode_opens_its_input_once_per_pass(work, clip, toy, monkeypatch):
     enc = json.loads(invoke(["encode", clip, "-o", work / "opens-window.cdt", "--model", toy, "--start", "0.1",
                              "--json"]).stdout)
     assert enc["audio"] == "carried" and len(opened) == 4
+
+
+def test_the_main_job_needs_nothing_that_only_the_extras_install():
+    """`make demo` installs requirements.txt alone; click (typer carries its own copy), Ray, pandas and the ONNX
+    runtimes come only with `make test`'s extras, so the command line and the demo's modules must not need them."""
+    code = ("import sys\n"
+            "for m in ('click', 'ray', 'pandas', 'pyarrow', 'onnx', 'onnxruntime', 'openvino'): sys.modules[m] = None\n"
+            "import cdtcodec.codec, cdtcodec.demo, cdtcodec.stream, cdtcodec.bench\n"
+            "sys.argv = ['cdtcodec', 'encode', '--help']\n"
+            "from cdtcodec.cli import main\n"
+            "main()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "--qstep" in run.stdout, run.stderr[-2000:]

@@ -13,7 +13,6 @@ import inspect
 import typing
 from collections.abc import Callable, Iterable
 
-import click
 from typer.core import TyperCommand
 
 from cdtcodec.cli.common import app, note
@@ -66,10 +65,11 @@ def rename(args: Iterable[str], renamed: dict[str, str], valued: set[str],
 class Command(TyperCommand):
     """A typer command that accepts the old spellings RENAMED lists for it."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
         renamed = RENAMED.get(self.name or "", {})
         if renamed:
-            valued = {name for p in self.get_params(ctx) if isinstance(p, click.Option) and not p.is_flag
+            # options (not arguments) that take a value; typer brings its own click, so no click import here
+            valued = {name for p in self.get_params(ctx) if p.param_type_name == "option" and not p.is_flag
                       and not p.count for name in (*p.opts, *p.secondary_opts)}
             args = rename(args, renamed, valued)
         return super().parse_args(ctx, args)
