@@ -308,7 +308,8 @@ def test_webm_gets_vp9_by_default(tmp_path, encoded, toy):
 def test_an_output_that_appears_meanwhile_is_not_replaced(tmp_path, toy):
     out = tmp_path / "x.cdt"
     proc = _spawn(["encode", REAL_CLIP, "-o", out, "--model", toy, "--threads", "1"], tmp_path)
-    _until(lambda: len(os.listdir(tmp_path)) > 0, proc)  # its temporary: the work has begun
+    # its output's temporary (TMPDIR is this folder too, so only that name says the checks are done)
+    _until(lambda: any(n.startswith(".x.cdt.cdtcodec-") for n in os.listdir(tmp_path)), proc)
     out.write_bytes(b"the other run's")
     stdout, stderr = _finish(proc)
     one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), f"{out}: appeared while",
