@@ -54,14 +54,21 @@ def _initial_model(spec: str) -> tuple[CDT, str]:
     return model.train(), name
 
 
+def _starting_file(spec: str) -> str | Path:
+    """The starting weights' file, whose neighbours (prior, quality scale) training reads: the path given, or the
+    shipped file of a preset name."""
+    from cdtcodec.weights import shipped_weights
+
+    return spec if Path(spec).exists() else (shipped_weights(spec) or spec)
+
+
 def _frozen_prior(spec: str, device: torch.device) -> nn.Module:
     """The torch twin of the conditional prior beside the starting weights, for the rate term."""
     from bitstream.prior import load_prior
     from cdtcodec.rate.coder_choice import prior_path
     from cdtcodec.rate.prior_twin import from_integer
-    from cdtcodec.weights import shipped_weights
 
-    path = prior_path(spec if Path(spec).exists() else (shipped_weights(spec) or spec))
+    path = prior_path(_starting_file(spec))
     if not Path(path).is_file():
         raise ValueError(f"the rate term needs the model's prior, {path}: not found (scripts/train_prior.py makes it)")
     return from_integer(load_prior(path)).to(device).eval()
@@ -76,9 +83,7 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 def _starting_scale(spec: str) -> QualityScale | None:
     """The quality scale fitted beside the starting weights (<stem>.quality.safetensors), the steps the quantized
     samples and the validation use; None (the default scale's single step) where there is none."""
-    from cdtcodec.weights import shipped_weights
-
-    path = scale_path(spec if Path(spec).exists() else (shipped_weights(spec) or spec))
+    path = scale_path(_starting_file(spec))
     return load_scale(path) if path.is_file() else None
 
 
