@@ -306,7 +306,7 @@ class AttentionBlock(nn.Module):
         tokens = to_channels_last(self.norm(x)).reshape(b * t, h * w, c)  # one row per pixel, frame by frame
         w_q, w_k, w_v = self.to_qkv.weight.flatten(1).split(c)
         # over channels, at each pixel; in fp32, since torch's bf16 softmax over a short last dimension runs its
-        # backward at a ninth of the fp32 rate (16 of a 1.1 s bf16 training step on 2 threads)
+        # backward at a ninth of the fp32 rate (16 ms of a 1.1 s bf16 training step on 2 threads)
         q = F.linear(tokens, w_q).float().softmax(dim=-1).to(tokens.dtype)
         k = F.linear(tokens, w_k)
         e = (k - k.amax(dim=1, keepdim=True).detach()).exp_()  # softmax over pixels, normalised below
