@@ -177,7 +177,7 @@ def choose_alphas(steps: list[float], point) -> list[float]:
     ref = {i: point(s, 0.5) for i, s in enumerate(steps)}
     chosen = []
     for i, step in enumerate(steps):
-        (p0, r0), (p1, r1) = ref[max(0, i - 1)], ref[min(7, i + 1)]
+        (p0, r0), (p1, r1) = ref[max(0, i - 1)], ref[min(len(steps) - 1, i + 1)]
         slope = (p1 - p0) / max(math.log2(r1 / r0), 1e-6)
         scores, rates = {}, {}
         for a in ALPHAS:
