@@ -70,6 +70,7 @@ def test_conv3d_gradients_equal_plain_convolution():
         _close(fast, plain, 1e-4)
 
 
+@pytest.mark.parametrize("avx2", [False, True])  # fewer than 8 outputs: padded to 8 in the backward on AVX2 only
 @pytest.mark.parametrize("blocked", [False, True])  # the two weight-gradient routes, whichever this CPU takes
 @pytest.mark.parametrize("cin,cout,kernel,stride,input_grad,bias", [
     (8, 16, (3, 3, 3), (1, 1, 1), True, True),
@@ -78,9 +79,10 @@ def test_conv3d_gradients_equal_plain_convolution():
     (8, 8, (1, 3, 3), (1, 2, 2), True, False),  # spatial downsample, no bias
     (8, 8, (3, 1, 1), (2, 1, 1), True, True),  # temporal downsample
 ])
-def test_conv3d_backward_routes_equal_plain_convolution(monkeypatch, blocked, cin, cout, kernel, stride, input_grad,
-                                                        bias):
+def test_conv3d_backward_routes_equal_plain_convolution(monkeypatch, avx2, blocked, cin, cout, kernel, stride,
+                                                        input_grad, bias):
     monkeypatch.setattr(layers, "_weight_grad_blocked", lambda x, weight, grad: blocked)
+    monkeypatch.setattr(layers, "_avx2", lambda: avx2)
     torch.manual_seed(0)
     x = torch.randn(2, cin, 7, 13, 12).contiguous(memory_format=CL).requires_grad_(input_grad)
     weight = (torch.randn(cout, cin, *kernel) / (cin * kernel[0] * kernel[1] * kernel[2]) ** 0.5)
@@ -173,12 +175,24 @@ def _plain_attention(attn: AttentionBlock, x: torch.Tensor) -> torch.Tensor:
     return F.conv3d(out, attn.to_out.weight, attn.to_out.bias) + x
 
 
-def test_attention_equals_per_frame_linear_attention():
+@pytest.mark.parametrize("size", [(6, 5), (8, 8)])  # 30 pixels: rows as they are; 64: joined 8 at a time
+def test_attention_equals_per_frame_linear_attention(size):
     attn = _randomised(AttentionBlock(8))
-    x = torch.randn(2, 8, 3, 6, 5, requires_grad=True)
+    x = torch.randn(2, 8, 3, *size, requires_grad=True)
     fast, plain = attn(x), _plain_attention(attn, x)
     _close(fast, plain)
     _same_gradients(fast, plain, (x, *attn.parameters()), 1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels,size", [(16, (8, 8)), (16, (3, 5)), (96, (4, 4))])  # joined 4 at a time, not, not
+def test_add_per_channel_equals_broadcast(dtype, channels, size):
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, 3, *size, dtype=dtype).contiguous(memory_format=CL).requires_grad_()
+    bias = torch.randn(2, channels, dtype=dtype, requires_grad=True)
+    fast, plain = layers._add_per_channel(x, bias), x + bias[:, :, None, None, None]
+    assert torch.equal(fast, plain) and fast.is_contiguous(memory_format=CL)
+    _same_gradients(fast.float(), plain.float(), (x, bias), 1e-2 if dtype == torch.bfloat16 else TOL)
 
 
 def _per_pixel_conv1d(conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from cdtcodec.cli import app
-from cdtcodec.model.layers import conv3d
+from cdtcodec.model.layers import ChannelNorm, conv3d
 from cdtcodec.precision import describe_cpu, fast_bf16, resolve
 from cdtcodec.sampling import frame_noise
 from cdtcodec.stream import StreamDecoder, StreamEncoder
@@ -107,6 +107,35 @@ def test_conv_route_under_autocast_is_bf16_with_fp32_master_weights():
     y.float().sum().backward()
     assert w.grad.dtype == torch.float32 and b.grad.dtype == torch.float32
     assert torch.allclose(b.grad, torch.full_like(b, 8 * 8 * 2))  # each output pixel adds its bias once
+
+
+@pytest.mark.parametrize("size", [(2, 5, 6), (4, 128, 128)])
+def test_bf16_channel_norm_sums_its_weight_gradients_in_fp32(size):
+    """The norm's bf16 backward takes the gain and bias gradients from the fp32 kernel (torch's bf16 one is off
+    by 20-40% of their size at 4 x 128 x 128); the output and the input gradient are torch's bf16 kernel's."""
+    torch.manual_seed(0)
+    norm = ChannelNorm(16)
+    with torch.no_grad():
+        norm.g.normal_()
+        norm.b.normal_()
+    x = (torch.randn(1, 16, *size) * 3 + 1).bfloat16().contiguous(memory_format=torch.channels_last_3d)
+    x.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = norm.channels_last(x)
+    assert "BFloat16LayerNorm" in type(y.grad_fn).__name__
+    weights = torch.randn_like(y)
+    y.backward(weights)
+
+    rows = x.detach().permute(0, 2, 3, 4, 1).requires_grad_()
+    g, b = norm.g.detach().flatten().requires_grad_(), norm.b.detach().flatten().requires_grad_()
+    reference = torch.nn.functional.layer_norm(rows, (16,), g, b, norm.eps)  # torch's bf16 kernel
+    assert torch.equal(y, reference)
+    assert torch.equal(x.grad.permute(0, 2, 3, 4, 1), torch.autograd.grad(reference, rows, weights)[0])
+    exact = torch.nn.functional.layer_norm(rows.detach().double(), (16,), g.double(), b.double(), norm.eps)
+    exact_g, exact_b = torch.autograd.grad(exact, (g, b), weights.double())
+    for fast, truth in ((norm.g.grad.flatten(), exact_g), (norm.b.grad.flatten(), exact_b)):
+        assert fast.dtype == torch.float32
+        assert (fast.double() - truth).abs().max() <= 1e-5 * truth.abs().max()
 
 
 def test_cli_precision_bad_value_is_one_line(tmp_path):

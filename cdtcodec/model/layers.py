@@ -69,6 +69,11 @@ def _eight_outputs(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[tor
     return weight, (torch.cat([bias, bias.new_zeros(pad)]) if bias is not None else None)
 
 
+def _avx2() -> bool:
+    """Whether torch runs its AVX2 kernels (a CPU without AVX-512, or one capped to AVX2 by ATEN_CPU_CAPABILITY)."""
+    return torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
 def _weight_grad_blocked(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor) -> bool:
     """Whether oneDNN computes this weight gradient faster from plain (N, C, T, H, W) tensors than from our
     channels-last ones. On AVX2 its channels-last backward-weights kernel is its old direct one, while plain
@@ -77,7 +82,7 @@ def _weight_grad_blocked(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tens
     batch 2: 121-151 ms against 57-70 ms). Narrow or small convolutions lose the copies; AVX-512 has other
     kernels and was not measured, so it keeps the direct route."""
     cout, cin = weight.shape[:2]
-    return (torch.backends.cpu.get_cpu_capability() == "AVX2" and cin >= 32 and cin * cout >= 32 * 32
+    return (_avx2() and cin >= 32 and cin * cout >= 32 * 32
             and grad.shape[3] * grad.shape[4] >= 24 * 24)
 
 
@@ -97,7 +102,7 @@ class _OneDNNConv3d(torch.autograd.Function):
     def backward(ctx, g):
         x, weight = ctx.saved_tensors
         cout = weight.shape[0]
-        if cout < 8:
+        if cout < 8 and _avx2():  # on AVX-512 the padded data gradient took twice as long (16 -> 3, 3x7x7)
             weight = _eight_outputs(weight, None)[0]
             g = torch.cat([g, g.new_zeros(g.shape[0], 8 - cout, *g.shape[2:])], dim=1)
         g = g.contiguous(memory_format=torch.channels_last_3d)
@@ -253,7 +258,38 @@ class ChannelNorm(nn.Module):
     def channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """The norm as a (B, T, H, W, C) tensor: layer_norm over a channels-last view is one fused pass, and
         its channels-last output is the layout the convolutions prefer, so the whole network settles into it."""
-        return F.layer_norm(to_channels_last(x), self.b.shape[1:2], self.g.flatten(), self.b.flatten(), self.eps)
+        x, g, b = to_channels_last(x), self.g.flatten(), self.b.flatten()
+        if x.dtype == torch.bfloat16 and torch.is_grad_enabled() and not torch.jit.is_tracing():
+            return _BFloat16LayerNorm.apply(x, g, b, self.eps)
+        return F.layer_norm(x, b.shape, g, b, self.eps)
+
+
+class _BFloat16LayerNorm(torch.autograd.Function):
+    """F.layer_norm of a bf16 tensor with fp32 weights, with the weights' gradients taken by the fp32 kernel.
+
+    torch's bf16 kernel (2.13, CPU) gets the gain and bias gradients wrong by 10-30% of their size over our
+    10^4-10^5 rows (its sums lose precision), and slowly: over 16 channels at 2 x 9 x 96 x 96 it took 3-11 ms at
+    2 threads, more than at one, against 0.6 ms for the fp32 kernel on upcast copies. The input gradient and the
+    forward keep the bf16 kernel.
+    """
+
+    @staticmethod
+    def forward(ctx, x, g, b, eps):
+        x = x.contiguous()
+        y, mean, rstd = torch.native_layer_norm(x, b.shape, g, b, eps)
+        ctx.save_for_backward(x, g, b, mean, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, g, b, mean, rstd = ctx.saved_tensors
+        backward = torch.ops.aten.native_layer_norm_backward
+        need_x, need_g, need_b = ctx.needs_input_grad[:3]
+        dx = backward(dy, x, b.shape, mean, rstd, g, b, [True, False, False])[0] if need_x else None
+        dg = db = None
+        if need_g or need_b:
+            _, dg, db = backward(dy.float(), x.float(), b.shape, mean, rstd, g, b, [False, need_g, need_b])
+        return dx, dg, db, None
 
 
 class Block(nn.Module):
@@ -268,6 +304,25 @@ class Block(nn.Module):
         return from_channels_last(self.norm.channels_last(self.conv(x, cache)).relu_())
 
 
+def _joined(c: int, rows: int) -> int:
+    """How many consecutive rows of c values to join into one of 64 or more, for a broadcast or a reduction over
+    rows: torch's bf16 kernels run one whose innermost run is shorter than a vector (32 values) element by element
+    (a per-channel add at 2 x 9 x 96 x 96 x 16, 2 threads: 3.0 ms, joined 0.4; fp32 0.5 and 0.2). `rows`, the rows
+    in each group, must divide evenly; 1 where they do not."""
+    join = max(1, 64 // c)
+    return join if rows % join == 0 else 1
+
+
+def _add_per_channel(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x (B, C, T, H, W) + bias (B, C), along the channels-last view: a (B, C, 1, 1, 1) operand made the sum a
+    strided pass in the plain layout, 10x slower, then copied back by the next convolution."""
+    b, c, t, h, w = x.shape
+    rows = to_channels_last(x)
+    join = _joined(c, t * h * w)
+    out = rows.reshape(b, -1, join * c) + bias.repeat(1, join)[:, None]
+    return from_channels_last(out.view(rows.shape))
+
+
 class ResnetBlock(nn.Module):
     """Block1 (+ per-channel time bias) -> Block2, plus a 1x1x1 residual projection when widths differ."""
 
@@ -280,10 +335,8 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, cache: Cache | None = None) -> torch.Tensor:
         h = self.block1(x, cache)
-        if self.time_proj is not None:  # added along the channels-last view: a (B, C, 1, 1, 1) operand made
-            # the sum a strided pass in the plain layout, 10x slower, then copied back by the next convolution
-            bias = self.time_proj(F.leaky_relu(temb, 0.2))[:, None, None, None, :]
-            h = from_channels_last(to_channels_last(h) + bias)
+        if self.time_proj is not None:
+            h = _add_per_channel(h, self.time_proj(F.leaky_relu(temb, 0.2)))
         h = self.block2(h, cache)
         return h + (self.res_conv(x) if self.res_conv is not None else x)
 
@@ -308,8 +361,11 @@ class AttentionBlock(nn.Module):
         # over channels, at each pixel; in fp32, since torch's bf16 softmax over a short last dimension runs its
         # backward at a ninth of the fp32 rate (16 ms of a 1.1 s bf16 training step on 2 threads)
         q = F.linear(tokens, w_q).float().softmax(dim=-1).to(tokens.dtype)
-        k = F.linear(tokens, w_k)
-        e = (k - k.amax(dim=1, keepdim=True).detach()).exp_()  # softmax over pixels, normalised below
+        k = F.linear(tokens, w_k)  # softmax over pixels, normalised below; on joined rows (_joined)
+        join = _joined(c, h * w)
+        k_rows = k.view(b * t, -1, join * c)
+        peak = k_rows.amax(dim=1).view(b * t, join, c).amax(dim=1, keepdim=True).detach()
+        e = (k_rows - peak.repeat(1, 1, join)).exp_().view(k.shape)
         context = (e.transpose(1, 2) @ F.linear(tokens, w_v)) / e.sum(dim=1).unsqueeze(-1)  # (BT, C, C)
         mix = (context @ self.to_out.weight.flatten(1).t()) * self.scale + self.to_out.bias
         out = torch.baddbmm(to_channels_last(x).reshape(b * t, h * w, c), q, mix)
