@@ -174,7 +174,7 @@ def main() -> None:
     model = CDT(get_config(args.preset)).train()
     lpips = LPIPS.from_file() if args.lpips_weight > 0 else None
     objective = Objective(model, LossWeights(lpips=args.lpips_weight), lpips)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0, fused=True)  # as cdtcodec train
     ema = [p.detach().clone() for p in model.parameters()]
     generator = torch.Generator().manual_seed(0)
 
@@ -193,7 +193,7 @@ def main() -> None:
         return torch.stack([clips.sample(rng) for _ in range(args.batch)])
 
     def update():
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         optimizer.step()
         with torch.no_grad():
             torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1e-3)

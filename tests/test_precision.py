@@ -138,6 +138,16 @@ def test_bf16_channel_norm_sums_its_weight_gradients_in_fp32(size):
         assert (fast.double() - truth).abs().max() <= 1e-5 * truth.abs().max()
 
 
+def test_bf16_channel_norm_with_bf16_weights_backpropagates():
+    """A model cast to bf16 for inference (CDT.set_precision) keeps working under autograd: each position adds
+    its bias once."""
+    norm = ChannelNorm(16).bfloat16()
+    x = torch.randn(1, 16, 2, 4, 4, dtype=torch.bfloat16, requires_grad=True)
+    norm(x).sum().backward()
+    assert norm.g.grad.dtype == norm.b.grad.dtype == x.grad.dtype == torch.bfloat16
+    assert torch.equal(norm.b.grad.flatten(), torch.full((16,), 32.0, dtype=torch.bfloat16))
+
+
 def test_cli_precision_bad_value_is_one_line(tmp_path):
     for args in (["decode", str(tmp_path / "x.cdt"), "-o", str(tmp_path / "y.mp4")],
                  ["encode", str(tmp_path / "x.mp4"), "-o", str(tmp_path / "y.cdt")], ["demo"]):

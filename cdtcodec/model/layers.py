@@ -288,7 +288,9 @@ class _BFloat16LayerNorm(torch.autograd.Function):
         dx = backward(dy, x, b.shape, mean, rstd, g, b, [True, False, False])[0] if need_x else None
         dg = db = None
         if need_g or need_b:
-            _, dg, db = backward(dy.float(), x.float(), b.shape, mean, rstd, g, b, [False, need_g, need_b])
+            _, dg, db = backward(dy.float(), x.float(), b.shape, mean.float(), rstd.float(), g.float(), b.float(),
+                                 [False, need_g, need_b])  # bf16 weights give bf16 statistics
+            dg, db = (None if d is None else d.to(g.dtype) for d in (dg, db))
         return dx, dg, db, None
 
 

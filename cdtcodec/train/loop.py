@@ -76,8 +76,7 @@ def _frozen_prior(spec: str, device: torch.device) -> nn.Module:
 
 @torch.no_grad()
 def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - decay)
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
 
 
 def _starting_scale(spec: str) -> QualityScale | None:
@@ -164,7 +163,9 @@ class Trainer:
                               scale=self.scale, freeze_encoder=cfg.freeze_encoder)
         self.objective = (nn.parallel.DistributedDataParallel(objective) if self.world > 1 else objective)
         trained = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=0.0)
+        # the fused kernel and the foreach clipping and EMA: 24 ms of a step where loops over the tensors took 47
+        # (cdt-tiny, 2 threads, AMD EPYC Zen 4)
+        self.optimizer = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=0.0, fused=True)
         self.generator = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
         self.step = 0
         self.started = time.time()
@@ -190,6 +191,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a checkpoint from before the fused kernel carries its flags
+            group.update(fused=True, foreach=None)
         self.step = state["step"]
         self.elapsed_before = state.get("elapsed", 0.0)
         self.cpu_before = state.get("cpu_seconds", 0.0)
@@ -265,7 +268,7 @@ class Trainer:
             losses = self.objective(video.to(self.device), self.generator)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
         self.optimizer.step()
         self.step += 1
         _update_ema(self.ema, self.model, min(cfg.ema, (1 + self.step) / (10 + self.step)))
