@@ -151,10 +151,12 @@ class _PaddedBuffer(torch.autograd.Function):
     """_build_padded with its adjoint: the gradient of the body, plus, for 'replicate', the gradient of every
     copied border summed onto the edge it was copied from.
 
-    Replicate padding is separable, so its adjoint folds each axis independently: the body's gradient is
-    copied once (a contiguous channels-last tensor, as the layers below want it), and the borders, summed
-    across their width first, are folded onto it from small slices. Folding in place on a clone of the
-    whole padded gradient instead cost one more full-size copy per convolution.
+    Replicate padding is separable, so its adjoint folds one axis at a time, in place on the padded gradient:
+    W's borders onto the edge columns over every row and frame, then H's onto the edge rows over every frame
+    (corners included, since W's fold reached them), then the front frames onto the first: an add per padded
+    slice, then one copy of the body, a contiguous channels-last tensor as the layers below want it. Folding
+    each border slice out of place took 20-35 operations per convolution: 90 ms of a cdt-tiny training step
+    (2 x 9 x 96 x 96, 2 threads, fp32 or bf16, profiled), against 30 now.
     """
 
     @staticmethod
@@ -166,31 +168,33 @@ class _PaddedBuffer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         front, ph, pw, mode, held, h, w = ctx.geometry
+        if mode == "replicate":
+            # g is the convolution's data gradient: a fresh tensor that only this node reads, so it is folded
+            # in place; anything else (a caller's own tensor, an expanded one) is copied first
+            if g._base is not None or not g.is_contiguous(memory_format=torch.channels_last_3d):
+                g = g.clone(memory_format=torch.channels_last_3d)
+            _fold_borders(g, 4, pw, w)
+            _fold_borders(g[..., pw : pw + w], 3, ph, h)
+            _fold_borders(g[:, :, :, ph : ph + h, pw : pw + w], 2, front, 0)
         body = g[:, :, front:, ph : ph + h, pw : pw + w]
         if mode == "replicate":
             body = body.clone(memory_format=torch.channels_last_3d)
-            rows = g[:, :, front:]
-            if pw:
-                body[..., :1] += rows[:, :, :, ph : ph + h, :pw].sum(4, keepdim=True)
-                body[..., -1:] += rows[:, :, :, ph : ph + h, pw + w :].sum(4, keepdim=True)
-            if ph:
-                body[:, :, :, :1] += _fold_replicate(rows[:, :, :, :ph].sum(3, keepdim=True), 4, pw, w)
-                body[:, :, :, -1:] += _fold_replicate(rows[:, :, :, ph + h :].sum(3, keepdim=True), 4, pw, w)
-            if front:
-                plane = _fold_replicate(g[:, :, :front].sum(2, keepdim=True), 3, ph, h)
-                body[:, :, :1] += _fold_replicate(plane, 4, pw, w)
         grad_past = body[:, :, :held] if ctx.past_needs_grad else None
         return body[:, :, held:], grad_past, None, None, None, None
 
 
-def _fold_replicate(g: torch.Tensor, dim: int, pad: int, n: int) -> torch.Tensor:
-    """The adjoint of replicate-padding `n` values by `pad` on both sides along `dim` (for small slices)."""
-    if not pad:
-        return g
-    body = g.narrow(dim, pad, n).clone()
-    body.narrow(dim, 0, 1).add_(g.narrow(dim, 0, pad).sum(dim, keepdim=True))
-    body.narrow(dim, n - 1, 1).add_(g.narrow(dim, pad + n, pad).sum(dim, keepdim=True))
-    return body
+def _fold_borders(g: torch.Tensor, dim: int, pad: int, n: int) -> None:
+    """In place: add the `pad` values before the body along `dim` onto its first value, and, when n > 0 (a body of
+    n values with `pad` after it too), the `pad` values after it onto its last: the adjoint of replicate padding
+    along that axis, left in the body's slots. One add per padded slice: torch's sum across a few strided slices
+    took 2-5x as long (front frames at 2 x 16 x 96 x 96: 0.57 ms fp32, 1.0 bf16, against 0.1)."""
+    first = g.narrow(dim, pad, 1)
+    for i in range(pad):
+        first.add_(g.narrow(dim, i, 1))
+    if n:
+        last = g.narrow(dim, pad + n - 1, 1)
+        for i in range(pad):
+            last.add_(g.narrow(dim, pad + n + i, 1))
 
 
 def _build_padded(x: torch.Tensor, front: int, ph: int, pw: int, mode: str,
