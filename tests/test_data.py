@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from cdtcodec.train.data import ClipDataset, list_segments, read_frames, validation_clips, validation_set
+from cdtcodec.train.data import (
+    ClipDataset,
+    _decode_skipping,
+    list_segments,
+    read_frames,
+    validation_clips,
+    validation_set,
+)
 
 FPS = 8
 KEYINT = 4
@@ -20,15 +27,19 @@ def _level(i: int) -> int:
     return 16 + 5 * i  # gray level of frame i: identifies the frame after decoding
 
 
-def _make_clip(path: Path, n: int, w: int, h: int, pattern: bool = True) -> None:
-    """Lossless H.264 clip: frame i is gray level _level(i) plus a fixed texture."""
+def _make_clip(path: Path, n: int, w: int, h: int, pattern: bool = True, keyint: int = KEYINT,
+               bframes: int = 0) -> None:
+    """Lossless H.264 clip: frame i is gray level _level(i) plus a fixed texture. bframes: that many B-frames
+    between references, none of them a reference (lossy then, at x264's CRF 20: its lossless mode makes no
+    B-frames)."""
     yy, xx = np.mgrid[0:h, 0:w]
     tex = ((xx // 4 + yy // 4) % 2 * 16).astype(np.int32) if pattern else 0
     with av.open(str(path), mode="w") as out:
         s = out.add_stream("libx264", rate=FPS)
         s.width, s.height, s.pix_fmt = w, h, "yuv444p"
         s.codec_context.time_base = Fraction(1, FPS)
-        s.options = {"qp": "0", "preset": "ultrafast", "x264-params": f"keyint={KEYINT}:min-keyint={KEYINT}"}
+        s.options = {**({"crf": "20", "preset": "medium"} if bframes else {"qp": "0", "preset": "ultrafast"}),
+                     "x264-params": f"keyint={keyint}:min-keyint={keyint}:bframes={bframes}:b-adapt=0:b-pyramid=none"}
         for i in range(n):
             img = np.clip(_level(i) + tex, 0, 255).astype(np.uint8)
             rgb = np.repeat(img[..., None], 3, axis=2)
@@ -73,6 +84,24 @@ def test_read_frames_seek_is_exact(data_root, start):
     assert x.shape == (5, 48, 64, 3) and x.dtype == np.uint8
     ids = [int(round((f.astype(np.float64).mean() - 8 - 16) / 5)) for f in x]
     assert ids == list(range(start, start + 5))
+
+
+def test_read_frames_skips_only_unwanted_frames(tmp_path):
+    """Long GOPs with B-frames: the pre-roll's non-reference frames are not decoded, and every window is still
+    exactly what a decode from the first frame gives."""
+    path = tmp_path / "bframes.mp4"
+    _make_clip(path, 40, 64, 48, keyint=16, bframes=2)
+    with av.open(str(path)) as c:
+        full = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    for start in range(len(full) - 8):
+        assert np.array_equal(read_frames(path, start, 9), full[start : start + 9]), start
+
+    with av.open(str(path)) as c:  # from the keyframe at 16 to frame 31: fewer frames come out than are shown
+        s = c.streams.video[0]
+        c.seek(int(16 / FPS / s.time_base), stream=s, backward=True, any_frame=False)
+        index = lambda pts: int(round(float(pts * s.time_base * FPS)))  # noqa: E731
+        shown = [index(f.pts) for f in _decode_skipping(c, s, index, 31)]
+    assert shown[-9:] == list(range(31, 40)) and len(shown) < 24
 
 
 def test_clip_shapes_range_and_order(data_root):
