@@ -301,3 +301,35 @@ def test_a_frozen_encoder_keeps_the_latents_and_trains_the_decoder(tmp_path):
     out["loss"].backward()
     assert all(p.grad is None for p in model.encoder.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.denoiser.parameters())
+
+
+def test_a_decoder_only_export_carries_the_prior_and_quality_scale(data_dir, toy_weights, tmp_path):
+    import shutil
+
+    from cdtcodec.rate.coder_choice import prior_path
+    from cdtcodec.rate.quantize import QualityScale, load_scale, save_scale, scale_for, scale_path
+    from cdtcodec.weights import file_sha256
+
+    start = tmp_path / "start.safetensors"
+    shutil.copyfile(toy_weights, start)
+    prior = b"the starting weights' prior"  # copied as it is, never read by this run
+    prior_path(start).write_bytes(prior)
+    gains = tuple(tuple(float(v) for v in np.exp(np.linspace(-0.1, 0.1, 16)) ** q) for q in range(8))
+    fitted = QualityScale(tuple(2.0 * 0.6 ** q for q in range(8)), gains, file_sha256(start), "fit")
+    save_scale(fitted, scale_path(start))
+
+    cfg = _config(data_dir, tmp_path / "run", start, steps=2, freeze_encoder=True, quantized_share=0.5)
+    trainer = Trainer(cfg, make_batches(cfg), [])
+    trainer.run()
+    export = tmp_path / "tuned.safetensors"
+    trainer.export(export)
+    assert prior_path(export).read_bytes() == prior
+    scale = load_scale(scale_path(export))
+    assert (scale.global_steps, scale.gains) == (fitted.global_steps, fitted.gains)
+    assert scale.weights_sha256 == file_sha256(export) != fitted.weights_sha256
+    assert scale_for(export, file_sha256(export), 16) == (scale, "")  # what encode uses: no fallback note
+
+    cfg = _config(data_dir, tmp_path / "run2", start, steps=2)  # the encoder trained: the latents change
+    Trainer(cfg, make_batches(cfg), []).export(tmp_path / "full.safetensors")
+    assert not scale_path(tmp_path / "full.safetensors").exists()
+    assert not prior_path(tmp_path / "full.safetensors").exists()

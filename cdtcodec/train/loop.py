@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -28,7 +29,15 @@ from cdtcodec.metrics import psnr
 from cdtcodec.model import CDT
 from cdtcodec.precision import describe_cpu
 from cdtcodec.precision import resolve as resolve_precision
-from cdtcodec.rate.quantize import DEFAULT_QUALITY, DEFAULT_SCALE, QualityScale, load_scale, roundtrip, scale_path
+from cdtcodec.rate.quantize import (
+    DEFAULT_QUALITY,
+    DEFAULT_SCALE,
+    QualityScale,
+    load_scale,
+    roundtrip,
+    save_scale,
+    scale_path,
+)
 from cdtcodec.sampling import frame_noise
 from cdtcodec.train.config import LossWeights, TrainConfig  # noqa: F401 (re-exported: their old home)
 from cdtcodec.train.losses import Objective
@@ -246,6 +255,24 @@ class Trainer:
         info.update(extra or {})
         save_model(self.ema.cpu(), path, self.name, half=half, extra=info)
         self.ema.to(self.device)
+        if self.cfg.freeze_encoder:
+            self._export_rate_files(Path(path))
+
+    def _export_rate_files(self, path: Path) -> None:
+        """A decoder-only fine-tune keeps the encoder, so the latents, and with them the starting weights' prior
+        and fitted quality scale, hold exactly for the exported weights: both go beside them (the scale stamped
+        with the new file's SHA-256, which the codec checks), so the export encodes as the start did."""
+        from cdtcodec.rate.coder_choice import prior_path
+        from cdtcodec.weights import file_sha256
+
+        prior = prior_path(_starting_file(self.cfg.model))
+        if Path(prior).is_file() and Path(prior).resolve() != prior_path(path).resolve():
+            shutil.copyfile(prior, prior_path(path))
+        if self.scale is not None:
+            scale = dataclasses.replace(self.scale, weights_sha256=file_sha256(path), source="fit")
+            save_scale(scale, scale_path(path), note={"from": self.scale.weights_sha256,
+                                                      "script": "cdtcodec train --freeze-encoder: the starting "
+                                                                "weights' scale (their latents are unchanged)"})
 
     # -- the loop ----------------------------------------------------------------------------------------
     def _say(self, text: str) -> None:
