@@ -269,12 +269,13 @@ class ChannelNorm(nn.Module):
 
 
 class _BFloat16LayerNorm(torch.autograd.Function):
-    """F.layer_norm of a bf16 tensor with fp32 weights, with the weights' gradients taken by the fp32 kernel.
+    """F.layer_norm of a bf16 tensor with fp32 weights, its backward taken by the fp32 kernel on upcast copies.
 
-    torch's bf16 kernel (2.13, CPU) gets the gain and bias gradients wrong by 10-30% of their size over our
-    10^4-10^5 rows (its sums lose precision), and slowly: over 16 channels at 2 x 9 x 96 x 96 it took 3-11 ms at
-    2 threads, more than at one, against 0.6 ms for the fp32 kernel on upcast copies. The input gradient and the
-    forward keep the bf16 kernel.
+    torch's bf16 backward kernel (2.13, CPU) gets the gain and bias gradients wrong by 10-30% of their size over
+    our 10^4-10^5 rows (its sums lose precision), and it is slower than upcasting and running the fp32 kernel:
+    over 2 x 9 x 96 x 96 x 16 at 2 threads, its input gradient alone took 1.1-1.9 ms and erratically more, where
+    the upcasts, the fp32 kernel's three gradients and the input gradient's cast back take 2.1-3.5 ms against
+    the 2.6-4.0 of both kernels. The forward keeps the bf16 kernel.
     """
 
     @staticmethod
@@ -287,15 +288,11 @@ class _BFloat16LayerNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, g, b, mean, rstd = ctx.saved_tensors
-        backward = torch.ops.aten.native_layer_norm_backward
-        need_x, need_g, need_b = ctx.needs_input_grad[:3]
-        dx = backward(dy, x, b.shape, mean, rstd, g, b, [True, False, False])[0] if need_x else None
-        dg = db = None
-        if need_g or need_b:
-            _, dg, db = backward(dy.float(), x.float(), b.shape, mean.float(), rstd.float(), g.float(), b.float(),
-                                 [False, need_g, need_b])  # bf16 weights give bf16 statistics
-            dg, db = (None if d is None else d.to(g.dtype) for d in (dg, db))
-        return dx, dg, db, None
+        needs = list(ctx.needs_input_grad[:3])
+        dx, dg, db = torch.ops.aten.native_layer_norm_backward(  # bf16 weights give bf16 statistics: all cast
+            dy.float(), x.float(), b.shape, mean.float(), rstd.float(), g.float(), b.float(), needs)
+        return (None if dx is None else dx.to(x.dtype), None if dg is None else dg.to(g.dtype),
+                None if db is None else db.to(b.dtype), None)
 
 
 class Block(nn.Module):
