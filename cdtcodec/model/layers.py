@@ -169,8 +169,8 @@ class _PaddedBuffer(torch.autograd.Function):
     def backward(ctx, g):
         front, ph, pw, mode, held, h, w = ctx.geometry
         if mode == "replicate":
-            # g is the convolution's data gradient: a fresh tensor that only this node reads, so it is folded
-            # in place; anything else (a caller's own tensor, an expanded one) is copied first
+            # the padded buffer's one reader is its convolution, whose data gradient arrives here fresh and
+            # is read by no other node: it is folded in place (a view or another layout is copied first)
             if g._base is not None or not g.is_contiguous(memory_format=torch.channels_last_3d):
                 g = g.clone(memory_format=torch.channels_last_3d)
             _fold_borders(g, 4, pw, w)
@@ -272,10 +272,10 @@ class _BFloat16LayerNorm(torch.autograd.Function):
     """F.layer_norm of a bf16 tensor with fp32 weights, its backward taken by the fp32 kernel on upcast copies.
 
     torch's bf16 backward kernel (2.13, CPU) gets the gain and bias gradients wrong by 10-30% of their size over
-    our 10^4-10^5 rows (its sums lose precision), and it is slower than upcasting and running the fp32 kernel:
-    over 2 x 9 x 96 x 96 x 16 at 2 threads, its input gradient alone took 1.1-1.9 ms and erratically more, where
-    the upcasts, the fp32 kernel's three gradients and the input gradient's cast back take 2.1-3.5 ms against
-    the 2.6-4.0 of both kernels. The forward keeps the bf16 kernel.
+    our 10^4-10^5 rows (its sums lose precision). Its input gradient beside the fp32 kernel for the weights'
+    gradients is also slower than the fp32 kernel for all three with the casts: 2.6-4.0 against 2.1-3.5 ms at
+    2 x 9 x 96 x 96 x 16 on 2 threads (the bf16 kernel at times 7-9 ms), 15-20% more at the step's smaller
+    norms. The forward keeps the bf16 kernel.
     """
 
     @staticmethod
