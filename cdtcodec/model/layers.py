@@ -176,9 +176,9 @@ class _PaddedBuffer(torch.autograd.Function):
             _fold_borders(g, 4, pw, w)
             _fold_borders(g[..., pw : pw + w], 3, ph, h)
             _fold_borders(g[:, :, :, ph : ph + h, pw : pw + w], 2, front, 0)
-        body = g[:, :, front:, ph : ph + h, pw : pw + w]
-        if mode == "replicate":
-            body = body.clone(memory_format=torch.channels_last_3d)
+            body = g[:, :, front:, ph : ph + h, pw : pw + w].clone(memory_format=torch.channels_last_3d)
+        else:
+            body = g[:, :, front:, ph : ph + h, pw : pw + w]
         grad_past = body[:, :, :held] if ctx.past_needs_grad else None
         return body[:, :, held:], grad_past, None, None, None, None
 

@@ -115,11 +115,15 @@ def read_frames(path: str | Path, start: int, count: int) -> np.ndarray:
             target = t0 + int(math.floor(Fraction(start) / Fraction(rate) / Fraction(tb)))
             c.seek(target, stream=s, backward=True, any_frame=False)
             ok = True
-            for frame in _decode_skipping(c, s, lambda pts: int(round(float((pts - t0) * tb * rate))), start):
+
+            def index(pts: int) -> int:  # a timestamp's frame number
+                return int(round(float((pts - t0) * tb * rate)))
+
+            for frame in _decode_skipping(c, s, index, start):
                 if frame.pts is None:
                     ok = False
                     break
-                idx = int(round(float((frame.pts - t0) * tb * rate)))
+                idx = index(frame.pts)
                 if idx > start and not frames:
                     ok = False  # landed after the window start: timestamps not trustworthy
                     break

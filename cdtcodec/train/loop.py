@@ -266,7 +266,7 @@ class Trainer:
         from cdtcodec.weights import file_sha256
 
         prior = prior_path(_starting_file(self.cfg.model))
-        if Path(prior).is_file() and Path(prior).resolve() != prior_path(path).resolve():
+        if prior.is_file() and prior.resolve() != prior_path(path).resolve():
             shutil.copyfile(prior, prior_path(path))
         if self.scale is not None:
             scale = dataclasses.replace(self.scale, weights_sha256=file_sha256(path), source="fit")
